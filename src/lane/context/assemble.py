@@ -1,0 +1,69 @@
+"""What an agent sees for one step: its direction, canon, the goal, inputs and examples.
+
+The messages built here are recorded in the journal exactly as sent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from lane.spec.project import AgentSpec, ProjectSpec
+from lane.spec.runbook import StepSpec
+
+
+class ContextTooLarge(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Context:
+    messages: list[dict[str, Any]]
+    sources: list[str]  # files read into it
+    estimated_tokens: int
+
+
+def assemble(project: ProjectSpec, agent: AgentSpec, step: StepSpec, inputs: Any) -> Context:
+    plan = agent.file.context
+    inputs_json = _json(inputs)
+    sources = list(plan.always)
+    haystack = f"{step.step.goal or ''}\n{inputs_json}".lower()
+    sources += [t.read for t in plan.on if t.when.lower() in haystack and t.read not in sources]
+    system = [agent.direction.strip() or f"You are {agent.name}."]
+    for file in sources:
+        text = (project.root / file).read_text(encoding="utf-8").strip()
+        system.append(f"# {file}\n\n{text}")
+    messages = [
+        {"role": "system", "content": "\n\n".join(system)},
+        {"role": "user", "content": _task(step, inputs_json)},
+    ]
+    tokens = sum(len(m["content"]) for m in messages) // 4
+    if plan.max_tokens is not None and tokens > plan.max_tokens:
+        raise ContextTooLarge(
+            f"the context of step {step.id} is about {tokens} tokens, over agent {agent.name}'s "
+            f"context.max_tokens {plan.max_tokens}; shorten its sources or raise the limit"
+        )
+    return Context(messages, sources, tokens)
+
+
+def _task(step: StepSpec, inputs_json: str) -> str:
+    parts = [f"Goal: {step.step.goal}", f"Inputs:\n{inputs_json}"]
+    for example in step.step.examples or ():
+        parts.append(f"Example inputs:\n{_json(example.with_)}\nExample output:\n{_json(example.output)}")
+    if step.step.output is not None:
+        parts.append(f"When you are done, reply with only the output as JSON matching this schema:\n{_json(step.step.output)}")
+    return "\n\n".join(parts)
+
+
+def repair_message(errors: list[str]) -> dict[str, Any]:
+    listed = "\n".join(f"- {e}" for e in errors)
+    return {"role": "user", "content": f"Your output does not match the step's output schema:\n{listed}\nReply with the corrected output as JSON."}
+
+
+def nudge_message() -> dict[str, Any]:
+    return {"role": "user", "content": "Continue. When you are done, reply with only the output as JSON matching the schema."}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=1, sort_keys=False)

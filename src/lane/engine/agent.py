@@ -1,0 +1,165 @@
+"""An agent step: ask the model, run its tool calls, validate its handoff, repeat.
+
+Read top to bottom: `run` is the loop; each turn is one model response, then
+either tool calls or a handoff. Replay works because every stage looks in the
+journal first: a recorded response or tool result is reused, never redone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from lane.context.assemble import ContextTooLarge, assemble, nudge_message, repair_message
+from lane.engine.approvals import ask, decision_for
+from lane.engine.budgets import AGENT_STEP_DEFAULTS, merge
+from lane.engine.calls import CallRequest, call_tool
+from lane.engine.state import RunState, StepFailed
+from lane.errors import ModelError
+from lane.models.base import ModelRequest, ModelResponse, ToolCall, ToolSpec
+from lane.spec.runbook import StepSpec
+
+
+class AgentStep:
+    def __init__(self, state: RunState, step: StepSpec) -> None:
+        self.state = state
+        self.step = step
+        self.agent = state.project.agents[step.step.agent or ""]
+        self.model_id = state.project.model_id(self.agent.file.model)
+        self.allowlist = step.step.tools if step.step.tools is not None else self.agent.file.tools
+        self.limits = merge(AGENT_STEP_DEFAULTS, self.agent.file.budget, step.step.budget)
+        self.repairs = step.step.repairs if step.step.repairs is not None else self.agent.file.repairs
+        self.schema = step.step.output
+        self.validator = Draft202012Validator(self.schema) if self.schema is not None else None
+        self.turn = 0
+        self.calls = 0
+        self.rejected = 0
+        self.messages: list[dict[str, Any]] = []
+
+    async def run(self) -> Any:
+        self.messages = self.context()
+        while True:
+            response = await self.ask_model()
+            self.messages.append(_assistant(response))
+            self.turn += 1
+            if response.tool_calls:
+                await self.run_tool_calls(response.tool_calls)
+                continue
+            done, output = self.take_handoff(response)
+            if done:
+                return output
+
+    def context(self) -> list[dict[str, Any]]:
+        recorded = self.state.journal.find("context_assembled", self.step.id)
+        if recorded is not None:
+            return list(recorded.data["messages"])
+        inputs = self.step.with_.render(self.state.scope()) if self.step.with_ else {}
+        try:
+            ctx = assemble(self.state.project, self.agent, self.step, inputs)
+        except (ContextTooLarge, OSError) as exc:
+            raise StepFailed(str(exc)) from exc
+        self.state.journal.record(
+            "context_assembled", self.step.id, agent=self.agent.name, model=self.model_id, messages=ctx.messages,
+            sources=ctx.sources, tools=[t.name for t in self.tool_specs()], estimated_tokens=ctx.estimated_tokens,
+        )
+        return list(ctx.messages)
+
+    def tool_specs(self) -> list[ToolSpec]:
+        tools = self.state.project.tools
+        return [ToolSpec(t.name, t.description, t.parameters) for name, t in tools.items() if self.state.project.allows(self.allowlist, name)]
+
+    async def ask_model(self) -> ModelResponse:
+        journal, ref = self.state.journal, f"turn:{self.turn}"
+        recorded = journal.find("model_responded", self.step.id, ref)
+        if recorded is not None:
+            return ModelResponse.from_json(recorded.data["response"])
+        self.state.meter.check_model_call(self.step.id, self.state.run_limits, self.limits)
+        model = self.state.models.get(self.model_id, self.state.project)
+        journal.record("model_called", self.step.id, ref, model=self.model_id)
+        journal.flush()
+        request = ModelRequest(
+            messages=self.messages, tools=tuple(self.tool_specs()), output_schema=self.schema,
+            step_id=self.step.id, turn=self.turn, seq=self.state.meter.model_calls.get(self.model_id, 0),
+        )
+        try:
+            response = await model.request(request)
+        except ModelError as exc:
+            exc.run_id = self.state.run_id
+            raise
+        journal.record("model_responded", self.step.id, ref, model=self.model_id, response=response.to_json())
+        return response
+
+    async def run_tool_calls(self, calls: tuple[ToolCall, ...]) -> None:
+        for call in calls:
+            self.calls += 1
+            request = CallRequest(
+                self.step, f"{self.step.id}:{self.calls}", call.name, call.args, self.agent.file.autonomy,
+                self.allowlist, self.state.approver_roles(self.step), self.limits,
+            )
+            outcome = await call_tool(self.state, request)
+            self.messages.append({"role": "tool", "call_id": request.call_id, "name": call.name, "content": outcome.result})
+
+    def take_handoff(self, response: ModelResponse) -> tuple[bool, Any]:
+        if self.validator is None:
+            return True, response.output if response.has_output else response.text
+        candidate = response.output if response.has_output else _parse_json(response.text)
+        if candidate is _NOT_JSON:
+            self.messages.append(nudge_message())
+            return False, None
+        errors = _schema_errors(self.validator, candidate)
+        if not errors:
+            return True, candidate
+        self.rejected += 1
+        self._note("handoff_rejected", errors=errors, output=candidate, attempt=self.rejected)
+        if self.rejected <= self.repairs:
+            self.messages.append(repair_message(errors))
+            return False, None
+        return True, self.person_takes_handoff(candidate, errors)
+
+    def person_takes_handoff(self, candidate: Any, errors: list[str]) -> Any:
+        """Repairs are used up: a person supplies a valid output, or rejects the step."""
+        decision = decision_for(self.state.journal, self.step.id, self.step.id, "handoff")
+        if decision is None:
+            raise ask(
+                self.state.journal, self.step.id, self.step.id, "handoff",
+                question=f"agent {self.agent.name}'s output for step {self.step.id} is still invalid after {self.repairs} repair(s); "
+                "approve --edit JSON with a valid output, or reject",
+                roles=self.state.approver_roles(self.step), output=candidate, errors=errors, schema=self.schema,
+            )
+        if decision.data["decision"] == "rejected":
+            raise StepFailed(f"the handoff of step {self.step.id} was rejected by {decision.data['by']}: {decision.data.get('reason') or ''}".rstrip(": "))
+        return decision.data["edited"]
+
+    def _note(self, type_: str, **data: Any) -> None:
+        ref = f"turn:{self.turn - 1}"
+        if self.state.journal.find(type_, self.step.id, ref) is None:
+            self.state.journal.record(type_, self.step.id, ref, **data)
+
+
+_NOT_JSON: Any = object()
+
+
+def _parse_json(text: str | None) -> Any:
+    if not text:
+        return _NOT_JSON
+    cleaned = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    try:
+        return json.loads(cleaned)
+    except ValueError:
+        return _NOT_JSON
+
+
+def _schema_errors(validator: Draft202012Validator, value: Any) -> list[str]:
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or 'output'}: {e.message}" for e in errors]
+
+
+def _assistant(response: ModelResponse) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": response.text}
+    if response.tool_calls:
+        message["tool_calls"] = [{"name": c.name, "args": c.args} for c in response.tool_calls]
+    if response.has_output:
+        message["output"] = response.output
+    return message

@@ -1,0 +1,148 @@
+"""Budgets and the repeat detector.
+
+Counts come from the journal: every event recorded (now or in an earlier
+process) is metered once, so a resumed run keeps the counts it had. Limits are
+checked before each new model call, tool call and step; the first one reached
+stops the run with its reason.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lane.errors import StopRun
+from lane.spec.files import Budget
+from lane.store.records import Event
+
+AGENT_STEP_DEFAULTS = Budget(steps=25, repeats=3)
+RUN_DEFAULTS = Budget(repeats=3)
+
+
+def merge(*layers: Budget | None) -> Budget:
+    """Later layers override earlier ones, key by key."""
+    values: dict[str, Any] = {}
+    for layer in layers:
+        if layer is not None:
+            values.update({k: v for k, v in layer.model_dump().items() if v is not None})
+    return Budget(**values)
+
+
+@dataclass
+class Counts:
+    tool_calls: int = 0
+    steps: int = 0
+    tokens: int = 0
+    last_call: str | None = None
+    repeats: int = 0
+
+
+@dataclass
+class Meter:
+    """Counts per run and per step, fed by journal events."""
+
+    run: Counts = field(default_factory=Counts)
+    steps: dict[str, Counts] = field(default_factory=dict)
+    overrides: dict[str, float] = field(default_factory=dict)
+    active_before: float = 0.0
+    segment_start: float = field(default_factory=time.monotonic)
+    step_start: dict[str, float] = field(default_factory=dict)
+    model_calls: dict[str, int] = field(default_factory=dict)
+
+    def observe(self, event: Event) -> None:
+        step = self.steps.setdefault(event.step_id, Counts()) if event.step_id else None
+        if event.type == "step_started":
+            self.run.steps += 1
+            self.step_start[event.step_id or ""] = time.monotonic()
+        elif event.type == "model_responded" and step is not None:
+            usage = event.data.get("response", {}).get("usage", {})
+            tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+            self.run.tokens += tokens
+            step.tokens += tokens
+            step.steps += 1
+            model = str(event.data.get("model"))
+            self.model_calls[model] = self.model_calls.get(model, 0) + 1
+        elif event.type == "tool_call_requested" and step is not None:
+            signature = f"{event.data.get('tool')}:{event.data.get('args_hash')}"
+            for counts in (self.run, step):
+                counts.tool_calls += 1
+                counts.repeats = counts.repeats + 1 if counts.last_call == signature else 1
+                counts.last_call = signature
+        elif event.type == "budget_raised":
+            self.overrides.update(event.data.get("limits", {}))
+        elif event.type in ("run_paused", "run_stopped", "run_failed", "run_completed"):
+            self.active_before = float(event.data.get("active_seconds", self.active_before))
+
+    def active_seconds(self) -> float:
+        return self.active_before + time.monotonic() - self.segment_start
+
+    def limits(self, configured: Budget) -> Budget:
+        return replace_budget(configured, self.overrides)
+
+    def check_model_call(self, step_id: str, run_limits: Budget, step_limits: Budget) -> None:
+        step = self.steps.setdefault(step_id, Counts())
+        run_limits, step_limits = self.limits(run_limits), self.limits(step_limits)
+        _over("tokens", self.run.tokens, run_limits.tokens, "run")
+        _over("tokens", step.tokens, step_limits.tokens, f"step {step_id}")
+        _over("steps", step.steps, step_limits.steps, f"step {step_id}", what="model turns")
+        self._check_time(step_id, run_limits, step_limits)
+
+    def check_tool_call(self, step_id: str, signature: str, run_limits: Budget, step_limits: Budget) -> None:
+        step = self.steps.setdefault(step_id, Counts())
+        run_limits, step_limits = self.limits(run_limits), self.limits(step_limits)
+        _over("tool_calls", self.run.tool_calls, run_limits.tool_calls, "run")
+        _over("tool_calls", step.tool_calls, step_limits.tool_calls, f"step {step_id}")
+        repeats = step.repeats + 1 if step.last_call == signature else 1
+        limit = step_limits.repeats or run_limits.repeats
+        if limit is not None and repeats > limit:
+            raise StopRun(
+                f"repeat detector: step {step_id} made the same call ({signature.split(':')[0]} with the same arguments) "
+                f"{repeats} times in a row (limit {limit}); `lane resume RUN --budget repeats=N` allows more"
+            )
+        self._check_time(step_id, run_limits, step_limits)
+
+    def check_step(self, run_limits: Budget) -> None:
+        _over("steps", self.run.steps, self.limits(run_limits).steps, "run")
+        self._check_time(None, self.limits(run_limits), Budget())
+
+    def _check_time(self, step_id: str | None, run_limits: Budget, step_limits: Budget) -> None:
+        if run_limits.wall_seconds is not None and self.active_seconds() >= run_limits.wall_seconds:
+            raise StopRun(f"budget: wall_seconds {run_limits.wall_seconds:g} reached (run); `lane resume RUN --budget wall_seconds=N` allows more")
+        if step_id is not None and step_limits.wall_seconds is not None:
+            started = self.step_start.get(step_id, self.segment_start)
+            if time.monotonic() - max(started, self.segment_start) >= step_limits.wall_seconds:
+                raise StopRun(f"budget: wall_seconds {step_limits.wall_seconds:g} reached (step {step_id}); `lane resume RUN --budget wall_seconds=N` allows more")
+
+
+def replace_budget(budget: Budget, overrides: dict[str, float]) -> Budget:
+    if not overrides:
+        return budget
+    values = budget.model_dump()
+    values.update(overrides)
+    return Budget(**values)
+
+
+def _over(key: str, used: int, limit: int | None, where: str, *, what: str | None = None) -> None:
+    if limit is not None and used >= limit:
+        raise StopRun(
+            f"budget: {key} {limit} reached ({where}: {used} {what or key.replace('_', ' ')} used); "
+            f"`lane resume RUN --budget {key}=N` allows more"
+        )
+
+
+def parse_overrides(pairs: dict[str, Any]) -> dict[str, float]:
+    """Check `--budget KEY=N` values; raises ValueError naming the bad one."""
+    out: dict[str, float] = {}
+    for key, value in pairs.items():
+        if key not in Budget.model_fields:
+            raise ValueError(f"unknown budget {key!r}; budgets: {', '.join(Budget.model_fields)}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"budget {key} must be a number, not {value!r}") from None
+        if number < 0:
+            raise ValueError(f"budget {key} must not be negative")
+        out[key] = int(number) if key != "wall_seconds" else number
+    return out
+

@@ -1,0 +1,164 @@
+"""One tool call, from request to result: allowlist, arguments, autonomy, approval, execution.
+
+Every stage is journaled once; a resumed run walks the same stages and finds
+them recorded. A call that was running when its process died is retried only
+for an idempotent tool (same idempotency key); otherwise a person is asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lane.engine.approvals import args_hash, ask, decision_for
+from lane.engine.autonomy import gate
+from lane.engine.state import RunState
+from lane.spec.files import Budget
+from lane.spec.runbook import StepSpec
+from lane.store.records import Event
+from lane.tools.base import Tool, ToolArgsInvalid, ToolContext
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    status: str  # ok | error | refused | proposed | rejected
+    result: Any  # what the agent sees, or the tool step's output
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    step: StepSpec
+    call_id: str
+    tool: str
+    args: dict[str, Any]
+    level: str  # the autonomy level it runs under
+    allowlist: list[str] | None  # None: a tool step, chosen by the runbook's author
+    roles: list[str]  # who may approve it
+    limits: Budget  # the step's budget
+
+
+async def call_tool(state: RunState, req: CallRequest) -> CallOutcome:
+    journal, step_id = state.journal, req.step.id
+    requested = journal.find("tool_call_requested", step_id, req.call_id)
+    tool = state.project.tools.get(req.tool)
+    if requested is None:
+        digest = args_hash(req.tool, req.args)
+        state.meter.check_tool_call(step_id, f"{req.tool}:{digest}", state.run_limits, req.limits)
+        requested = journal.record(
+            "tool_call_requested", step_id, req.call_id,
+            tool=req.tool, args=req.args, args_hash=digest, effect=tool.effect if tool else None, level=req.level,
+        )
+    refusal = _refusal(state, req, tool)
+    if refusal or tool is None:
+        _once(state, "tool_call_refused", req, reason=refusal)
+        return CallOutcome("refused", {"error": f"refused: {refusal}"})
+    try:
+        tool.check_args(req.args)
+    except ToolArgsInvalid as exc:
+        _once(state, "tool_call_invalid", req, error=str(exc))
+        return CallOutcome("error", {"error": f"invalid arguments for {req.tool}: {exc}"})
+    action = gate(req.level, tool.effect)
+    if action == "propose":
+        _once(state, "tool_call_proposed", req)
+        return CallOutcome("proposed", {"proposed": True, "note": f"autonomy '{req.level}': the call was recorded as a proposal and not run"})
+    args = req.args
+    if action == "approve":
+        decision = _approval(state, req, requested, tool)
+        if decision.data["decision"] == "rejected":
+            return CallOutcome("rejected", {"rejected": True, "reason": decision.data.get("reason") or "rejected by a person"})
+        if decision.data.get("edited_args") is not None:
+            args = decision.data["edited_args"]
+    return await _execute(state, req, tool, args)
+
+
+def _refusal(state: RunState, req: CallRequest, tool: Tool | None) -> str | None:
+    if tool is None:
+        return f"there is no tool '{req.tool}'"
+    if req.allowlist is not None and not state.project.allows(req.allowlist, req.tool):
+        return f"'{req.tool}' is not in this agent's tools ({', '.join(req.allowlist) or 'none'})"
+    return None
+
+
+def _once(state: RunState, type_: str, req: CallRequest, **data: Any) -> None:
+    if state.journal.find(type_, req.step.id, req.call_id) is None:
+        state.journal.record(type_, req.step.id, req.call_id, **data)
+
+
+def _approval(state: RunState, req: CallRequest, requested: Event, tool: Tool) -> Event:
+    """The decision this call runs under; pauses the run until a person makes it."""
+    journal = state.journal
+    used = journal.find("approval_used", req.step.id, req.call_id)
+    if used is not None:
+        return journal.events[used.data["decision_seq"] - 1]
+    decision = decision_for(journal, req.step.id, req.call_id, "tool_call")
+    if decision is not None and decision.data.get("args_hash") != requested.data["args_hash"]:
+        journal.record("approval_refused", req.step.id, req.call_id, decision_seq=decision.seq, reason="made for other arguments")
+        decision = None
+    if decision is None:
+        raise ask(
+            journal, req.step.id, req.call_id, "tool_call",
+            question=f"run {req.tool} ({tool.effect}) with {req.args}?", roles=req.roles,
+            tool=req.tool, args=req.args, args_hash=requested.data["args_hash"], effect=tool.effect,
+        )
+    journal.record("approval_used", req.step.id, req.call_id, decision_seq=decision.seq)
+    return decision
+
+
+async def _execute(state: RunState, req: CallRequest, tool: Tool, args: dict[str, Any]) -> CallOutcome:
+    journal = state.journal
+    finished = journal.find("tool_finished", req.step.id, req.call_id)
+    if finished is not None:
+        return _outcome(finished)
+    starts = journal.find_all("tool_started", req.step.id, req.call_id)
+    if starts and not tool.idempotent:
+        settled = _in_doubt(state, req, tool, starts[-1])
+        if settled is not None:
+            return settled
+    key = idempotency_key(state.run_id, req.step.id, req.call_id)
+    journal.record("tool_started", req.step.id, req.call_id, attempt=len(starts) + 1, idempotency_key=key)
+    journal.flush()
+    ctx = ToolContext(state.run_id, req.step.id, req.call_id, key, state.project.root)
+    began = time.perf_counter()
+    try:
+        result, error = await tool.invoke(args, ctx), None
+    except Exception as exc:  # a tool's own failure is data for the agent, not a crash of the run
+        result, error = None, f"{type(exc).__name__}: {exc}"
+    seconds = round(time.perf_counter() - began, 6)
+    if error is None:
+        event = journal.record("tool_finished", req.step.id, req.call_id, status="ok", result=result, seconds=seconds)
+    else:
+        event = journal.record("tool_finished", req.step.id, req.call_id, status="error", error=error, seconds=seconds)
+    journal.flush()
+    return _outcome(event)
+
+
+def _in_doubt(state: RunState, req: CallRequest, tool: Tool, last_start: Event) -> CallOutcome | None:
+    """A non-idempotent call that was running when the run stopped: a person says what happened."""
+    journal = state.journal
+    decision = decision_for(journal, req.step.id, req.call_id, "in_doubt")
+    if decision is None or decision.seq < last_start.seq:
+        raise ask(
+            journal, req.step.id, req.call_id, "in_doubt",
+            question=f"{req.tool} was running when the run was interrupted: did this call take effect? "
+            "(approve to run it again, approve --result JSON if it took effect, reject to give it up)",
+            roles=req.roles, tool=req.tool, args=req.args, idempotency_key=last_start.data["idempotency_key"],
+        )
+    if decision.data["decision"] == "rejected":
+        event = journal.record("tool_finished", req.step.id, req.call_id, status="error", error="interrupted; a person chose not to run it again", seconds=0)
+        return _outcome(event)
+    if "result" in decision.data:
+        event = journal.record("tool_finished", req.step.id, req.call_id, status="ok", result=decision.data["result"], seconds=0, settled_by=decision.data["by"])
+        return _outcome(event)
+    return None
+
+
+def _outcome(finished: Event) -> CallOutcome:
+    if finished.data["status"] == "ok":
+        return CallOutcome("ok", finished.data.get("result"))
+    return CallOutcome("error", {"error": finished.data.get("error")})
+
+
+def idempotency_key(run_id: str, step_id: str, call_id: str) -> str:
+    return hashlib.sha256(f"{run_id}/{step_id}/{call_id}".encode()).hexdigest()[:32]

@@ -1,0 +1,141 @@
+"""A person's decision on a paused run: checked, bound to one request, then journaled.
+
+Checks, in order: the run is paused (not finished); the request is open; the
+deciding role is a human role of the work chart allowed for this request; an
+edit or result fits what it replaces. Only then is the decision committed,
+with who, when and any edit, before anything runs.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from typing import Any
+
+from lane.engine.approvals import open_requests
+from lane.engine.steps import validate_value
+from lane.errors import DecisionError
+from lane.spec.project import ProjectSpec
+from lane.store.records import FINISHED, Event, now
+from lane.store.sqlite import SQLiteStore
+from lane.tools.base import ToolArgsInvalid
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class Decision:
+    run_id: str
+    call_id: str
+    kind: str
+    decision: str
+    by: str
+
+
+def decide(
+    store: SQLiteStore,
+    project: ProjectSpec,
+    run_id: str,
+    *,
+    approve: bool,
+    call_id: str | None = None,
+    as_role: str | None = None,
+    edit: Any = _UNSET,
+    result: Any = _UNSET,
+    reason: str | None = None,
+) -> Decision:
+    run = store.run(run_id)
+    if run.status in FINISHED:
+        raise DecisionError(f"run {run.run_id} is {run.status}; a finished run takes no decisions")
+    events = store.events(run.run_id)
+    request = _pick(run.run_id, open_requests(events), call_id, run.status)
+    role = _role(project, request, as_role)
+    kind = request.data["kind"]
+    data: dict[str, Any] = {
+        "kind": kind,
+        "decision": "approved" if approve else "rejected",
+        "by": role,
+        "user": _user(),
+        "request_seq": request.seq,
+    }
+    if "args_hash" in request.data:
+        data["args_hash"] = request.data["args_hash"]
+    if not approve:
+        if not reason:
+            raise DecisionError("a rejection needs a reason: --reason TEXT")
+        data["reason"] = reason
+    _check_extras(project, request, approve, edit, result, data)
+    event = Event(events[-1].seq + 1 if events else 1, "decision", request.step_id, request.ref, now(), data)
+    store.append(run.run_id, [event])
+    return Decision(run.run_id, request.ref or "", kind, data["decision"], role)
+
+
+def _pick(run_id: str, pending: list[Event], call_id: str | None, status: str) -> Event:
+    if not pending:
+        raise DecisionError(f"run {run_id} is {status} and waits for no decision")
+    if call_id is None:
+        if len(pending) > 1:
+            ids = ", ".join(str(e.ref) for e in pending)
+            raise DecisionError(f"run {run_id} waits for {len(pending)} decisions; say which with --call ID (one of {ids})")
+        return pending[0]
+    for event in pending:
+        if event.ref == call_id:
+            return event
+    ids = ", ".join(str(e.ref) for e in pending)
+    raise DecisionError(f"run {run_id} has no pending decision {call_id!r}; pending: {ids}")
+
+
+def _role(project: ProjectSpec, request: Event, as_role: str | None) -> str:
+    allowed: list[str] = request.data.get("roles") or project.human_roles
+    if as_role is None:
+        if len(allowed) != 1:
+            raise DecisionError(f"say which role decides: --as ROLE (one of {', '.join(allowed)})")
+        as_role = allowed[0]
+    role = project.config.roles.get(as_role)
+    if role is None:
+        raise DecisionError(f"role {as_role!r} is not in the work chart (roles in lane.yaml); only its human roles decide")
+    if role.kind != "human":
+        raise DecisionError(f"role {as_role!r} is an agent role; only a person (a human role) can decide")
+    if as_role not in allowed:
+        raise DecisionError(f"role {as_role!r} may not decide this; the work chart gives it to {', '.join(allowed)}")
+    return as_role
+
+
+def _check_extras(project: ProjectSpec, request: Event, approve: bool, edit: Any, result: Any, data: dict[str, Any]) -> None:
+    kind = request.data["kind"]
+    if result is not _UNSET:
+        if kind != "in_doubt" or not approve:
+            raise DecisionError("--result is only for approving a call left in doubt by a crash (it took effect with this result)")
+        data["result"] = result
+    if edit is _UNSET:
+        if approve and kind == "handoff":
+            raise DecisionError("the agent's output is invalid; approve it with a corrected one: --edit JSON")
+        if approve and kind == "human_step" and request.data.get("mode") == "input":
+            raise DecisionError("this step asks for input: give it with --edit JSON")
+        return
+    if not approve:
+        raise DecisionError("--edit goes with approve, not reject")
+    if kind == "in_doubt":
+        raise DecisionError("a call in doubt cannot be edited: approve to run it again, or approve --result JSON")
+    if kind == "tool_call":
+        tool = project.tools.get(request.data["tool"])
+        if not isinstance(edit, dict):
+            raise DecisionError("edited arguments must be a JSON object")
+        try:
+            if tool is not None:
+                tool.check_args(edit)
+        except ToolArgsInvalid as exc:
+            raise DecisionError(f"the edited arguments do not fit {request.data['tool']}: {exc}") from exc
+        data["edited_args"] = edit
+        return
+    problems = validate_value(request.data.get("schema"), edit)
+    if problems:
+        raise DecisionError("the edited value does not match the step's schema: " + "; ".join(problems))
+    data["edited"] = edit
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

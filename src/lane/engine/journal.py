@@ -1,0 +1,63 @@
+"""A run's journal in memory: what is on disk, what is about to be, and lookups for replay.
+
+The engine records events here and calls `flush()` before every effect (a
+model call, a tool call, a command); the store commits the batch in one
+transaction. On resume the journal is loaded whole and the engine replays its
+steps against it: anything recorded is reused, never done again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from lane.store.records import Event, now
+
+
+class EventStore(Protocol):
+    def append(self, run_id: str, events: list[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None: ...
+
+
+class Journal:
+    def __init__(self, store: EventStore, run_id: str, events: list[Event] | None = None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.events: list[Event] = []
+        self._pending: list[Event] = []
+        self._index: dict[tuple[str, str | None, str | None], list[Event]] = {}
+        self.listeners: list[Any] = []
+        for event in events or ():
+            self._add(event)
+
+    @property
+    def next_seq(self) -> int:
+        return self.events[-1].seq + 1 if self.events else 1
+
+    def record(self, type_: str, step_id: str | None = None, ref: str | None = None, **data: Any) -> Event:
+        event = Event(self.next_seq, type_, step_id, ref, now(), data)
+        self._add(event)
+        self._pending.append(event)
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+    def flush(self, *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
+        """Commit everything recorded since the last flush (and the run's status)."""
+        if not self._pending and status is None:
+            return
+        self.store.append(self.run_id, self._pending, status=status, reason=reason, release=release)
+        self._pending = []
+
+    def _add(self, event: Event) -> None:
+        self.events.append(event)
+        self._index.setdefault((event.type, event.step_id, event.ref), []).append(event)
+
+    def find(self, type_: str, step_id: str | None = None, ref: str | None = None) -> Event | None:
+        """The latest event of this type about this step and ref, if any."""
+        found = self._index.get((type_, step_id, ref))
+        return found[-1] if found else None
+
+    def find_all(self, type_: str, step_id: str | None = None, ref: str | None = None) -> list[Event]:
+        return self._index.get((type_, step_id, ref), [])
+
+    def of_type(self, *types: str) -> list[Event]:
+        return [e for e in self.events if e.type in types]

@@ -1,0 +1,63 @@
+"""Tool, human and check steps. (Agent steps live in agent.py.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from lane.engine.approvals import ask, decision_for
+from lane.engine.calls import CallRequest, call_tool
+from lane.engine.state import RunState, StepFailed
+from lane.spec.files import Budget
+from lane.spec.runbook import StepSpec
+from lane.tools.command import run_command
+
+
+async def run_tool_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str, Any]]:
+    args = step.args.render(state.scope()) if step.args else {}
+    if not isinstance(args, dict):
+        raise StepFailed(f"the args of step {step.id} must evaluate to a mapping, not {type(args).__name__}")
+    level = step.step.autonomy or state.book.file.autonomy
+    request = CallRequest(step, f"{step.id}:1", step.step.tool or "", args, level, None, state.approver_roles(step), Budget())
+    outcome = await call_tool(state, request)
+    if outcome.status != "ok":
+        detail = outcome.result.get("reason") or outcome.result.get("error") or outcome.result.get("note") if isinstance(outcome.result, dict) else outcome.result
+        raise StepFailed(f"tool step {step.id} ({step.step.tool}) {outcome.status}: {detail}")
+    return outcome.result, {}
+
+
+async def run_human_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str, Any]]:
+    journal = state.journal
+    decision = decision_for(journal, step.id, step.id, "human_step")
+    if decision is None:
+        value = step.approve.render(state.scope()) if step.approve else None
+        schema = step.step.input or step.step.output
+        question = step.step.prompt or (f"approve, edit or reject the value of step {step.id}" if step.approve else f"supply the input of step {step.id}")
+        raise ask(journal, step.id, step.id, "human_step", question=question, roles=[step.step.human or ""], value=value, schema=schema, mode="approve" if step.approve else "input")
+    if decision.data["decision"] == "rejected":
+        raise StepFailed(f"step {step.id} was rejected by {decision.data['by']}" + (f": {decision.data['reason']}" if decision.data.get("reason") else ""))
+    request = journal.events[decision.data["request_seq"] - 1]
+    edited = "edited" in decision.data
+    return (decision.data["edited"] if edited else request.data["value"]), {"edited": edited}
+
+
+async def run_check_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str, Any]]:
+    argv = step.check.render(state.scope()) if step.check else []
+    argv = [str(a) for a in argv]
+    state.journal.flush()  # a command is an effect: what led to it is on disk first
+    cwd = state.project.root / (step.step.cwd or ".")
+    result = await run_command(argv, cwd=cwd, timeout=step.step.timeout or 600, max_output=65536)
+    output = result.to_json()
+    if result.exit_code != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        why = "timed out" if result.timed_out else f"exited {result.exit_code}"
+        raise StepFailed(f"check {step.id} ({' '.join(argv)}) {why}" + (f": {' | '.join(tail)}" if tail else ""))
+    return output, {}
+
+
+def validate_value(schema: dict[str, Any] | None, value: Any) -> list[str]:
+    if schema is None:
+        return []
+    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.absolute_path))
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or 'value'}: {e.message}" for e in errors]

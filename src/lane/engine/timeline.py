@@ -1,0 +1,128 @@
+"""A run's timeline, built from its journal: what `lane show` prints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from lane.engine.approvals import open_requests
+from lane.store.records import Event, RunRecord
+
+
+def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, str]]) -> dict[str, Any]:
+    """The run as JSON: run fields, steps in runbook order, each with context, usage and tool calls."""
+    steps: dict[str, dict[str, Any]] = {sid: _blank(sid, kind) for sid, kind in step_order}
+    calls: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.step_id is None:
+            continue
+        step = steps.setdefault(event.step_id, _blank(event.step_id, event.data.get("kind", "?")))
+        _apply(step, calls, event)
+    usage = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    for step in steps.values():
+        for key in usage:
+            usage[key] += step["usage"][key]
+    return {
+        **run.to_json(),
+        "inputs": run.inputs,
+        "usage": usage,
+        "pending": [_pending(e) for e in open_requests(events)] if run.status == "paused" else [],
+        "steps": list(steps.values()),
+    }
+
+
+def _blank(step_id: str, kind: str) -> dict[str, Any]:
+    return {
+        "id": step_id, "kind": kind, "status": "pending", "started_at": None, "finished_at": None, "seconds": None,
+        "output": None, "context": None, "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
+        "turns": [], "tool_calls": [], "decisions": [], "error": None,
+    }
+
+
+def _apply(step: dict[str, Any], calls: dict[str, dict[str, Any]], event: Event) -> None:
+    data, kind = event.data, event.type
+    if kind == "step_started":
+        step.update(status="running", kind=data.get("kind", step["kind"]))
+        step["started_at"] = step["started_at"] or event.at
+    elif kind == "step_skipped":
+        step.update(status="skipped", reason=data.get("reason"))
+    elif kind == "step_finished":
+        step.update(status="completed", finished_at=event.at, output=data.get("output"))
+        if "edited" in data:
+            step["edited"] = data["edited"]
+        step["seconds"] = _seconds(step["started_at"], event.at)
+    elif kind == "step_failed":
+        step.update(status="failed", error=data.get("error"), finished_at=event.at)
+    elif kind == "context_assembled":
+        step["context"] = {k: data.get(k) for k in ("agent", "model", "messages", "sources", "tools", "estimated_tokens")}
+    elif kind == "model_responded":
+        response = data.get("response", {})
+        step["turns"].append({"turn": event.ref, "at": event.at, "model": data.get("model"), "response": response})
+        for key in step["usage"]:
+            step["usage"][key] += response.get("usage", {}).get(key, 0)
+    elif kind == "handoff_rejected":
+        step.setdefault("handoff_rejections", []).append({"errors": data.get("errors"), "output": data.get("output")})
+    elif kind == "approval_requested":
+        if data.get("kind") in ("human_step", "handoff"):
+            step["status"] = "waiting"
+        else:
+            _call(step, calls, event)["status"] = "waiting" if data.get("kind") == "tool_call" else "in_doubt"
+    elif kind == "decision":
+        record = {k: data.get(k) for k in ("kind", "decision", "by", "user", "reason")} | {"at": event.at}
+        for key in ("edited_args", "edited", "result"):
+            if key in data:
+                record[key] = data[key]
+        if data.get("kind") in ("tool_call", "in_doubt"):
+            call = _call(step, calls, event)
+            call["decision"] = record
+            call["status"] = "approved" if data["decision"] == "approved" else "rejected"
+        else:
+            step["decisions"].append(record)
+    elif event.ref is not None and kind.startswith("tool_"):
+        _tool_event(_call(step, calls, event), event)
+
+
+def _tool_event(call: dict[str, Any], event: Event) -> None:
+    data, kind = event.data, event.type
+    if kind == "tool_call_requested":
+        call.update(tool=data.get("tool"), args=data.get("args"), args_hash=data.get("args_hash"), effect=data.get("effect"), level=data.get("level"), requested_at=event.at)
+    elif kind == "tool_call_refused":
+        call.update(status="refused", reason=data.get("reason"))
+    elif kind == "tool_call_invalid":
+        call.update(status="invalid", reason=data.get("error"))
+    elif kind == "tool_call_proposed":
+        call["status"] = "proposed"
+    elif kind == "tool_started":
+        call["executions"].append({"attempt": data.get("attempt"), "idempotency_key": data.get("idempotency_key"), "started_at": event.at, "status": "interrupted"})
+        call["status"] = "running"
+    elif kind == "tool_finished":
+        execution = call["executions"][-1] if call["executions"] and "finished_at" not in call["executions"][-1] else None
+        if execution is None or data.get("settled_by"):
+            execution = {"attempt": None, "idempotency_key": None, "started_at": None, "settled_by": data.get("settled_by")}
+            call["executions"].append(execution)
+        execution.update(finished_at=event.at, status=data.get("status"), seconds=data.get("seconds"))
+        execution["result" if data.get("status") == "ok" else "error"] = data.get("result" if data.get("status") == "ok" else "error")
+        call["status"] = data.get("status")
+
+
+def _call(step: dict[str, Any], calls: dict[str, dict[str, Any]], event: Event) -> dict[str, Any]:
+    key = f"{event.step_id}/{event.ref}"
+    call = calls.get(key)
+    if call is None:
+        call = calls[key] = {
+            "call_id": event.ref, "tool": None, "args": None, "effect": None, "status": "requested",
+            "decision": None, "executions": [],
+        }
+        step["tool_calls"].append(call)
+    return call
+
+
+def _pending(event: Event) -> dict[str, Any]:
+    keep = ("kind", "question", "roles", "tool", "args", "args_hash", "effect", "value", "output", "errors", "idempotency_key", "mode")
+    return {"call_id": event.ref, "step_id": event.step_id, "requested_at": event.at, **{k: event.data[k] for k in keep if k in event.data}}
+
+
+def _seconds(start: str | None, end: str) -> float | None:
+    if start is None:
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 6)

@@ -1,0 +1,96 @@
+"""The model seam: what lane sends to a model and what comes back.
+
+Messages are plain JSON-able dicts so the journal records exactly what was sent:
+  {"role": "system" | "user", "content": str}
+  {"role": "assistant", "content": str | None, "tool_calls": [{"id", "name", "args"}], "output": ...}
+  {"role": "tool", "call_id": str, "name": str, "content": JSON}
+A provider translates them to its wire format; lane owns the loop around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_json(self) -> dict[str, Any]:
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "cost_usd": self.cost_usd}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Usage:
+        return cls(**data) if data else cls()
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+NO_OUTPUT: Any = object()
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    """One model turn: text, tool calls, a structured output, or a mix."""
+
+    text: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    output: Any = NO_OUTPUT
+    usage: Usage = Usage()
+
+    @property
+    def has_output(self) -> bool:
+        return self.output is not NO_OUTPUT
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"text": self.text, "tool_calls": [{"name": c.name, "args": c.args} for c in self.tool_calls]}
+        if self.has_output:
+            data["output"] = self.output
+        data["usage"] = self.usage.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelResponse:
+        return cls(
+            text=data.get("text"),
+            tool_calls=tuple(ToolCall(c["name"], c["args"]) for c in data.get("tool_calls", ())),
+            output=data["output"] if "output" in data else NO_OUTPUT,
+            usage=Usage.from_json(data.get("usage")),
+        )
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    messages: list[dict[str, Any]]
+    tools: tuple[ToolSpec, ...] = ()
+    output_schema: dict[str, Any] | None = None
+    step_id: str = ""
+    turn: int = 0  # model turns already taken in this step
+    seq: int = 0  # calls already answered by this model in this run
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class Model(Protocol):
+    """A model lane can ask for one turn. Providers implement this."""
+
+    id: str
+
+    async def request(self, request: ModelRequest) -> ModelResponse: ...

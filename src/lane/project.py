@@ -1,0 +1,177 @@
+"""The Python API: the same operations as the CLI.
+
+    project = lane.Project.load("path/to/project")
+    run = project.run("support-triage", inputs={"email": {...}})
+    if run.status == "paused":
+        run.approve(as_role="support-lead")
+        run = run.resume()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from lane.engine.budgets import parse_overrides
+from lane.engine.decisions import _UNSET, Decision, decide
+from lane.engine.journal import Journal
+from lane.engine.runner import execute
+from lane.engine.state import ModelCache, RunState
+from lane.engine.timeline import timeline
+from lane.errors import UsageError
+from lane.spec.project import ProjectSpec, load_project
+from lane.store.records import FINISHED, RunRecord
+from lane.store.sqlite import SQLiteStore, process_owner
+from lane.store.url import open_store
+
+_MODELS = ModelCache()
+
+
+@dataclass(frozen=True)
+class Run:
+    """A handle on one run, as it stood when this handle was made."""
+
+    project: Project
+    run_id: str
+    status: str
+    reason: str | None
+
+    @property
+    def pending(self) -> list[dict[str, Any]]:
+        return self.project.pending(self.run_id)
+
+    def approve(self, call_id: str | None = None, *, as_role: str | None = None, edit: Any = _UNSET, result: Any = _UNSET) -> Decision:
+        return self.project.approve(self.run_id, call_id, as_role=as_role, edit=edit, result=result)
+
+    def reject(self, call_id: str | None = None, *, reason: str, as_role: str | None = None) -> Decision:
+        return self.project.reject(self.run_id, call_id, as_role=as_role, reason=reason)
+
+    def resume(self, *, budget: dict[str, Any] | None = None) -> Run:
+        return self.project.resume(self.run_id, budget=budget)
+
+    def show(self) -> dict[str, Any]:
+        return self.project.show(self.run_id)
+
+
+class Project:
+    def __init__(self, spec: ProjectSpec, *, models: ModelCache | None = None) -> None:
+        self.spec = spec
+        self.root = spec.root
+        self._store: SQLiteStore | None = None
+        self._models = models or _MODELS
+
+    @classmethod
+    def load(cls, path: str | Path = ".") -> Project:
+        """Load and check the project; raises ProjectInvalid listing every problem."""
+        return cls(load_project(Path(path)))
+
+    @property
+    def store(self) -> SQLiteStore:
+        if self._store is None:
+            self._store = open_store(self.spec.config.store, self.root)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running --------------------------------------------------------------
+
+    def run(self, runbook: str, inputs: dict[str, Any] | None = None) -> Run:
+        """Start a run and execute it until it completes, pauses, stops or fails."""
+        return asyncio.run(self.run_async(runbook, inputs))
+
+    async def run_async(self, runbook: str, inputs: dict[str, Any] | None = None) -> Run:
+        book = self.spec.runbooks.get(runbook)
+        if book is None:
+            names = ", ".join(sorted(self.spec.runbooks)) or "none"
+            raise UsageError(f"no runbook {runbook!r} in {self.root}/runbooks (runbooks: {names})")
+        inputs = dict(inputs or {})
+        errors = sorted(Draft202012Validator(book.file.inputs).iter_errors(inputs), key=lambda e: list(e.absolute_path))
+        if errors:
+            lines = [f"inputs.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}".replace("inputs.:", "inputs:") for e in errors]
+            raise UsageError(f"the inputs do not fit runbook {runbook!r}:\n" + "\n".join(lines))
+        token = secrets.token_hex(4)
+        run_id = secrets.token_hex(4)
+        self.store.create_run(run_id, book.name, book.file.version, inputs, process_owner(token))
+        journal = Journal(self.store, run_id)
+        journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
+        return await self._execute(run_id, journal, token)
+
+    def resume(self, run_id: str, *, budget: dict[str, Any] | None = None) -> Run:
+        """Continue a paused, stopped or interrupted run; `budget` raises limits (`{"tool_calls": 80}`)."""
+        return asyncio.run(self.resume_async(run_id, budget=budget))
+
+    async def resume_async(self, run_id: str, *, budget: dict[str, Any] | None = None) -> Run:
+        try:
+            overrides = parse_overrides(budget or {})
+        except ValueError as exc:
+            raise UsageError(f"--budget: {exc}") from None
+        record = self.store.run(run_id)
+        if record.status in FINISHED:
+            raise UsageError(f"run {record.run_id} is {record.status}; only paused, stopped or interrupted runs resume")
+        token = secrets.token_hex(4)
+        self.store.claim(record.run_id, process_owner(token))
+        journal = Journal(self.store, record.run_id, self.store.events(record.run_id))
+        journal.record("run_resumed", previous_status=record.status)
+        if overrides:
+            journal.record("budget_raised", limits=overrides)
+        return await self._execute(record.run_id, journal, token)
+
+    async def _execute(self, run_id: str, journal: Journal, token: str) -> Run:
+        record = self.store.run(run_id)
+        book = self.spec.runbooks.get(record.runbook)
+        if book is None or book.file.version != record.version:
+            journal.flush(status=record.status, reason=record.reason, release=True)
+            raise UsageError(f"run {run_id} is of runbook {record.runbook} v{record.version}, which this project no longer has")
+        state = RunState(run_id, self.spec, book, journal, record.inputs, self._models)
+        try:
+            status, reason = await execute(state)
+        except BaseException as exc:
+            if not isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+                journal.record("run_failed", reason=f"internal error: {type(exc).__name__}: {exc}")
+                journal.flush(status="failed", reason=f"internal error: {exc}", release=True)
+            raise
+        return Run(self, run_id, status, reason)
+
+    # -- people ---------------------------------------------------------------
+
+    def approve(self, run_id: str, call_id: str | None = None, *, as_role: str | None = None, edit: Any = _UNSET, result: Any = _UNSET) -> Decision:
+        """Approve a pending call or human step (`edit` replaces its arguments or value)."""
+        return decide(self.store, self.spec, run_id, approve=True, call_id=call_id, as_role=as_role, edit=edit, result=result)
+
+    def reject(self, run_id: str, call_id: str | None = None, *, reason: str, as_role: str | None = None) -> Decision:
+        return decide(self.store, self.spec, run_id, approve=False, call_id=call_id, as_role=as_role, reason=reason)
+
+    # -- reading --------------------------------------------------------------
+
+    def runs(self) -> list[RunRecord]:
+        return self.store.runs()
+
+    def get(self, run_id: str) -> Run:
+        record = self.store.run(run_id)
+        return Run(self, record.run_id, record.status, record.reason)
+
+    def show(self, run_id: str) -> dict[str, Any]:
+        record = self.store.run(run_id)
+        book = self.spec.runbooks.get(record.runbook)
+        order = [(s.id, s.kind) for s in book.steps] if book and book.file.version == record.version else []
+        return timeline(record, self.store.events(record.run_id), order)
+
+    def pending(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self.show(run_id)["pending"])
+
+
+

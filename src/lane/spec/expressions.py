@@ -1,0 +1,162 @@
+"""Expressions: `when:` conditions and `${{ ... }}` values.
+
+The syntax is Jinja2's expression language (as in Ansible's `when:`), evaluated
+in Jinja2's immutable sandbox: no Python `eval`, no attribute access to
+internals, no mutation. Names in scope: `inputs`, `steps` (each step's
+`output`, `status` and, for human steps, `edited`) and `run` (`id`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from jinja2 import StrictUndefined, nodes
+from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+_WHOLE = re.compile(r"^\s*\$\{\{(.*?)\}\}\s*$", re.S)
+_PART = re.compile(r"\$\{\{(.*?)\}\}", re.S)
+
+Ref = tuple[str | int, ...]
+
+
+class ExpressionSyntaxError(ValueError):
+    def __init__(self, text: str, message: str) -> None:
+        self.text = text
+        super().__init__(f"expression {text.strip()!r} does not parse: {message}")
+
+
+class ExpressionFailed(ValueError):
+    """An expression could not be evaluated against the run's values."""
+
+
+@dataclass(frozen=True)
+class Expression:
+    text: str
+    refs: tuple[Ref, ...]
+    _fn: Callable[..., Any]
+
+    def evaluate(self, scope: dict[str, Any]) -> Any:
+        try:
+            return self._fn(**scope)
+        except (UndefinedError, SecurityError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise ExpressionFailed(f"{self.text.strip()!r}: {exc}") from exc
+
+
+def compile_expression(text: str) -> Expression:
+    if not isinstance(text, str) or not text.strip():
+        raise ExpressionSyntaxError(str(text), "it is empty")
+    try:
+        fn = _ENV.compile_expression(text, undefined_to_none=False)
+        tree = _ENV.parse("{{ " + text + " }}")
+    except TemplateSyntaxError as exc:
+        raise ExpressionSyntaxError(text, exc.message or "syntax error") from exc
+    return Expression(text, tuple(_refs(tree)), fn)
+
+
+def _refs(tree: nodes.Node) -> list[Ref]:
+    """Every maximal chain like steps.classify.output.category in the tree."""
+    found: list[Ref] = []
+
+    def chain(node: nodes.Node) -> Ref | None:
+        if isinstance(node, nodes.Name):
+            return (node.name,)
+        if isinstance(node, nodes.Getattr):
+            base = chain(node.node)
+            return (*base, node.attr) if base else None
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            base = chain(node.node)
+            return (*base, node.arg.value) if base else None
+        return None
+
+    def walk(node: nodes.Node) -> None:
+        ref = chain(node)
+        if ref is not None:
+            found.append(ref)
+            if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+                return
+        for child in node.iter_child_nodes():
+            walk(child)
+
+    walk(tree)
+    return found
+
+
+@dataclass(frozen=True)
+class Value:
+    """A runbook value in which `${{ ... }}` parts are evaluated; the rest is literal."""
+
+    raw: Any
+    _render: Callable[[dict[str, Any]], Any]
+    refs: tuple[Ref, ...]
+
+    def render(self, scope: dict[str, Any]) -> Any:
+        return self._render(scope)
+
+
+def compile_value(raw: Any) -> Value:
+    """Compile every expression inside `raw`; raises ExpressionSyntaxError on the first bad one."""
+    refs: list[Ref] = []
+    render = _compile(raw, refs)
+    return Value(raw, render, tuple(refs))
+
+
+def expressions_in(raw: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """(location inside raw, expression text) for each `${{ }}` in a value."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+
+    def walk(node: Any, loc: tuple[str | int, ...]) -> None:
+        if isinstance(node, str):
+            out.extend((loc, m.group(1)) for m in _PART.finditer(node))
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, (*loc, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, (*loc, i))
+
+    walk(raw, ())
+    return out
+
+
+def _compile(raw: Any, refs: list[Ref]) -> Callable[[dict[str, Any]], Any]:
+    if isinstance(raw, str):
+        whole = _WHOLE.match(raw)
+        if whole:
+            expr = compile_expression(whole.group(1))
+            refs.extend(expr.refs)
+            return expr.evaluate
+        parts = _PART.split(raw)
+        if len(parts) == 1:
+            return lambda scope: raw
+        exprs: list[Expression | str] = []
+        for i, part in enumerate(parts):
+            if i % 2:
+                expr = compile_expression(part)
+                refs.extend(expr.refs)
+                exprs.append(expr)
+            elif part:
+                exprs.append(part)
+        return lambda scope: "".join(p if isinstance(p, str) else _text(p.evaluate(scope)) for p in exprs)
+    if isinstance(raw, dict):
+        items = [(k, _compile(v, refs)) for k, v in raw.items()]
+        return lambda scope: {k: f(scope) for k, f in items}
+    if isinstance(raw, list):
+        fns = [_compile(v, refs) for v in raw]
+        return lambda scope: [f(scope) for f in fns]
+    return lambda scope: raw
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,290 @@
+"""The shapes of lane's project files, as pydantic models.
+
+Every key is documented in docs/files.md. Unknown keys are errors (with a
+did-you-mean); keys that later versions of lane will read are named as such.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lane.errors import Problem
+from lane.spec.source import Loc, Source
+
+Effect = Literal["read", "write", "external"]
+Autonomy = Literal["observe", "ask", "guarded", "auto"]
+AUTONOMY_LEVELS = ("observe", "ask", "guarded", "auto")
+STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Budget(Strict):
+    """Limits; a run or agent step that reaches one stops with the reason."""
+
+    tool_calls: int | None = Field(default=None, ge=0)
+    steps: int | None = Field(default=None, ge=1)
+    tokens: int | None = Field(default=None, ge=1)
+    wall_seconds: float | None = Field(default=None, gt=0)
+    repeats: int | None = Field(default=None, ge=2)
+
+
+class ModelSpec(Strict):
+    provider: str
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+
+
+class Role(Strict):
+    kind: Literal["human", "agent"]
+    description: str = ""
+
+
+class Toolset(Strict):
+    python: str | None = None
+    command: list[str] | None = None
+    builtin: str | None = None
+    mcp: dict[str, Any] | None = None
+    http: dict[str, Any] | None = None
+    description: str | None = None
+    effect: Effect | None = None
+    idempotent: bool | None = None
+    cwd: str | None = None
+    timeout: float = Field(default=60.0, gt=0)
+    max_output: int = Field(default=65536, ge=1)
+    extra_args: bool = True
+
+
+class LaneFile(Strict):
+    project: str
+    description: str = ""
+    models: dict[str, str | ModelSpec] = {}
+    roles: dict[str, Role]
+    toolsets: dict[str, Toolset] = {}
+    budgets: Budget = Budget()
+    store: str = "sqlite:///.lane/lane.db"
+
+
+class ContextTrigger(Strict):
+    when: str
+    read: str
+
+
+class ContextPlan(Strict):
+    always: list[str] = []
+    on: list[ContextTrigger] = []
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
+class AgentFile(Strict):
+    name: str
+    description: str = ""
+    model: str | None = None
+    autonomy: Autonomy = "ask"
+    tools: list[str] = []
+    context: ContextPlan = ContextPlan()
+    budget: Budget = Budget()
+    repairs: int = Field(default=2, ge=0)
+
+
+class Example(Strict):
+    with_: dict[str, Any] = Field(default={}, alias="with")
+    output: Any = None
+
+
+class Step(Strict):
+    id: str = Field(pattern=STEP_ID)
+    description: str = ""
+    when: str | None = None
+    owner: str | None = None
+    # agent steps
+    agent: str | None = None
+    goal: str | None = None
+    with_: dict[str, Any] | None = Field(default=None, alias="with")
+    output: dict[str, Any] | None = None
+    examples: list[Example] | None = None
+    tools: list[str] | None = None
+    repairs: int | None = Field(default=None, ge=0)
+    budget: Budget | None = None
+    # tool steps
+    tool: str | None = None
+    args: dict[str, Any] | None = None
+    autonomy: Autonomy | None = None
+    approver: str | None = None
+    # human steps
+    human: str | None = None
+    approve: Any = None
+    input: dict[str, Any] | None = None
+    prompt: str | None = None
+    # check steps
+    check: list[str] | None = None
+    cwd: str | None = None
+    timeout: float | None = Field(default=None, gt=0)
+
+
+STEP_KINDS = ("agent", "tool", "human", "check")
+STEP_KEYS: dict[str, set[str]] = {
+    "agent": {"goal", "with", "output", "examples", "tools", "repairs", "budget"},
+    "tool": {"args", "autonomy", "approver"},
+    "human": {"approve", "input", "prompt", "output"},
+    "check": {"cwd", "timeout"},
+}
+COMMON_STEP_KEYS = {"id", "description", "when", "owner", "agent", "tool", "human", "check"}
+
+
+class RunbookFile(Strict):
+    runbook: str
+    version: int = Field(default=1, ge=1)
+    track: Literal["workflow", "coding"] = "workflow"
+    description: str = ""
+    inputs: dict[str, Any] = {"type": "object"}
+    steps: list[Step] = Field(min_length=1)
+    autonomy: Autonomy = "guarded"
+    approver: str | None = None
+    budgets: Budget = Budget()
+
+
+# Keys that DESIGN.md names for features this version does not have yet:
+# refused with a message that says so, rather than silently ignored.
+LATER_KEYS: dict[type[BaseModel], dict[str, str]] = {
+    LaneFile: {"rules": "tool rules", "secrets": "secret references"},
+    RunbookFile: {"kpis": "KPIs"},
+}
+
+
+def check_model(model: type[Strict], source: Source, loc: Loc = ()) -> tuple[Any, list[Problem]]:
+    """Validate the node at `loc` of `source` against `model`: the object, or every problem."""
+    data = source.data
+    for part in loc:
+        data = data[part]
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        return None, [source.at(loc, f"must be a mapping of keys, not {_kind(data)}")]
+    later = LATER_KEYS.get(model, {})
+    for key in [k for k in data if k in later]:
+        problems.append(source.at((*loc, key), f"{later[key]} ('{key}') are not available in this version of lane yet; remove the key", key=True))
+        data = {k: v for k, v in data.items() if k != key}
+    try:
+        return model.model_validate(data), problems
+    except ValidationError as exc:
+        problems.extend(_problem(model, source, loc, data, err) for err in exc.errors())
+        return None, _dedupe(problems)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: dict[tuple[int, int], Problem] = {}
+    for p in problems:
+        seen.setdefault((p.line, p.column), p)
+    return list(seen.values())
+
+
+def _problem(model: type[Strict], source: Source, base: Loc, data: Any, err: Any) -> Problem:
+    loc = _strip_union_tags(err["loc"], data)
+    kind = err["type"]
+    name = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    full = (*base, *loc)
+    if kind == "missing":
+        return source.at(full[:-1], f"missing required key '{name}'")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc)
+        near = difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.6)
+        hint = f" (did you mean '{near[0]}'?)" if near else f"; allowed keys: {', '.join(sorted(allowed))}"
+        return source.at(full, f"unknown key '{name}'{hint}", key=True)
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        value = err.get("input")
+        if name == "autonomy":
+            return source.at(full, f"unknown autonomy level {value!r} (one of {', '.join(AUTONOMY_LEVELS)})")
+        return source.at(full, f"'{name}' is {value!r}; expected {expected}")
+    if kind == "string_pattern_mismatch" and name == "id":
+        return source.at(full, f"step id {err.get('input')!r} must be a name of letters, digits and '_' that does not start with a digit")
+    expected = _EXPECTED.get(kind)
+    if expected:
+        return source.at(full, f"'{name}' must be {expected}, not {_kind(err.get('input'))}")
+    return source.at(full, f"'{name}': {err['msg'][0].lower()}{err['msg'][1:]}")
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _strip_union_tags(loc: tuple[Any, ...], data: Any) -> Loc:
+    """Drop the member names pydantic puts in a union's error locations."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, dict) and not any(isinstance(p, str) and p in node for p in [part]):
+            # a union tag such as 'ModelSpec' or 'str', or a missing key (kept when last)
+            if part is loc[-1]:
+                out.append(part)
+        else:
+            out.append(part)
+    return tuple(out)
+
+
+def _allowed_keys(model: type[Strict], loc: Loc) -> list[str]:
+    """The keys the model at `loc` accepts, by their file names (aliases)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
+        if field is not None:  # otherwise a key of a dict field: the model stays the same
+            current = _inner_model(field.annotation)
+    if current is None:
+        return []
+    return [f.alias or n for n, f in current.model_fields.items()]
+
+
+def _inner_model(annotation: Any) -> type[Strict] | None:
+    if isinstance(annotation, type) and issubclass(annotation, Strict):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found:
+            return found
+    return None

@@ -1,0 +1,263 @@
+"""Loading a project: lane.yaml, agents/*.md, runbooks/*.yaml and tools/*.py.
+
+Every problem in every file is collected before anything runs; `load_project`
+raises ProjectInvalid with all of them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lane.errors import Problem, ProjectInvalid
+from lane.models.registry import PROVIDERS, provider_of
+from lane.spec.files import AgentFile, LaneFile, ModelSpec, RunbookFile, check_model
+from lane.spec.runbook import RunbookSpec, check_runbook
+from lane.spec.script import check_script
+from lane.spec.source import Loc, Source, read_front_matter, read_yaml
+from lane.tools.base import Tool
+from lane.tools.command import CommandTool
+from lane.tools.function import load_module
+
+
+@dataclass
+class AgentSpec:
+    file: AgentFile
+    direction: str  # the Markdown body
+    source: Source
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+
+@dataclass
+class ProjectSpec:
+    root: Path
+    config: LaneFile
+    source: Source
+    tools: dict[str, Tool] = field(default_factory=dict)
+    agents: dict[str, AgentSpec] = field(default_factory=dict)
+    runbooks: dict[str, RunbookSpec] = field(default_factory=dict)
+
+    @property
+    def human_roles(self) -> list[str]:
+        return [name for name, role in self.config.roles.items() if role.kind == "human"]
+
+    def model_id(self, name: str | None) -> str:
+        """Follow aliases in `models:` to a `provider:model` id."""
+        name = name or "default"
+        for _ in range(10):
+            target = self.config.models.get(name)
+            if target is None:
+                break
+            name = target if isinstance(target, str) else f"{target.provider}:{target.model or ''}"
+        return "local" if name == "default" else name
+
+    def allows(self, allowlist: list[str], tool: str) -> bool:
+        return any(fnmatch.fnmatchcase(tool, pattern) for pattern in allowlist)
+
+    def check_role(self, name: str, source: Source, loc: Loc, *, kind: str | None = None) -> list[Problem]:
+        role = self.config.roles.get(name)
+        if role is None:
+            near = difflib.get_close_matches(name, list(self.config.roles), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else f"; roles: {', '.join(self.config.roles) or 'none'}"
+            return [source.at(loc, f"role '{name}' is not in the work chart (roles in lane.yaml){hint}")]
+        if kind is not None and role.kind != kind:
+            return [source.at(loc, f"role '{name}' is a {role.kind} role; this needs a {kind} role")]
+        return []
+
+
+def load_project(root: Path) -> ProjectSpec:
+    """Load and check every file of the project at `root`; raises ProjectInvalid."""
+    spec, problems = check_project(root)
+    if problems or spec is None:
+        raise ProjectInvalid(problems)
+    return spec
+
+
+def check_project(root: Path) -> tuple[ProjectSpec | None, list[Problem]]:
+    root = root.resolve()
+    path = root / "lane.yaml"
+    if not path.is_file():
+        return None, [Problem("lane.yaml", 1, 1, f"no lane.yaml in {root}; `lane init` writes a working project, or pass --project DIR")]
+    source = read_yaml(path, "lane.yaml")
+    if source.problems:
+        return None, source.problems
+    config, problems = check_model(LaneFile, source)
+    if config is None:
+        return None, problems
+    project = ProjectSpec(root, config, source)
+    problems += _check_models(project)
+    problems += _load_toolsets(project)
+    problems += _load_agents(project)
+    problems += _load_runbooks(project)
+    return project, problems
+
+
+def _check_models(project: ProjectSpec) -> list[Problem]:
+    problems = []
+    for name, target in project.config.models.items():
+        provider = target.provider if isinstance(target, ModelSpec) else provider_of(target)
+        loc: Loc = ("models", name, "provider") if isinstance(target, ModelSpec) else ("models", name)
+        if isinstance(target, str) and target in project.config.models:
+            continue
+        problems += _check_provider(provider, project.source, loc)
+        if isinstance(target, str):
+            problems += _check_script_file(project, target, project.source, loc)
+    return problems
+
+
+def _check_script_file(project: ProjectSpec, model: str, source: Source, loc: Loc) -> list[Problem]:
+    provider, _, file = model.partition(":")
+    if provider == "scripted" and not (project.root / file).is_file():
+        return [source.at(loc, f"no script file {file!r} for model {model!r}")]
+    return []
+
+
+def _check_provider(provider: str, source: Source, loc: Loc) -> list[Problem]:
+    if provider in PROVIDERS:
+        return []
+    near = difflib.get_close_matches(provider, PROVIDERS, n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    return [source.at(loc, f"unknown model provider '{provider}'{hint}; providers: {', '.join(PROVIDERS)}, or an alias under models:")]
+
+
+def _load_toolsets(project: ProjectSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    source = project.source
+    for name, ts in project.config.toolsets.items():
+        loc: Loc = ("toolsets", name)
+        kinds = [k for k in ("python", "command", "builtin", "mcp", "http") if getattr(ts, k) is not None]
+        if len(kinds) != 1:
+            problems.append(source.at(loc, f"toolset '{name}' needs exactly one of python, command (it has {' and '.join(kinds) or 'none'})"))
+            continue
+        kind = kinds[0]
+        if kind in ("builtin", "mcp", "http"):
+            problems.append(source.at((*loc, kind), f"{kind} toolsets are not available in this version of lane yet; use python or command"))
+        elif kind == "python":
+            problems += _load_python(project, name, ts.python or "", (*loc, "python"))
+            for key in ("effect", "idempotent"):
+                if getattr(ts, key) is not None:
+                    problems.append(source.at((*loc, key), f"'{key}' of a Python tool is declared on each function: @tool({key}=...)", key=True))
+        elif not ts.command:
+            problems.append(source.at((*loc, "command"), "a command tool needs an argv list such as [pytest, -q]"))
+        else:
+            project.tools[name] = CommandTool(
+                name,
+                [str(a) for a in ts.command],
+                effect=ts.effect or "external",
+                idempotent=bool(ts.idempotent),
+                cwd=project.root / (ts.cwd or "."),
+                timeout=ts.timeout,
+                max_output=ts.max_output,
+                extra_args=ts.extra_args,
+                description=ts.description,
+            )
+    return problems
+
+
+def _load_python(project: ProjectSpec, name: str, file: str, loc: Loc) -> list[Problem]:
+    path = project.root / file
+    if not path.is_file():
+        return [project.source.at(loc, f"no file {file}")]
+    try:
+        tools = load_module(path, name)
+    except (ImportError, TypeError) as exc:
+        return [project.source.at(loc, f"{file} cannot be loaded: {exc}")]
+    if not tools:
+        return [project.source.at(loc, f"{file} has no @tool functions (from lane import tool)")]
+    project.tools.update((t.name, t) for t in tools)
+    return []
+
+
+def _load_agents(project: ProjectSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    files = sorted((project.root / "agents").glob("*.md"))
+    for path in files:
+        shown = f"agents/{path.name}"
+        source = read_front_matter(path, shown)
+        if source.problems:
+            problems += source.problems
+            continue
+        agent, found = check_model(AgentFile, source)
+        problems += found
+        if agent is None:
+            continue
+        if agent.name != path.stem:
+            problems.append(source.at(("name",), f"agent name '{agent.name}' must match its file name '{path.stem}'"))
+        problems += project.check_role(agent.name, source, ("name",), kind="agent")
+        problems += _check_agent(project, agent, source)
+        project.agents[agent.name] = AgentSpec(agent, source.body, source)
+    for name, role in project.config.roles.items():
+        if role.kind == "agent" and name not in project.agents and not (project.root / "agents" / f"{name}.md").exists():
+            problems.append(project.source.at(("roles", name), f"agent role '{name}' has no file agents/{name}.md"))
+    return problems
+
+
+def _check_agent(project: ProjectSpec, agent: AgentFile, source: Source) -> list[Problem]:
+    problems: list[Problem] = []
+    if agent.model is not None and agent.model not in project.config.models:
+        problems += _check_provider(provider_of(agent.model), source, ("model",))
+        problems += _check_script_file(project, agent.model, source, ("model",))
+    for i, pattern in enumerate(agent.tools):
+        if not any(project.allows([pattern], t) for t in project.tools):
+            near = difflib.get_close_matches(pattern, list(project.tools), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            problems.append(source.at(("tools", i), f"no tool matches '{pattern}'{hint}"))
+    for i, file in enumerate(agent.context.always):
+        if not (project.root / file).is_file():
+            problems.append(source.at(("context", "always", i), f"no file {file}"))
+    for i, trigger in enumerate(agent.context.on):
+        if not (project.root / trigger.read).is_file():
+            problems.append(source.at(("context", "on", i, "read"), f"no file {trigger.read}"))
+    return problems
+
+
+def _load_runbooks(project: ProjectSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    first: dict[str, str] = {}
+    for path in sorted((project.root / "runbooks").glob("*.y*ml")):
+        shown = f"runbooks/{path.name}"
+        source = read_yaml(path, shown)
+        if source.problems:
+            problems += source.problems
+            continue
+        book, found = check_model(RunbookFile, source)
+        problems += found
+        if book is None:
+            continue
+        if book.runbook in first:
+            problems.append(source.at(("runbook",), f"runbook '{book.runbook}' is also defined in {first[book.runbook]}"))
+            continue
+        first[book.runbook] = shown
+        spec, found = check_runbook(book, source, project)
+        problems += found
+        project.runbooks[book.runbook] = spec
+    problems += _check_scripts(project)
+    return problems
+
+
+def _check_scripts(project: ProjectSpec) -> list[Problem]:
+    """Scripted models: the file's shape, and that no turn calls a tool its agent may not use."""
+    uses: dict[str, dict[str, list[str]]] = {}  # script file -> step id -> allowlist
+    for book in project.runbooks.values():
+        for step in book.steps:
+            agent = project.agents.get(step.step.agent or "")
+            if step.kind != "agent" or agent is None:
+                continue
+            model = project.model_id(agent.file.model)
+            if provider_of(model) == "scripted":
+                allow = step.step.tools if step.step.tools is not None else agent.file.tools
+                uses.setdefault(model.partition(":")[2], {})[step.id] = allow
+    for agent in project.agents.values():
+        model = project.model_id(agent.file.model)
+        if provider_of(model) == "scripted":
+            uses.setdefault(model.partition(":")[2], {})
+    problems: list[Problem] = []
+    for file, steps in uses.items():
+        problems += check_script(project, file, steps)
+    return problems
+

@@ -1,0 +1,233 @@
+"""Runbooks: compile each step's expressions and check what they refer to."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from lane.errors import Problem
+from lane.spec.expressions import (
+    Expression,
+    ExpressionSyntaxError,
+    Ref,
+    Value,
+    compile_expression,
+    compile_value,
+    expressions_in,
+)
+from lane.spec.files import COMMON_STEP_KEYS, STEP_KEYS, STEP_KINDS, RunbookFile, Step
+from lane.spec.source import Loc, Source
+
+if TYPE_CHECKING:
+    from lane.spec.project import ProjectSpec
+
+CHECK_OUTPUT = {"type": "object", "properties": {k: {} for k in ("exit_code", "stdout", "stderr", "seconds", "timed_out", "truncated")}}
+STEP_FIELDS = {"output": "any step", "status": "any step", "edited": "human steps"}
+
+
+@dataclass
+class StepSpec:
+    step: Step
+    kind: str
+    index: int
+    when: Expression | None = None
+    with_: Value | None = None
+    args: Value | None = None
+    approve: Value | None = None
+    check: Value | None = None
+
+    @property
+    def id(self) -> str:
+        return self.step.id
+
+    @property
+    def owner(self) -> str | None:
+        """The role that does the step."""
+        return getattr(self.step, self.kind) if self.kind in ("agent", "human") else self.step.owner
+
+
+@dataclass
+class RunbookSpec:
+    file: RunbookFile
+    source: Source
+    steps: list[StepSpec] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.file.runbook
+
+    def step(self, step_id: str) -> StepSpec:
+        return next(s for s in self.steps if s.id == step_id)
+
+
+def check_runbook(book: RunbookFile, source: Source, project: ProjectSpec) -> tuple[RunbookSpec, list[Problem]]:
+    spec = RunbookSpec(book, source)
+    problems: list[Problem] = []
+    problems += _check_schema(book.inputs, source, ("inputs",))
+    if book.approver is not None:
+        problems += project.check_role(book.approver, source, ("approver",), kind="human")
+    seen: dict[str, int] = {}
+    for index, step in enumerate(book.steps):
+        loc: Loc = ("steps", index)
+        if step.id in seen:
+            problems.append(source.at((*loc, "id"), f"duplicate step id '{step.id}' (first used by step {seen[step.id] + 1})"))
+            continue
+        seen[step.id] = index
+        step_spec, found = _check_step(step, index, spec, project)
+        problems += found
+        spec.steps.append(step_spec)
+    return spec, problems
+
+
+def _check_step(step: Step, index: int, book: RunbookSpec, project: ProjectSpec) -> tuple[StepSpec, list[Problem]]:
+    source, loc = book.source, ("steps", index)
+    kinds = [k for k in STEP_KINDS if getattr(step, k) is not None]
+    problems: list[Problem] = []
+    if len(kinds) != 1:
+        what = "none" if not kinds else " and ".join(kinds)
+        problems.append(source.at(loc, f"step '{step.id}' must have exactly one of agent, tool, human, check (it has {what})"))
+        return StepSpec(step, kinds[0] if kinds else "check", index), problems
+    kind = kinds[0]
+    spec = StepSpec(step, kind, index)
+    present = set(source.data["steps"][index])
+    for key in sorted(present - COMMON_STEP_KEYS - STEP_KEYS[kind]):
+        users = [k for k, keys in STEP_KEYS.items() if key in keys]
+        problems.append(source.at((*loc, key), f"'{key}' is not used by {kind} steps (it belongs to {', '.join(users)} steps)", key=True))
+    earlier = {s.id: s for s in book.steps}
+    problems += _check_roles(spec, source, loc, project)
+    if step.when is not None:
+        spec.when, found = _expression(step.when, source, (*loc, "when"), book, earlier, project)
+        problems += found
+    for key, attr in (("with", "with_"), ("args", "args"), ("approve", "approve"), ("check", "check")):
+        raw = getattr(step, attr)
+        if raw is not None:
+            value, found = _value(raw, source, (*loc, key), book, earlier, project)
+            setattr(spec, attr, value)
+            problems += found
+    for key in ("output", "input"):
+        schema = getattr(step, key)
+        if schema is not None:
+            problems += _check_schema(schema, source, (*loc, key))
+    if kind == "agent" and not step.goal:
+        problems.append(source.at(loc, f"agent step '{step.id}' needs a 'goal': what the agent must achieve"))
+    if kind == "tool" and step.tool not in project.tools:
+        problems.append(source.at((*loc, "tool"), _unknown_tool(step.tool or "", project)))
+    if kind == "human" and (step.approve is None) == (step.input is None):
+        problems.append(source.at(loc, f"human step '{step.id}' needs exactly one of 'approve' (a value to sign off) or 'input' (a JSON schema to fill)"))
+    if kind == "check" and not step.check:
+        problems.append(source.at((*loc, "check"), "a check needs a command: a list such as [pytest, -q]"))
+    if kind == "agent" and step.agent in project.agents and step.tools is not None:
+        allowed = project.agents[step.agent].file.tools
+        for i, name in enumerate(step.tools):
+            if not project.allows(allowed, name):
+                problems.append(source.at((*loc, "tools", i), f"agent '{step.agent}' is not allowed tool '{name}' (its tools: {', '.join(allowed) or 'none'})"))
+    return spec, problems
+
+
+def _check_roles(spec: StepSpec, source: Source, loc: Loc, project: ProjectSpec) -> list[Problem]:
+    step = spec.step
+    problems: list[Problem] = []
+    if spec.kind == "agent":
+        problems += project.check_role(step.agent or "", source, (*loc, "agent"), kind="agent")
+    if spec.kind == "human":
+        problems += project.check_role(step.human or "", source, (*loc, "human"), kind="human")
+    if step.owner is not None:
+        problems += project.check_role(step.owner, source, (*loc, "owner"))
+    if step.approver is not None:
+        problems += project.check_role(step.approver, source, (*loc, "approver"), kind="human")
+    return problems
+
+
+def _unknown_tool(name: str, project: ProjectSpec) -> str:
+    near = difflib.get_close_matches(name, list(project.tools), n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else (f"; tools: {', '.join(sorted(project.tools))}" if project.tools else "; lane.yaml declares no toolsets")
+    return f"unknown tool '{name}'{hint}"
+
+
+def _expression(text: str, source: Source, loc: Loc, book: RunbookSpec, earlier: dict[str, StepSpec], project: ProjectSpec) -> tuple[Expression | None, list[Problem]]:
+    try:
+        expr = compile_expression(text)
+    except ExpressionSyntaxError as exc:
+        return None, [source.at(loc, str(exc))]
+    return expr, [source.at(loc, msg) for msg in (_check_ref(ref, book, earlier) for ref in expr.refs) if msg]
+
+
+def _value(raw: Any, source: Source, loc: Loc, book: RunbookSpec, earlier: dict[str, StepSpec], project: ProjectSpec) -> tuple[Value | None, list[Problem]]:
+    problems: list[Problem] = []
+    for inner, text in expressions_in(raw):
+        try:
+            expr = compile_expression(text)
+        except ExpressionSyntaxError as exc:
+            problems.append(source.at((*loc, *inner), str(exc)))
+            continue
+        problems += [source.at((*loc, *inner), m) for m in (_check_ref(r, book, earlier) for r in expr.refs) if m]
+    if problems:
+        return None, problems
+    return compile_value(raw), []
+
+
+def _check_ref(ref: Ref, book: RunbookSpec, earlier: dict[str, StepSpec]) -> str | None:
+    root = ref[0]
+    if root == "inputs":
+        return _check_property(ref[1:], book.file.inputs, "inputs")
+    if root == "run":
+        return None if len(ref) < 2 or ref[1] == "id" else f"'run' has only 'id', not '{ref[1]}'"
+    if root != "steps":
+        near = difflib.get_close_matches(str(root), ["inputs", "steps", "run"], n=1)
+        return f"unknown name '{root}'" + (f" (did you mean '{near[0]}'?)" if near else "; expressions can use inputs, steps and run")
+    if len(ref) < 2:
+        return None
+    step_id = str(ref[1])
+    if step_id not in earlier:
+        all_ids = [s.id for s in book.file.steps]
+        if step_id in all_ids:
+            return f"step '{step_id}' does not run before this one, so its output is not produced yet"
+        near = difflib.get_close_matches(step_id, list(earlier), n=1)
+        return f"no earlier step '{step_id}'" + (f" (did you mean '{near[0]}'?)" if near else "")
+    target = earlier[step_id]
+    if len(ref) < 3:
+        return None
+    field_name = str(ref[2])
+    if field_name not in STEP_FIELDS or (field_name == "edited" and target.kind != "human"):
+        fields = [f for f in STEP_FIELDS if f != "edited" or target.kind == "human"]
+        return f"steps.{step_id} has no '{field_name}' (it has {', '.join(fields)})"
+    if field_name == "output":
+        return _check_property(ref[3:], _output_schema(target), f"steps.{step_id}.output")
+    return None
+
+
+def _output_schema(step: StepSpec) -> dict[str, Any] | None:
+    if step.kind == "agent":
+        return step.step.output
+    if step.kind == "human":
+        return step.step.input or step.step.output
+    if step.kind == "check":
+        return CHECK_OUTPUT
+    return None
+
+
+def _check_property(path: tuple[str | int, ...], schema: dict[str, Any] | None, where: str) -> str | None:
+    """Follow `path` through a JSON schema's declared properties, where it declares them."""
+    for part in path:
+        if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict) or isinstance(part, int):
+            return None
+        props = schema["properties"]
+        if part not in props:
+            near = difflib.get_close_matches(str(part), list(props), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else f"; it has {', '.join(props) or 'none'}"
+            return f"{where} has no property '{part}'{hint}"
+        schema, where = props[part], f"{where}.{part}"
+    return None
+
+
+def _check_schema(schema: Any, source: Source, loc: Loc) -> list[Problem]:
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        inner = tuple(p for p in exc.path)
+        return [source.at((*loc, *inner), f"invalid JSON schema: {exc.message}")]
+    return []

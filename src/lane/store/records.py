@@ -1,0 +1,53 @@
+"""What a store holds: runs and their events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+RUN_STATUSES = ("running", "paused", "completed", "failed", "stopped")
+FINISHED = ("completed", "failed")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One journal entry. `ref` names what it is about within the step: a call id or a turn."""
+
+    seq: int
+    type: str
+    step_id: str | None
+    ref: str | None
+    at: str
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "type": self.type, "step_id": self.step_id, "ref": self.ref, "at": self.at, **self.data}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    runbook: str
+    version: int
+    status: str
+    reason: str | None
+    inputs: dict[str, Any]
+    started_at: str
+    updated_at: str
+    owner: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "runbook": self.runbook,
+            "version": self.version,
+            "status": self.status,
+            "reason": self.reason,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+        }

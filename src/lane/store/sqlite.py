@@ -1,0 +1,169 @@
+"""The SQLite store: one file, WAL, numbered migrations applied on open.
+
+One write path: `append` commits a batch of events (and the run's status) in
+one transaction. The engine calls it before every effect, so whatever a crash
+interrupts, what happened before it is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from lane.errors import RunBusy, RunNotFound, UsageError
+from lane.store.records import Event, RunRecord, now
+
+_HOST = socket.gethostname()
+
+
+def _migrations() -> list[tuple[int, str]]:
+    found = []
+    for entry in resources.files("lane.store.migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- schema ---------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        migrations = _migrations()
+        latest = migrations[-1][0]
+        if self._version() == latest:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self._version()
+            if current > latest:
+                raise UsageError(f"{self.path} was written by a newer lane (schema {current}, this lane knows {latest}); upgrade lane")
+            for number, script in migrations:
+                if number > current:
+                    for statement in (s.strip() for s in script.split(";")):
+                        if statement and not all(line.startswith("--") for line in statement.splitlines()):
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version={number}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- writing --------------------------------------------------------------
+
+    def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str) -> None:
+        at = now()
+        self._db.execute(
+            "INSERT INTO runs (run_id, runbook, version, status, inputs, started_at, updated_at, owner) "
+            "VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+            (run_id, runbook, version, _dumps(inputs), at, at, owner),
+        )
+
+    def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
+        """Commit events, and optionally the run's new status, in one transaction."""
+        rows = [(run_id, e.seq, e.type, e.step_id, e.ref, e.at, _dumps(e.data)) for e in events]
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO events (run_id, seq, type, step_id, ref, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            if status is not None:
+                owner_sql = ", owner = NULL" if release else ""
+                db.execute(f"UPDATE runs SET status = ?, reason = ?, updated_at = ?{owner_sql} WHERE run_id = ?", (status, reason, now(), run_id))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def claim(self, run_id: str, owner: str) -> RunRecord:
+        """Make `owner` the process executing the run; refuses while another live one is."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            run = self.run(run_id)
+            if run.owner and run.owner != owner and _alive(run.owner):
+                raise RunBusy(f"run {run_id} is being executed by process {run.owner}; wait for it or stop it", run_id=run_id)
+            self._db.execute("UPDATE runs SET owner = ?, updated_at = ? WHERE run_id = ?", (owner, now(), run_id))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return run
+
+    # -- reading --------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunRecord:
+        row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            matches = self._db.execute("SELECT * FROM runs WHERE run_id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
+            if len(matches) != 1:
+                raise RunNotFound(run_id)
+            row = matches[0]
+        return _run(row)
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        sql = "SELECT * FROM runs ORDER BY started_at DESC, run_id"
+        rows = self._db.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
+        return [_run(r) for r in rows]
+
+    def events(self, run_id: str) -> list[Event]:
+        rows = self._db.execute(
+            "SELECT seq, type, step_id, ref, at, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+        ).fetchall()
+        return [Event(seq, type_, step, ref, at, json.loads(data)) for seq, type_, step, ref, at, data in rows]
+
+    def check(self) -> str:
+        """SQLite's own integrity check: 'ok' when the file is sound."""
+        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _run(row: tuple[Any, ...]) -> RunRecord:
+    run_id, runbook, version, status, reason, inputs, started, updated, owner = row
+    return RunRecord(run_id, runbook, version, status, reason, json.loads(inputs), started, updated, owner)
+
+
+def process_owner(token: str) -> str:
+    return f"{_HOST}:{os.getpid()}:{token}"
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process named by an owner string still runs on this host."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if host != _HOST or not pid_text.isdigit():
+        return True  # another machine: assume alive; its owner must release it
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")

@@ -1,0 +1,24 @@
+"""Store URLs from lane.yaml's `store:` key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from lane.errors import UsageError
+from lane.store.sqlite import SQLiteStore
+
+
+def open_store(url: str, root: Path) -> SQLiteStore:
+    """`sqlite:///REL/PATH.db` (relative to the project), `sqlite:////ABS/PATH.db`; `?synchronous=full` for power-loss durability."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise UsageError(f"store {url!r}: only sqlite:///PATH stores are available in this version of lane (lane.yaml: store)")
+    raw = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not raw:
+        raise UsageError(f"store {url!r} names no file; write sqlite:///.lane/lane.db")
+    path = Path(raw)
+    sync = parse_qs(parts.query).get("synchronous", ["normal"])[0].lower()
+    if sync not in ("normal", "full"):
+        raise UsageError(f"store {url!r}: synchronous must be normal or full")
+    return SQLiteStore(path if path.is_absolute() else root / path, synchronous=sync)

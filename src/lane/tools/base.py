@@ -1,0 +1,84 @@
+"""The tool seam: what every tool is, and the `@tool` decorator for Python functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Protocol, TypeVar, overload
+
+Effect = Literal["read", "write", "external"]
+EFFECTS = ("read", "write", "external")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool knows about the call it serves.
+
+    `idempotency_key` is derived from run, step and call: the same on every
+    retry of this call, different for every other call. A tool with an external
+    effect passes it on (an `Idempotency-Key` header, a unique column) so a
+    retried call takes effect once.
+    """
+
+    run_id: str
+    step_id: str
+    call_id: str
+    idempotency_key: str
+    project_dir: Path
+
+
+@dataclass(frozen=True)
+class ToolMeta:
+    effect: Effect
+    idempotent: bool
+    name: str | None
+
+
+class ToolArgsInvalid(ValueError):
+    """The arguments a model or runbook gave do not fit the tool's schema."""
+
+
+class Tool(Protocol):
+    """Anything lane can call for an agent or a tool step."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON Schema of the arguments
+    effect: Effect
+    idempotent: bool
+
+    def check_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The arguments, validated; raises ToolArgsInvalid."""
+        ...
+
+    async def invoke(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        """Run the tool with checked arguments; returns JSON-able data."""
+        ...
+
+
+@overload
+def tool(fn: F, /) -> F: ...
+@overload
+def tool(*, effect: Effect = "external", idempotent: bool = False, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def tool(
+    fn: F | None = None, /, *, effect: Effect = "external", idempotent: bool = False, name: str | None = None
+) -> F | Callable[[F], F]:
+    """Mark a function in `tools/*.py` as a tool.
+
+    `effect` says what calling it does: `read` (nothing changes), `write`
+    (changes inside the agent's lane), `external` (reaches the world or cannot
+    be undone: the default, and the safest). `idempotent=True` promises that a
+    second call with the same `ctx.idempotency_key` has no further effect, so
+    lane may retry it after a crash. The function stays a plain function.
+    """
+    if effect not in EFFECTS:
+        raise ValueError(f"effect must be one of {', '.join(EFFECTS)}, not {effect!r}")
+
+    def mark(f: F) -> F:
+        f.__lane_tool__ = ToolMeta(effect, idempotent, name)  # type: ignore[attr-defined]
+        return f
+
+    return mark(fn) if fn is not None else mark

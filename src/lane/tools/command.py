@@ -1,0 +1,147 @@
+"""Command tools and check steps: an argv list run without a shell."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lane.tools.base import Effect, ToolArgsInvalid, ToolContext
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+    timed_out: bool = False
+    truncated: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "seconds": round(self.seconds, 3),
+            "timed_out": self.timed_out,
+            "truncated": self.truncated,
+        }
+
+
+async def run_command(
+    argv: list[str], *, cwd: Path, timeout: float, max_output: int, env: dict[str, str] | None = None
+) -> CommandResult:
+    """Run argv (no shell) in cwd; output beyond max_output bytes per stream is dropped."""
+    start = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return CommandResult(None, "", f"cannot start {argv[0]!r}: {exc.strerror or exc}", time.monotonic() - start)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = _Capped(max_output), _Capped(max_output)
+    readers = asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr), proc.wait())
+    timed_out = False
+    try:
+        await asyncio.wait_for(readers, timeout)
+    except asyncio.TimeoutError:
+        timed_out = True
+        _kill_group(proc.pid)
+        await proc.wait()
+    return CommandResult(
+        proc.returncode,
+        out.text(),
+        err.text() + (f"\n[lane: timed out after {timeout:g} s and was killed]" if timed_out else ""),
+        time.monotonic() - start,
+        timed_out,
+        out.dropped or err.dropped,
+    )
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class _Capped:
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.dropped = False
+
+    async def drain(self, stream: asyncio.StreamReader) -> None:
+        while chunk := await stream.read(65536):
+            room = self.cap - len(self.data)
+            if len(chunk) > room:
+                self.dropped = True
+            self.data += chunk[: max(room, 0)]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace") + ("\n[lane: output truncated]" if self.dropped else "")
+
+
+class CommandTool:
+    """One command from `lane.yaml`; a model may append arguments if `extra_args` allows."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        effect: Effect,
+        idempotent: bool,
+        cwd: Path,
+        timeout: float,
+        max_output: int,
+        extra_args: bool,
+        description: str | None,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.effect: Effect = effect
+        self.idempotent = idempotent
+        self.cwd = cwd
+        self.timeout = timeout
+        self.max_output = max_output
+        self.extra_args = extra_args
+        self.description = description or f"Runs the command: {' '.join(argv)}"
+        props = {"args": {"type": "array", "items": {"type": "string"}, "description": "arguments appended to the command"}}
+        self.parameters: dict[str, Any] = {
+            "type": "object",
+            "properties": props if extra_args else {},
+            "additionalProperties": False,
+        }
+
+    def check_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        extra = set(args) - ({"args"} if self.extra_args else set())
+        if extra:
+            raise ToolArgsInvalid(f"unknown argument(s): {', '.join(sorted(extra))}")
+        more = args.get("args", [])
+        if not isinstance(more, list) or not all(isinstance(a, str) for a in more):
+            raise ToolArgsInvalid("args: must be a list of strings")
+        return {"args": more} if more else {}
+
+    async def invoke(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        argv = self.argv + self.check_args(args).get("args", [])
+        env = {
+            "LANE_RUN_ID": ctx.run_id,
+            "LANE_STEP_ID": ctx.step_id,
+            "LANE_CALL_ID": ctx.call_id,
+            "LANE_IDEMPOTENCY_KEY": ctx.idempotency_key,
+        }
+        result = await run_command(argv, cwd=self.cwd, timeout=self.timeout, max_output=self.max_output, env=env)
+        return result.to_json()

@@ -1,0 +1,111 @@
+"""Python function tools, loaded from a project's `tools/*.py` modules."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, get_type_hints
+
+import docstring_parser
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic_core import to_jsonable_python
+
+from lane.tools.base import Effect, ToolArgsInvalid, ToolContext, ToolMeta
+
+
+class FunctionTool:
+    """A `@tool` function: its JSON schema comes from type hints and the docstring."""
+
+    def __init__(self, name: str, fn: Callable[..., Any], meta: ToolMeta) -> None:
+        self.name = name
+        self.fn = fn
+        self.effect: Effect = meta.effect
+        self.idempotent = meta.idempotent
+        doc = docstring_parser.parse(inspect.getdoc(fn) or "")
+        self.description = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p)
+        self._args_model, self._ctx_param = _args_model(fn, {p.arg_name: p.description or "" for p in doc.params})
+        schema = self._args_model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        self.parameters = schema
+        self._is_async = inspect.iscoroutinefunction(fn)
+
+    def check_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            model = self._args_model.model_validate(args)
+        except ValidationError as exc:
+            raise ToolArgsInvalid(_describe(exc)) from exc
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+    async def invoke(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        kwargs = self.check_args(args)
+        if self._ctx_param:
+            kwargs[self._ctx_param] = ctx
+        if self._is_async:
+            result = await self.fn(**kwargs)
+        else:
+            result = await asyncio.to_thread(self.fn, **kwargs)
+        return to_jsonable_python(result)
+
+
+def _args_model(fn: Callable[..., Any], docs: dict[str, str]) -> tuple[type[BaseModel], str | None]:
+    hints = get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    ctx_param = None
+    for param in inspect.signature(fn).parameters.values():
+        hint = hints.get(param.name, Any)
+        if hint is ToolContext:
+            ctx_param = param.name
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"tool {fn.__name__}: *args and **kwargs cannot be described to a model")
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (hint, _field(default, docs.get(param.name)))
+    model = create_model(  # type: ignore[call-overload]
+        f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    return model, ctx_param
+
+
+def _field(default: Any, description: str | None) -> Any:
+    from pydantic import Field
+
+    return Field(default=default, description=description or None)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_module(path: Path, toolset: str) -> list[FunctionTool]:
+    """Import a tools module and return its `@tool` functions, named `toolset.function`.
+
+    Raises ImportError with the module's own error when it cannot be imported.
+    """
+    module_name = f"lane_project_tools.{toolset}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's module: any error it raises is theirs to see
+        del sys.modules[module_name]
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        raise ImportError(last) from exc
+    tools = []
+    for attr, value in vars(module).items():
+        meta = getattr(value, "__lane_tool__", None)
+        if isinstance(meta, ToolMeta) and callable(value) and getattr(value, "__module__", None) == module_name:
+            tools.append(FunctionTool(f"{toolset}.{meta.name or attr}", value, meta))
+    return tools
