@@ -26,8 +26,8 @@ from lane.engine.timeline import timeline
 from lane.errors import UsageError
 from lane.spec.project import ProjectSpec, load_project
 from lane.store.records import FINISHED, RunRecord
-from lane.store.sqlite import SQLiteStore, process_owner
-from lane.store.url import open_store
+from lane.store.sqlite import process_owner
+from lane.store.url import Store, open_store
 
 _MODELS = ModelCache()
 
@@ -62,7 +62,7 @@ class Project:
     def __init__(self, spec: ProjectSpec, *, models: ModelCache | None = None) -> None:
         self.spec = spec
         self.root = spec.root
-        self._store: SQLiteStore | None = None
+        self._store: Store | None = None
         self._models = models or _MODELS
 
     @classmethod
@@ -71,7 +71,7 @@ class Project:
         return cls(load_project(Path(path)))
 
     @property
-    def store(self) -> SQLiteStore:
+    def store(self) -> Store:
         if self._store is None:
             self._store = open_store(self.spec.config.store, self.root)
         return self._store

@@ -8,6 +8,7 @@ for an idempotent tool (same idempotency key); otherwise a person is asked.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,7 @@ def _approval(state: RunState, req: CallRequest, requested: Event, tool: Tool) -
     if decision is None:
         raise ask(
             journal, req.step.id, req.call_id, "tool_call",
-            question=f"run {req.tool} ({tool.effect}) with {req.args}?", roles=req.roles,
+            question=f"run {req.tool} ({tool.effect}) with {_brief(req.args)}?", roles=req.roles,
             tool=req.tool, args=req.args, args_hash=requested.data["args_hash"], effect=tool.effect,
         )
     journal.record("approval_used", req.step.id, req.call_id, decision_seq=decision.seq)
@@ -158,6 +159,11 @@ def _outcome(finished: Event) -> CallOutcome:
     if finished.data["status"] == "ok":
         return CallOutcome("ok", finished.data.get("result"))
     return CallOutcome("error", {"error": finished.data.get("error")})
+
+
+def _brief(args: dict[str, Any], limit: int = 200) -> str:
+    text = json.dumps(args, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def idempotency_key(run_id: str, step_id: str, call_id: str) -> str:

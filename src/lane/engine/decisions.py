@@ -17,7 +17,7 @@ from lane.engine.steps import validate_value
 from lane.errors import DecisionError
 from lane.spec.project import ProjectSpec
 from lane.store.records import FINISHED, Event, now
-from lane.store.sqlite import SQLiteStore
+from lane.store.url import Store
 from lane.tools.base import ToolArgsInvalid
 
 _UNSET: Any = object()
@@ -33,7 +33,7 @@ class Decision:
 
 
 def decide(
-    store: SQLiteStore,
+    store: Store,
     project: ProjectSpec,
     run_id: str,
     *,
@@ -72,7 +72,7 @@ def decide(
 
 def _pick(run_id: str, pending: list[Event], call_id: str | None, status: str) -> Event:
     if not pending:
-        raise DecisionError(f"run {run_id} is {status} and waits for no decision")
+        raise DecisionError(f"run {run_id} is {status} and waits for no decision" + (f"; continue it with `lane resume {run_id}`" if status != "running" else ""))
     if call_id is None:
         if len(pending) > 1:
             ids = ", ".join(str(e.ref) for e in pending)

@@ -8,6 +8,7 @@ internals, no mutation. Names in scope: `inputs`, `steps` (each step's
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -152,8 +153,6 @@ def _compile(raw: Any, refs: list[Ref]) -> Callable[[dict[str, Any]], Any]:
 
 def _text(value: Any) -> str:
     if isinstance(value, (dict, list)):
-        import json
-
         return json.dumps(value, ensure_ascii=False)
     if value is None:
         return ""

@@ -6,14 +6,20 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from lane.errors import UsageError
+from lane.store.memory import MemoryStore
 from lane.store.sqlite import SQLiteStore
 
 
-def open_store(url: str, root: Path) -> SQLiteStore:
-    """`sqlite:///REL/PATH.db` (relative to the project), `sqlite:////ABS/PATH.db`; `?synchronous=full` for power-loss durability."""
+Store = SQLiteStore | MemoryStore
+
+
+def open_store(url: str, root: Path) -> Store:
+    """`memory` keeps runs in this process only; `sqlite:///REL/PATH.db` (relative to the project), `sqlite:////ABS/PATH.db`; `?synchronous=full` for power-loss durability."""
+    if url == "memory":
+        return MemoryStore()
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
-        raise UsageError(f"store {url!r}: only sqlite:///PATH stores are available in this version of lane (lane.yaml: store)")
+        raise UsageError(f"store {url!r}: only sqlite:///PATH and memory stores are available in this version of lane (lane.yaml: store)")
     raw = parts.path[1:] if parts.path.startswith("/") else parts.path
     if not raw:
         raise UsageError(f"store {url!r} names no file; write sqlite:///.lane/lane.db")

@@ -1,0 +1,3 @@
+from lane.cli.app import main
+
+main()

@@ -1,0 +1,149 @@
+"""The `lane` command. It parses, calls the library and renders; nothing more.
+
+Exit codes: 0 completed, 1 failed or stopped, 2 invalid usage or project,
+3 paused waiting for a person.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+app = typer.Typer(
+    name="lane",
+    help=(
+        "Run human-directed AI agents by runbook: each agent kept in its lane, a person "
+        "asked where the process says so, every run durable and on record.\n\n"
+        "Start with `lane init my-project`, then `lane validate`, `lane run RUNBOOK`, "
+        "`lane approve RUN`, `lane resume RUN` and `lane show RUN`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ProjectDir = Annotated[Path, typer.Option("--project", "-p", help="The project folder (holds lane.yaml).", show_default="current folder")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+EXIT = {"completed": 0, "failed": 1, "stopped": 1, "paused": 3, "running": 1}
+
+
+def main() -> None:
+    app()
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write the project (created if missing).")] = Path("."),
+    example: Annotated[str, typer.Option(help="Which example to start from.")] = "support-triage",
+) -> None:
+    """Write a working project: lane.yaml, agents, a runbook, tools and a rehearsal script."""
+    from lane.cli import commands
+
+    commands.init(directory, example)
+
+
+@app.command()
+def validate(project: ProjectDir = Path("."), as_json: JsonFlag = False) -> None:
+    """Check every project file and report each problem as path:line:column: message (exit 2 if any)."""
+    from lane.cli import commands
+
+    commands.validate(project, as_json)
+
+
+@app.command()
+def run(
+    runbook: Annotated[str, typer.Argument(help="The runbook's name (its `runbook:` key).")],
+    input: Annotated[
+        Optional[list[str]],
+        typer.Option("--input", "-i", help="KEY=VALUE: VALUE is JSON if it parses, else text; KEY=@FILE reads JSON or YAML; a.b=V nests."),
+    ] = None,
+    input_file: Annotated[Optional[Path], typer.Option("--input-file", help="A JSON or YAML file with all the inputs.")] = None,
+    project: ProjectDir = Path("."),
+    as_json: JsonFlag = False,
+) -> None:
+    """Start a run and execute it until it completes, fails, stops or waits for a person (exit 3)."""
+    from lane.cli import commands
+
+    commands.run(project, runbook, input or [], input_file, as_json)
+
+
+@app.command()
+def runs(project: ProjectDir = Path("."), as_json: JsonFlag = False) -> None:
+    """List the project's runs, newest first."""
+    from lane.cli import commands
+
+    commands.runs(project, as_json)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id, or a unique prefix of one.")],
+    project: ProjectDir = Path("."),
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a run's timeline: steps, what each agent saw, outputs, tool calls, approvals, tokens, times."""
+    from lane.cli import commands
+
+    commands.show(project, run_id, as_json)
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    call: Annotated[Optional[str], typer.Option("--call", help="Which pending decision (as listed by `lane show`); needed when more than one waits.")] = None,
+    as_role: Annotated[Optional[str], typer.Option("--as", help="The human role deciding; needed when several may.")] = None,
+    edit: Annotated[Optional[str], typer.Option(help="JSON replacing the call's arguments, the step's value, or giving a step's input.")] = None,
+    result: Annotated[Optional[str], typer.Option(help="For a call left in doubt by a crash: it took effect, with this JSON result.")] = None,
+    project: ProjectDir = Path("."),
+) -> None:
+    """Approve what a paused run waits for. Recorded now; `lane resume RUN` carries on."""
+    from lane.cli import commands
+
+    commands.decide(project, run_id, True, call, as_role, edit, result, None)
+
+
+@app.command()
+def reject(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: recorded, and shown to the agent.")],
+    call: Annotated[Optional[str], typer.Option("--call", help="Which pending decision; needed when more than one waits.")] = None,
+    as_role: Annotated[Optional[str], typer.Option("--as", help="The human role deciding; needed when several may.")] = None,
+    project: ProjectDir = Path("."),
+) -> None:
+    """Reject what a paused run waits for: the call never runs. `lane resume RUN` carries on."""
+    from lane.cli import commands
+
+    commands.decide(project, run_id, False, call, as_role, None, None, reason)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    budget: Annotated[Optional[list[str]], typer.Option("--budget", help="KEY=N raises a limit for this run: tool_calls, steps, tokens, wall_seconds, repeats.")] = None,
+    project: ProjectDir = Path("."),
+    as_json: JsonFlag = False,
+) -> None:
+    """Continue a paused, stopped or interrupted run from its journal; finished steps are not run again."""
+    from lane.cli import commands
+
+    commands.resume(project, run_id, budget or [], as_json)
+
+
+@app.command()
+def demo(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve every request without asking.")] = False,
+    directory: Annotated[Optional[Path], typer.Option("--dir", help="Where to put the demo project (default: a new temporary folder).")] = None,
+) -> None:
+    """Copy the support-triage example to a fresh folder and run it over its inbox."""
+    from lane.cli import demo as demo_command
+
+    demo_command.demo(yes, directory)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -1,0 +1,123 @@
+"""How the CLI shows things to a person (Rich on a terminal, plain text otherwise)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from lane.errors import Problem
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+STATUS_STYLE = {"completed": "green", "paused": "yellow", "stopped": "magenta", "failed": "red", "running": "cyan"}
+
+
+def error(message: str) -> None:
+    err.print(f"[red]error:[/] {escape(message)}")
+
+
+def problems(found: list[Problem]) -> None:
+    for problem in found:
+        out.print(escape(str(problem)))
+    count = len(found)
+    err.print(f"[red]{count} problem{'s' if count != 1 else ''}[/]; nothing was run.")
+
+
+def valid(project: Path) -> None:
+    out.print(f"[green]ok[/]: {escape(str(project.resolve()))} is a valid lane project")
+
+
+def initialized(directory: Path) -> None:
+    where = escape(str(directory))
+    out.print(f"Wrote a lane project in [bold]{where}[/]. Next:")
+    flag = "" if str(directory) in (".", "") else f" --project {where}"
+    out.print(f"  lane validate{flag}")
+    out.print(f"  lane run support-triage --input-file {where}/inbox/double-charge.json{flag}")
+
+
+def outcome(run: Any) -> None:
+    style = STATUS_STYLE.get(run.status, "")
+    out.print(f"run [bold]{run.run_id}[/] [{style}]{run.status}[/]" + (f": {escape(run.reason)}" if run.reason else ""))
+    if run.status == "paused":
+        for item in run.pending:
+            call = item["call_id"]
+            out.print(f"  waiting: [bold]{escape(call)}[/] ({item['kind'].replace('_', ' ')}) for {', '.join(item['roles'])}")
+            out.print(f"    lane approve {run.run_id} --call {call}        (add --edit JSON to change it)")
+            out.print(f"    lane reject {run.run_id} --call {call} --reason TEXT")
+        out.print(f"  then: lane resume {run.run_id}")
+    elif run.status == "stopped":
+        out.print(f"  raise the limit and continue: lane resume {run.run_id} --budget KEY=N")
+    if run.status != "paused":
+        out.print(f"  timeline: lane show {run.run_id}")
+
+
+def decided(decision: Any) -> None:
+    out.print(f"{decision.decision} {escape(decision.call_id)} in run {decision.run_id} as {decision.by}; continue with: lane resume {decision.run_id}")
+
+
+def runs(records: list[Any]) -> None:
+    if not records:
+        out.print("no runs yet; start one with `lane run RUNBOOK`")
+        return
+    table = Table("run", "runbook", "status", "started", "reason", box=None, pad_edge=False)
+    for r in records:
+        style = STATUS_STYLE.get(r.status, "")
+        table.add_row(r.run_id, f"{r.runbook} v{r.version}", f"[{style}]{r.status}[/]", r.started_at[:19].replace("T", " "), escape(_short(r.reason or "", 60)))
+    out.print(table)
+
+
+def timeline(view: dict[str, Any]) -> None:
+    style = STATUS_STYLE.get(view["status"], "")
+    out.print(f"[bold]run {view['run_id']}[/] · {view['runbook']} v{view['version']} · [{style}]{view['status']}[/]" + (f" · {escape(view['reason'])}" if view["reason"] else ""))
+    usage = view["usage"]
+    out.print(f"started {view['started_at'][:19].replace('T', ' ')} · tokens {usage['input_tokens']} in / {usage['output_tokens']} out")
+    out.print(f"inputs: {escape(_short(json.dumps(view['inputs'], ensure_ascii=False), 200))}")
+    for step in view["steps"]:
+        _step(step)
+    for item in view["pending"]:
+        out.print(f"[yellow]waiting[/] {escape(item['call_id'])}: {escape(item['question'])}")
+
+
+def _step(step: dict[str, Any]) -> None:
+    style = STATUS_STYLE.get(step["status"], "dim")
+    took = f" {step['seconds'] * 1000:.1f} ms" if step.get("seconds") is not None else ""
+    out.print(f"\n[bold]{step['id']}[/] ({step['kind']}) [{style}]{step['status']}[/]{took}")
+    if step.get("context"):
+        ctx = step["context"]
+        out.print(f"  agent {ctx['agent']} on {ctx['model']} · saw ~{ctx['estimated_tokens']} tokens · tools: {', '.join(ctx['tools']) or 'none'}" + (f" · read: {', '.join(ctx['sources'])}" if ctx["sources"] else ""))
+    for turn in step["turns"]:
+        r = turn["response"]
+        said = r.get("text") or ("calls " + ", ".join(c["name"] for c in r.get("tool_calls", [])) if r.get("tool_calls") else json.dumps(r.get("output"), ensure_ascii=False))
+        out.print(f"  {turn['turn']}: {escape(_short(said or '', 120))}")
+    for call in step["tool_calls"]:
+        _call(call)
+    for decision in step["decisions"]:
+        out.print(f"  {decision['decision']} by {decision['by']} ({decision['user']}) at {decision['at'][:19]}" + (" with an edit" if "edited" in decision else ""))
+    if step.get("reason") and step["status"] == "skipped":
+        out.print(f"  {escape(step['reason'])}")
+    if step["output"] is not None:
+        out.print(f"  output: {escape(_short(json.dumps(step['output'], ensure_ascii=False), 160))}")
+    if step["error"]:
+        out.print(f"  [red]error:[/] {escape(step['error'])}")
+
+
+def _call(call: dict[str, Any]) -> None:
+    args = _short(json.dumps(call["args"], ensure_ascii=False), 100)
+    out.print(f"  call {escape(call['call_id'])} {call['tool']} ({call['effect']}) {escape(args)} → {call['status']}" + (f": {escape(call['reason'])}" if call.get("reason") else ""))
+    decision = call.get("decision")
+    if decision:
+        edited = " with edited arguments" if "edited_args" in decision else ""
+        out.print(f"    {decision['decision']} by {decision['by']} ({decision['user']}) at {decision['at'][:19]}{edited}")
+    for ex in call["executions"]:
+        took = f" {ex['seconds'] * 1000:.1f} ms" if ex.get("seconds") is not None else ""
+        out.print(f"    attempt {ex['attempt']}: {ex['status']}{took}")
+
+
+def _short(text: str, limit: int) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

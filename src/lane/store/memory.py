@@ -1,0 +1,58 @@
+"""The in-memory store (`store: memory`): runs live as long as the process. For tests and rehearsals."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any, Iterable
+
+from lane.errors import RunNotFound
+from lane.store.records import Event, RunRecord, now
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._runs: dict[str, RunRecord] = {}
+        self._events: dict[str, list[Event]] = {}
+
+    def close(self) -> None:
+        pass
+
+    def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str) -> None:
+        at = now()
+        self._runs[run_id] = RunRecord(run_id, runbook, version, "running", None, copy.deepcopy(inputs), at, at, owner)
+        self._events[run_id] = []
+
+    def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
+        log = self._events[run_id]
+        for event in events:
+            if log and event.seq <= log[-1].seq:
+                raise ValueError(f"event {event.seq} of run {run_id} is already recorded")
+            log.append(event)
+        if status is not None:
+            run = self._runs[run_id]
+            self._runs[run_id] = replace(run, status=status, reason=reason, updated_at=now(), owner=None if release else run.owner)
+
+    def claim(self, run_id: str, owner: str) -> RunRecord:
+        run = self.run(run_id)
+        self._runs[run.run_id] = replace(run, owner=owner)
+        return run
+
+    def run(self, run_id: str) -> RunRecord:
+        run = self._runs.get(run_id)
+        if run is None:
+            matches = [r for key, r in self._runs.items() if key.startswith(run_id)]
+            if len(matches) != 1:
+                raise RunNotFound(run_id)
+            run = matches[0]
+        return run
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        ordered = sorted(self._runs.values(), key=lambda r: (r.started_at, r.run_id), reverse=True)
+        return ordered[:limit] if limit else ordered
+
+    def events(self, run_id: str) -> list[Event]:
+        return list(self._events[self.run(run_id).run_id])
+
+    def check(self) -> str:
+        return "ok"

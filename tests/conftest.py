@@ -1,0 +1,43 @@
+"""Shared test helpers: build real projects in temporary folders, run the real `lane` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LANE = [sys.executable, "-m", "lane"]
+
+
+def write_project(root: Path, files: dict[str, str]) -> Path:
+    """Write files (paths relative to root; text is dedented) and return root."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return root
+
+
+def lane(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real `lane` command in a subprocess."""
+    return subprocess.run(
+        [*LANE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})}, stdin=subprocess.DEVNULL,
+    )
+
+
+def lane_json(*args: str, cwd: Path) -> Any:
+    result = lane(*args, "--json", cwd=cwd)
+    assert result.stdout, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    return tmp_path / "project"
