@@ -23,13 +23,14 @@ from lane.engine.journal import Journal
 from lane.engine.runner import execute
 from lane.engine.state import ModelCache, RunState
 from lane.engine.timeline import timeline
+from lane.models.base import Model
 from lane.errors import UsageError
 from lane.spec.project import ProjectSpec, load_project
 from lane.store.records import FINISHED, RunRecord
 from lane.store.sqlite import process_owner
 from lane.store.url import Store, open_store
 
-_MODELS = ModelCache()
+_MODELS: dict[str, Model] = {}  # models load once per process, shared by every project and run
 
 
 @dataclass(frozen=True)
@@ -59,16 +60,20 @@ class Run:
 
 
 class Project:
-    def __init__(self, spec: ProjectSpec, *, models: ModelCache | None = None) -> None:
+    def __init__(self, spec: ProjectSpec, *, models: dict[str, Model] | None = None) -> None:
         self.spec = spec
         self.root = spec.root
         self._store: Store | None = None
-        self._models = models or _MODELS
+        self._models = ModelCache(shared=_MODELS, provided=dict(models or {}))
 
     @classmethod
-    def load(cls, path: str | Path = ".") -> Project:
-        """Load and check the project; raises ProjectInvalid listing every problem."""
-        return cls(load_project(Path(path)))
+    def load(cls, path: str | Path = ".", *, models: dict[str, Model] | None = None) -> Project:
+        """Load and check the project; raises ProjectInvalid listing every problem.
+
+        `models` serves model ids with objects you give, such as a
+        `lane.testing.ScriptedModel` built in a test: `{"scripted:attack.yaml": ScriptedModel([...])}`.
+        """
+        return cls(load_project(Path(path), provided_models=frozenset(models or ())), models=models)
 
     @property
     def store(self) -> Store:

@@ -37,12 +37,15 @@ class AgentStep:
         self.calls = 0
         self.rejected = 0
         self.messages: list[dict[str, Any]] = []
+        self.sent = 0  # messages already journaled as sent
 
     async def run(self) -> Any:
         self.messages = self.context()
+        self.sent = len(self.messages)
         while True:
             response = await self.ask_model()
             self.messages.append(_assistant(response))
+            self.sent = len(self.messages)
             self.turn += 1
             if response.tool_calls:
                 await self.run_tool_calls(response.tool_calls)
@@ -77,7 +80,8 @@ class AgentStep:
             return ModelResponse.from_json(recorded.data["response"])
         self.state.meter.check_model_call(self.step.id, self.state.run_limits, self.limits)
         model = self.state.models.get(self.model_id, self.state.project)
-        journal.record("model_called", self.step.id, ref, model=self.model_id)
+        # What this turn adds to the conversation (tool results, repair requests): recorded as sent.
+        journal.record("model_called", self.step.id, ref, model=self.model_id, added=self.messages[self.sent :])
         journal.flush()
         request = ModelRequest(
             messages=self.messages, tools=tuple(self.tool_specs()), output_schema=self.schema,

@@ -47,8 +47,10 @@ def decide(
     run = store.run(run_id)
     if run.status in FINISHED:
         raise DecisionError(f"run {run.run_id} is {run.status}; a finished run takes no decisions")
+    if run.status != "paused":
+        raise DecisionError(f"run {run.run_id} is {run.status}; decisions are taken when it pauses for a person")
     events = store.events(run.run_id)
-    request = _pick(run.run_id, open_requests(events), call_id, run.status)
+    request = _pick(run.run_id, open_requests(events), call_id)
     role = _role(project, request, as_role)
     kind = request.data["kind"]
     data: dict[str, Any] = {
@@ -70,9 +72,9 @@ def decide(
     return Decision(run.run_id, request.ref or "", kind, data["decision"], role)
 
 
-def _pick(run_id: str, pending: list[Event], call_id: str | None, status: str) -> Event:
+def _pick(run_id: str, pending: list[Event], call_id: str | None) -> Event:
     if not pending:
-        raise DecisionError(f"run {run_id} is {status} and waits for no decision" + (f"; continue it with `lane resume {run_id}`" if status != "running" else ""))
+        raise DecisionError(f"run {run_id} waits for no decision; continue it with `lane resume {run_id}`")
     if call_id is None:
         if len(pending) > 1:
             ids = ", ".join(str(e.ref) for e in pending)

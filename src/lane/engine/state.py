@@ -20,15 +20,18 @@ class StepFailed(Exception):
 
 @dataclass
 class ModelCache:
-    """Models are loaded once per process and shared by every step and run."""
+    """Models load once per process and are shared by every step and run; `provided` ones come first."""
 
-    loaded: dict[str, Model] = field(default_factory=dict)
+    shared: dict[str, Model] = field(default_factory=dict)
+    provided: dict[str, Model] = field(default_factory=dict)
 
     def get(self, model_id: str, project: ProjectSpec) -> Model:
+        if model_id in self.provided:
+            return self.provided[model_id]
         key = f"{project.root}::{model_id}"
-        model = self.loaded.get(key)
+        model = self.shared.get(key)
         if model is None:
-            model = self.loaded[key] = load_model(model_id, project.root)
+            model = self.shared[key] = load_model(model_id, project.root)
         return model
 
 

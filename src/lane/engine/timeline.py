@@ -35,7 +35,7 @@ def _blank(step_id: str, kind: str) -> dict[str, Any]:
     return {
         "id": step_id, "kind": kind, "status": "pending", "started_at": None, "finished_at": None, "seconds": None,
         "output": None, "context": None, "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
-        "turns": [], "tool_calls": [], "decisions": [], "error": None,
+        "turns": [], "messages": [], "tool_calls": [], "decisions": [], "error": None,
     }
 
 
@@ -55,8 +55,12 @@ def _apply(step: dict[str, Any], calls: dict[str, dict[str, Any]], event: Event)
         step.update(status="failed", error=data.get("error"), finished_at=event.at)
     elif kind == "context_assembled":
         step["context"] = {k: data.get(k) for k in ("agent", "model", "messages", "sources", "tools", "estimated_tokens")}
+        step["messages"] = list(data.get("messages", []))
+    elif kind == "model_called":
+        step["messages"].extend(data.get("added", []))
     elif kind == "model_responded":
         response = data.get("response", {})
+        step["messages"].append({"role": "assistant", **{k: v for k, v in response.items() if k != "usage"}})
         step["turns"].append({"turn": event.ref, "at": event.at, "model": data.get("model"), "response": response})
         for key in step["usage"]:
             step["usage"][key] += response.get("usage", {}).get(key, 0)

@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, Undefined, nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.lexer import describe_token
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
@@ -42,20 +44,36 @@ class Expression:
 
     def evaluate(self, scope: dict[str, Any]) -> Any:
         try:
-            return self._fn(**scope)
+            value = self._fn(**scope)
+            if isinstance(value, Undefined):
+                value._fail_with_undefined_error()
+            return value
         except (UndefinedError, SecurityError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise ExpressionFailed(f"{self.text.strip()!r}: {exc}") from exc
+            hint = "; write `| default(none)` after an optional value" if isinstance(exc, UndefinedError) else ""
+            raise ExpressionFailed(f"{self.text.strip()!r}: {exc}{hint}") from exc
 
 
 def compile_expression(text: str) -> Expression:
     if not isinstance(text, str) or not text.strip():
         raise ExpressionSyntaxError(str(text), "it is empty")
     try:
+        _check_syntax(text)
         fn = _ENV.compile_expression(text, undefined_to_none=False)
         tree = _ENV.parse("{{ " + text + " }}")
     except TemplateSyntaxError as exc:
-        raise ExpressionSyntaxError(text, exc.message or "syntax error") from exc
+        message = (exc.message or "syntax error").replace("'end of template'", "end of the expression")
+        raise ExpressionSyntaxError(text, message.replace("end of template", "end of the expression")) from exc
     return Expression(text, tuple(_refs(tree)), fn)
+
+
+def _check_syntax(text: str) -> None:
+    """Parse as Jinja2 does, but name what follows a complete expression (Jinja2 says 'chunk after expression')."""
+    parser = Parser(_ENV, text, state="variable")
+    parser.parse_expression()
+    if not parser.stream.eos:
+        token = parser.stream.current
+        hint = "; to compare two values, write ==" if token.type == "assign" else ""
+        raise TemplateSyntaxError(f"unexpected '{describe_token(token)}'{hint}", token.lineno)
 
 
 def _refs(tree: nodes.Node) -> list[Ref]:

@@ -7,9 +7,10 @@ did-you-mean); keys that later versions of lane will read are named as such.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from lane.errors import Problem
 from lane.spec.source import Loc, Source
@@ -41,6 +42,19 @@ class ModelSpec(Strict):
     api_key: str | None = None
 
 
+def _model_entry_kind(value: Any) -> str:
+    return "ModelSpec" if isinstance(value, (dict, ModelSpec)) else "str"
+
+
+# A model is an id string or a mapping: validated as the one its shape says, so
+# a mistake in a mapping is not also reported as "must be a string".
+ModelEntry = Annotated[
+    Annotated[str, Tag("str")] | Annotated[ModelSpec, Tag("ModelSpec")],
+    Discriminator(_model_entry_kind),
+]
+UNION_TAGS = ("str", "ModelSpec")  # what pydantic puts in the error locations of a ModelEntry
+
+
 class Role(Strict):
     kind: Literal["human", "agent"]
     description: str = ""
@@ -64,7 +78,7 @@ class Toolset(Strict):
 class LaneFile(Strict):
     project: str
     description: str = ""
-    models: dict[str, str | ModelSpec] = {}
+    models: dict[str, ModelEntry] = {}
     roles: dict[str, Role]
     toolsets: dict[str, Toolset] = {}
     budgets: Budget = Budget()
@@ -165,7 +179,8 @@ def check_model(model: type[Strict], source: Source, loc: Loc = ()) -> tuple[Any
         data = data[part]
     problems: list[Problem] = []
     if not isinstance(data, dict):
-        return None, [source.at(loc, f"must be a mapping of keys, not {_kind(data)}")]
+        what = f"'{loc[-1]}'" if loc else "the file"
+        return None, [source.at(loc, f"{what} must be a mapping of keys, not {_kind(data)}")]
     later = LATER_KEYS.get(model, {})
     for key in [k for k in data if k in later]:
         problems.append(source.at((*loc, key), f"{later[key]} ('{key}') are not available in this version of lane yet; remove the key", key=True))
@@ -173,14 +188,16 @@ def check_model(model: type[Strict], source: Source, loc: Loc = ()) -> tuple[Any
     try:
         return model.model_validate(data), problems
     except ValidationError as exc:
-        problems.extend(_problem(model, source, loc, data, err) for err in exc.errors())
-        return None, _dedupe(problems)
+        problems.extend(_dedupe((err["type"], _problem(model, source, loc, data, err)) for err in exc.errors()))
+        return None, problems
 
 
-def _dedupe(problems: list[Problem]) -> list[Problem]:
-    seen: dict[tuple[int, int], Problem] = {}
-    for p in problems:
-        seen.setdefault((p.line, p.column), p)
+def _dedupe(found: Iterable[tuple[str, Problem]]) -> list[Problem]:
+    """One problem per place; but a missing key and an unknown key at one place are both kept
+    (a misspelt required key: the did-you-mean says how to fix it)."""
+    seen: dict[tuple[int, int, bool], Problem] = {}
+    for kind, p in found:
+        seen.setdefault((p.line, p.column, kind == "extra_forbidden"), p)
     return list(seen.values())
 
 
@@ -202,6 +219,13 @@ def _problem(model: type[Strict], source: Source, base: Loc, data: Any, err: Any
         if name == "autonomy":
             return source.at(full, f"unknown autonomy level {value!r} (one of {', '.join(AUTONOMY_LEVELS)})")
         return source.at(full, f"'{name}' is {value!r}; expected {expected}")
+    if loc and loc[-1] == "[key]":
+        return source.at(full[:-1], f"key {err.get('input')!r} must be a name (a string), not {_kind(err.get('input'))}", key=True)
+    if kind == "string_type" and err["loc"][-1:] == ("str",) and loc[-1:] != ("str",):  # a ModelEntry
+        return source.at(full, f"'{name}' must be a model id such as openai:gpt-4.1-mini, or a mapping with provider, not {_kind(err.get('input'))}")
+    if kind == "too_short":
+        least = err.get("ctx", {}).get("min_length", 1)
+        return source.at(full, f"'{name}' needs at least {least} item{'s' if least != 1 else ''}")
     if kind == "string_pattern_mismatch" and name == "id":
         return source.at(full, f"step id {err.get('input')!r} must be a name of letters, digits and '_' that does not start with a digit")
     expected = _EXPECTED.get(kind)
@@ -249,17 +273,10 @@ def _strip_union_tags(loc: tuple[Any, ...], data: Any) -> Loc:
     out: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
             node = node[part]
             out.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-            out.append(part)
-        elif isinstance(node, dict) and not any(isinstance(p, str) and p in node for p in [part]):
-            # a union tag such as 'ModelSpec' or 'str', or a missing key (kept when last)
-            if part is loc[-1]:
-                out.append(part)
-        else:
+        elif part not in UNION_TAGS:  # a missing key, or '[key]'
             out.append(part)
     return tuple(out)
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lane.errors import Problem, ProjectInvalid
 from lane.models.registry import PROVIDERS, provider_of
-from lane.spec.files import AgentFile, LaneFile, ModelSpec, RunbookFile, check_model
+from lane.spec.files import AgentFile, LaneFile, ModelSpec, RunbookFile, Toolset, check_model
 from lane.spec.runbook import RunbookSpec, check_runbook
 from lane.spec.script import check_script
 from lane.spec.source import Loc, Source, read_front_matter, read_yaml
@@ -41,6 +42,8 @@ class ProjectSpec:
     tools: dict[str, Tool] = field(default_factory=dict)
     agents: dict[str, AgentSpec] = field(default_factory=dict)
     runbooks: dict[str, RunbookSpec] = field(default_factory=dict)
+    provided_models: frozenset[str] = frozenset()  # ids served by model objects given in Python
+    unloaded: set[str] = field(default_factory=set)  # toolsets with a problem (reported on the toolset)
 
     @property
     def human_roles(self) -> list[str]:
@@ -59,6 +62,10 @@ class ProjectSpec:
     def allows(self, allowlist: list[str], tool: str) -> bool:
         return any(fnmatch.fnmatchcase(tool, pattern) for pattern in allowlist)
 
+    def unloaded_tool(self, name: str) -> bool:
+        """Whether `name` (a tool or pattern) is in a toolset that did not load: not a problem of its own."""
+        return name.partition(".")[0] in self.unloaded
+
     def check_role(self, name: str, source: Source, loc: Loc, *, kind: str | None = None) -> list[Problem]:
         role = self.config.roles.get(name)
         if role is None:
@@ -66,19 +73,23 @@ class ProjectSpec:
             hint = f" (did you mean '{near[0]}'?)" if near else f"; roles: {', '.join(self.config.roles) or 'none'}"
             return [source.at(loc, f"role '{name}' is not in the work chart (roles in lane.yaml){hint}")]
         if kind is not None and role.kind != kind:
-            return [source.at(loc, f"role '{name}' is a {role.kind} role; this needs a {kind} role")]
+            return [source.at(loc, f"role '{name}' is {_a(role.kind)} role; this needs {_a(kind)} role")]
         return []
 
 
-def load_project(root: Path) -> ProjectSpec:
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def load_project(root: Path, *, provided_models: frozenset[str] = frozenset()) -> ProjectSpec:
     """Load and check every file of the project at `root`; raises ProjectInvalid."""
-    spec, problems = check_project(root)
+    spec, problems = check_project(root, provided_models=provided_models)
     if problems or spec is None:
         raise ProjectInvalid(problems)
     return spec
 
 
-def check_project(root: Path) -> tuple[ProjectSpec | None, list[Problem]]:
+def check_project(root: Path, *, provided_models: frozenset[str] = frozenset()) -> tuple[ProjectSpec | None, list[Problem]]:
     root = root.resolve()
     path = root / "lane.yaml"
     if not path.is_file():
@@ -89,7 +100,7 @@ def check_project(root: Path) -> tuple[ProjectSpec | None, list[Problem]]:
     config, problems = check_model(LaneFile, source)
     if config is None:
         return None, problems
-    project = ProjectSpec(root, config, source)
+    project = ProjectSpec(root, config, source, provided_models=provided_models)
     problems += _check_models(project)
     problems += _load_toolsets(project)
     problems += _load_agents(project)
@@ -112,7 +123,7 @@ def _check_models(project: ProjectSpec) -> list[Problem]:
 
 def _check_script_file(project: ProjectSpec, model: str, source: Source, loc: Loc) -> list[Problem]:
     provider, _, file = model.partition(":")
-    if provider == "scripted" and not (project.root / file).is_file():
+    if provider == "scripted" and model not in project.provided_models and not (project.root / file).is_file():
         return [source.at(loc, f"no script file {file!r} for model {model!r}")]
     return []
 
@@ -127,36 +138,41 @@ def _check_provider(provider: str, source: Source, loc: Loc) -> list[Problem]:
 
 def _load_toolsets(project: ProjectSpec) -> list[Problem]:
     problems: list[Problem] = []
-    source = project.source
     for name, ts in project.config.toolsets.items():
-        loc: Loc = ("toolsets", name)
-        kinds = [k for k in ("python", "command", "builtin", "mcp", "http") if getattr(ts, k) is not None]
-        if len(kinds) != 1:
-            problems.append(source.at(loc, f"toolset '{name}' needs exactly one of python, command (it has {' and '.join(kinds) or 'none'})"))
-            continue
-        kind = kinds[0]
-        if kind in ("builtin", "mcp", "http"):
-            problems.append(source.at((*loc, kind), f"{kind} toolsets are not available in this version of lane yet; use python or command"))
-        elif kind == "python":
-            problems += _load_python(project, name, ts.python or "", (*loc, "python"))
-            for key in ("effect", "idempotent"):
-                if getattr(ts, key) is not None:
-                    problems.append(source.at((*loc, key), f"'{key}' of a Python tool is declared on each function: @tool({key}=...)", key=True))
-        elif not ts.command:
-            problems.append(source.at((*loc, "command"), "a command tool needs an argv list such as [pytest, -q]"))
-        else:
-            project.tools[name] = CommandTool(
-                name,
-                [str(a) for a in ts.command],
-                effect=ts.effect or "external",
-                idempotent=bool(ts.idempotent),
-                cwd=project.root / (ts.cwd or "."),
-                timeout=ts.timeout,
-                max_output=ts.max_output,
-                extra_args=ts.extra_args,
-                description=ts.description,
-            )
+        problems += _load_toolset(project, name, ts)
+        if not any(t == name or t.startswith(f"{name}.") for t in project.tools):
+            project.unloaded.add(name)
     return problems
+
+
+def _load_toolset(project: ProjectSpec, name: str, ts: Toolset) -> list[Problem]:
+    source, loc = project.source, ("toolsets", name)
+    kinds = [k for k in ("python", "command", "builtin", "mcp", "http") if getattr(ts, k) is not None]
+    if len(kinds) != 1:
+        return [source.at(loc, f"toolset '{name}' needs exactly one of python, command (it has {' and '.join(kinds) or 'none'})")]
+    kind = kinds[0]
+    if kind in ("builtin", "mcp", "http"):
+        return [source.at((*loc, kind), f"{kind} toolsets are not available in this version of lane yet; use python or command", key=True)]
+    if kind == "python":
+        problems = _load_python(project, name, ts.python or "", (*loc, "python"))
+        for key in ("effect", "idempotent"):
+            if getattr(ts, key) is not None:
+                problems.append(source.at((*loc, key), f"'{key}' of a Python tool is declared on each function: @tool({key}=...)", key=True))
+        return problems
+    if not ts.command:
+        return [source.at((*loc, "command"), "a command tool needs an argv list such as [pytest, -q]")]
+    project.tools[name] = CommandTool(
+        name,
+        [str(a) for a in ts.command],
+        effect=ts.effect or "external",
+        idempotent=bool(ts.idempotent),
+        cwd=project.root / (ts.cwd or "."),
+        timeout=ts.timeout,
+        max_output=ts.max_output,
+        extra_args=ts.extra_args,
+        description=ts.description,
+    )
+    return []
 
 
 def _load_python(project: ProjectSpec, name: str, file: str, loc: Loc) -> list[Problem]:
@@ -165,12 +181,29 @@ def _load_python(project: ProjectSpec, name: str, file: str, loc: Loc) -> list[P
         return [project.source.at(loc, f"no file {file}")]
     try:
         tools = load_module(path, name)
-    except (ImportError, TypeError) as exc:
+    except ImportError as exc:
+        return [_import_problem(project, file, path, name, exc)]
+    except TypeError as exc:
         return [project.source.at(loc, f"{file} cannot be loaded: {exc}")]
     if not tools:
         return [project.source.at(loc, f"{file} has no @tool functions (from lane import tool)")]
     project.tools.update((t.name, t) for t in tools)
     return []
+
+
+def _import_problem(project: ProjectSpec, file: str, path: Path, toolset: str, exc: ImportError) -> Problem:
+    """An error raised by importing a tools module, at the line of that module where it happened."""
+    cause, line, col = exc.__cause__, 1, 1
+    if isinstance(cause, SyntaxError) and cause.lineno:
+        line, col = cause.lineno, cause.offset or 1
+        exc = ImportError(f"SyntaxError: {cause.msg}")
+    elif cause is not None:
+        frames = [f for f in traceback.extract_tb(cause.__traceback__) if Path(f.filename).resolve() == path.resolve()]
+        if frames:
+            line, col = frames[-1].lineno or 1, (frames[-1].colno or 0) + 1
+    real = path.resolve()
+    shown = real.relative_to(project.root).as_posix() if real.is_relative_to(project.root) else file
+    return Problem(shown, line, col, f"toolset '{toolset}' cannot be loaded: {exc}")
 
 
 def _load_agents(project: ProjectSpec) -> list[Problem]:
@@ -188,12 +221,13 @@ def _load_agents(project: ProjectSpec) -> list[Problem]:
             continue
         if agent.name != path.stem:
             problems.append(source.at(("name",), f"agent name '{agent.name}' must match its file name '{path.stem}'"))
-        problems += project.check_role(agent.name, source, ("name",), kind="agent")
+        else:
+            problems += project.check_role(agent.name, source, ("name",), kind="agent")
         problems += _check_agent(project, agent, source)
         project.agents[agent.name] = AgentSpec(agent, source.body, source)
     for name, role in project.config.roles.items():
         if role.kind == "agent" and name not in project.agents and not (project.root / "agents" / f"{name}.md").exists():
-            problems.append(project.source.at(("roles", name), f"agent role '{name}' has no file agents/{name}.md"))
+            problems.append(project.source.at(("roles", name), f"agent role '{name}' has no file agents/{name}.md", key=True))
     return problems
 
 
@@ -203,7 +237,7 @@ def _check_agent(project: ProjectSpec, agent: AgentFile, source: Source) -> list
         problems += _check_provider(provider_of(agent.model), source, ("model",))
         problems += _check_script_file(project, agent.model, source, ("model",))
     for i, pattern in enumerate(agent.tools):
-        if not any(project.allows([pattern], t) for t in project.tools):
+        if not any(project.allows([pattern], t) for t in project.tools) and not project.unloaded_tool(pattern):
             near = difflib.get_close_matches(pattern, list(project.tools), n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
             problems.append(source.at(("tools", i), f"no tool matches '{pattern}'{hint}"))
@@ -219,15 +253,18 @@ def _check_agent(project: ProjectSpec, agent: AgentFile, source: Source) -> list
 def _load_runbooks(project: ProjectSpec) -> list[Problem]:
     problems: list[Problem] = []
     first: dict[str, str] = {}
+    every = True  # every runbook loaded
     for path in sorted((project.root / "runbooks").glob("*.y*ml")):
         shown = f"runbooks/{path.name}"
         source = read_yaml(path, shown)
         if source.problems:
             problems += source.problems
+            every = False
             continue
         book, found = check_model(RunbookFile, source)
         problems += found
         if book is None:
+            every = False
             continue
         if book.runbook in first:
             problems.append(source.at(("runbook",), f"runbook '{book.runbook}' is also defined in {first[book.runbook]}"))
@@ -236,28 +273,39 @@ def _load_runbooks(project: ProjectSpec) -> list[Problem]:
         spec, found = check_runbook(book, source, project)
         problems += found
         project.runbooks[book.runbook] = spec
-    problems += _check_scripts(project)
+    problems += _check_scripts(project, every_runbook=every)
     return problems
 
 
-def _check_scripts(project: ProjectSpec) -> list[Problem]:
-    """Scripted models: the file's shape, and that no turn calls a tool its agent may not use."""
+def _check_scripts(project: ProjectSpec, *, every_runbook: bool) -> list[Problem]:
+    """Scripted models: the file's shape, and that no turn calls a tool its agent may not use.
+
+    A step whose agent has a problem (or a runbook that did not load) may be the one that
+    uses a script: its id is not reported as unused."""
     uses: dict[str, dict[str, list[str]]] = {}  # script file -> step id -> allowlist
+    unsure: set[str] = set()  # agent steps whose model is not known
     for book in project.runbooks.values():
         for step in book.steps:
             agent = project.agents.get(step.step.agent or "")
-            if step.kind != "agent" or agent is None:
+            if step.kind != "agent":
+                continue
+            if agent is None:
+                unsure.add(step.id)
                 continue
             model = project.model_id(agent.file.model)
             if provider_of(model) == "scripted":
                 allow = step.step.tools if step.step.tools is not None else agent.file.tools
                 uses.setdefault(model.partition(":")[2], {})[step.id] = allow
+            elif provider_of(model) not in PROVIDERS:
+                unsure.add(step.id)
     for agent in project.agents.values():
         model = project.model_id(agent.file.model)
         if provider_of(model) == "scripted":
             uses.setdefault(model.partition(":")[2], {})
     problems: list[Problem] = []
     for file, steps in uses.items():
-        problems += check_script(project, file, steps)
+        if f"scripted:{file}" in project.provided_models:
+            continue
+        problems += check_script(project, file, steps, maybe=unsure if every_runbook else None)
     return problems
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, ValidationError
 
 from lane.errors import Problem
 from lane.spec.expressions import (
@@ -114,7 +114,7 @@ def _check_step(step: Step, index: int, book: RunbookSpec, project: ProjectSpec)
             problems += _check_schema(schema, source, (*loc, key))
     if kind == "agent" and not step.goal:
         problems.append(source.at(loc, f"agent step '{step.id}' needs a 'goal': what the agent must achieve"))
-    if kind == "tool" and step.tool not in project.tools:
+    if kind == "tool" and step.tool not in project.tools and not project.unloaded_tool(step.tool or ""):
         problems.append(source.at((*loc, "tool"), _unknown_tool(step.tool or "", project)))
     if kind == "human" and (step.approve is None) == (step.input is None):
         problems.append(source.at(loc, f"human step '{step.id}' needs exactly one of 'approve' (a value to sign off) or 'input' (a JSON schema to fill)"))
@@ -228,6 +228,16 @@ def _check_schema(schema: Any, source: Source, loc: Loc) -> list[Problem]:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        inner = tuple(p for p in exc.path)
-        return [source.at((*loc, *inner), f"invalid JSON schema: {exc.message}")]
+        error: SchemaError | ValidationError = exc
+        while error.context:  # "not valid under any of the given schemas": say which part is wrong
+            error = max(error.context, key=lambda e: (len(e.absolute_path), e.validator == "enum"))
+        return [source.at((*loc, *error.absolute_path), f"invalid JSON schema: {_schema_message(error)}")]
     return []
+
+
+def _schema_message(error: SchemaError | ValidationError) -> str:
+    if error.validator == "enum" and "type" in error.absolute_path and isinstance(error.instance, str):
+        types = [str(t) for t in error.validator_value]
+        near = difflib.get_close_matches(error.instance, types, n=1)
+        return f"unknown type '{error.instance}'" + (f" (did you mean '{near[0]}'?)" if near else f"; types: {', '.join(types)}")
+    return error.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from lane.errors import Problem
@@ -14,8 +15,10 @@ if TYPE_CHECKING:
     from lane.spec.project import ProjectSpec
 
 
-def check_script(project: ProjectSpec, file: str, steps: dict[str, list[str]]) -> list[Problem]:
-    """Problems in a script file; `steps` maps each agent step using it to that step's tool allowlist."""
+def check_script(project: ProjectSpec, file: str, steps: dict[str, list[str]], *, maybe: Collection[str] | None = ()) -> list[Problem]:
+    """Problems in a script file; `steps` maps each agent step using it to that step's tool allowlist.
+
+    `maybe`: steps that may use it too (their model is not known), None when any step may."""
     path = project.root / file
     if not path.is_file():
         return []  # reported where the model is named
@@ -30,7 +33,7 @@ def check_script(project: ProjectSpec, file: str, steps: dict[str, list[str]]) -
         return [source.at((), "a script is a list of turns, or a mapping from step id to a list of turns")]
     problems: list[Problem] = []
     for step_id, turns in data.items():
-        if steps and step_id not in steps:
+        if steps and maybe is not None and step_id not in steps and step_id not in maybe:
             near = difflib.get_close_matches(str(step_id), list(steps), n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else f"; steps using it: {', '.join(steps)}"
             problems.append(source.at((step_id,), f"no agent step '{step_id}' uses this script{hint}", key=True))
@@ -46,13 +49,15 @@ def _check_turns(source: Source, loc: Loc, turns: list[Any], allow: list[str] | 
     problems: list[Problem] = []
     for i, turn in enumerate(turns):
         at = (*loc, i)
-        if not isinstance(turn, dict) or not turn.keys() & {"text", "tool_calls", "output"}:
-            problems.append(source.at(at, "a turn needs text, tool_calls or output"))
-            continue
-        for key in sorted(set(turn) - TURN_KEYS):
+        unknown = sorted(set(turn) - TURN_KEYS, key=str) if isinstance(turn, dict) else []
+        for key in unknown:
             near = difflib.get_close_matches(str(key), sorted(TURN_KEYS), n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else f"; allowed keys: {', '.join(sorted(TURN_KEYS))}"
             problems.append(source.at((*at, key), f"unknown key '{key}'{hint}", key=True))
+        if not isinstance(turn, dict) or not turn.keys() & {"text", "tool_calls", "output"}:
+            if not unknown:
+                problems.append(source.at(at, "a turn needs text, tool_calls or output"))
+            continue
         calls = turn.get("tool_calls") or []
         if not isinstance(calls, list):
             problems.append(source.at((*at, "tool_calls"), "tool_calls must be a list of {name, args}"))

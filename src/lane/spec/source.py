@@ -97,9 +97,24 @@ def parse_yaml(text: str, path: str, *, line_offset: int = 0) -> Source:
         mark = exc.problem_mark or exc.context_mark
         line = (mark.line + 1 if mark else 1) + line_offset
         col = mark.column + 1 if mark else 1
-        what = exc.problem or exc.context or "invalid YAML"
-        return Source(path, None, line_offset, problems=[Problem(path, line, col, f"YAML syntax error: {what}")])
+        what = (exc.problem or exc.context or "invalid YAML").split(" with value ")[0]  # not a duplicate key's whole value
+        return Source(path, None, line_offset, problems=[Problem(path, line, col, f"YAML syntax error: {what}{_opened(exc, line_offset)}")])
     return Source(path, tree, line_offset)
+
+
+_OPENERS = {
+    "while parsing a flow sequence": "the list [...]",
+    "while parsing a flow mapping": "the mapping {...}",
+    "while scanning a quoted scalar": "the quoted string",
+}
+
+
+def _opened(exc: MarkedYAMLError, line_offset: int) -> str:
+    """Where the list, mapping or string that is not closed starts: often the thing to fix."""
+    what, mark = _OPENERS.get(exc.context or ""), exc.context_mark
+    if what is None or mark is None or exc.problem is None:
+        return ""
+    return f" (in {what} that starts at line {mark.line + 1 + line_offset}, column {mark.column + 1})"
 
 
 def read_yaml(file: Path, shown: str) -> Source:

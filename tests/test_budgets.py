@@ -1,0 +1,121 @@
+"""Budgets and the repeat detector stop a run with the reason; raising the budget lets it finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lane
+from conftest import lane as lane_cli, write_project
+
+
+def _files(turns: str, *, budgets: str = "", agent_budget: str = "") -> dict[str, str]:
+    return {
+        "lane.yaml": f"""
+            project: budgets
+            models: {{default: scripted:script.yaml}}
+            roles:
+              owner: {{kind: human}}
+              looper: {{kind: agent}}
+            toolsets:
+              t: {{python: tools/t.py}}
+            {budgets}
+        """,
+        "agents/looper.md": f"""
+            ---
+            name: looper
+            autonomy: auto
+            tools: [t.poll]
+            {agent_budget}
+            ---
+            You poll.
+        """,
+        "runbooks/loop.yaml": """
+            runbook: loop
+            steps:
+              - id: loop
+                agent: looper
+                goal: Poll until done.
+                output: {type: object, properties: {polls: {type: integer}}, required: [polls]}
+        """,
+        "script.yaml": turns,
+        "tools/t.py": '''
+            from lane import tool
+
+            @tool(effect="read")
+            def poll(n: int) -> dict:
+                """Poll once."""
+                return {"n": n}
+        ''',
+    }
+
+
+def _turns(count: int, *, same: bool) -> str:
+    lines = [f"- tool_calls: [{{name: t.poll, args: {{n: {0 if same else i}}}}}]" for i in range(count)]
+    return "\n".join(lines + [f"- output: {{polls: {count}}}"]) + "\n"
+
+
+def test_the_tool_call_budget_stops_a_model_that_never_stops_and_resume_raises_it(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", _files(_turns(20, same=False), budgets="budgets: {tool_calls: 5}"))
+    with lane.Project.load(root) as project:
+        run = project.run("loop")
+        assert run.status == "stopped"
+        assert run.reason.startswith("budget: tool_calls 5 reached (run: 5 tool calls used)")
+        assert "lane resume RUN --budget tool_calls=N" in run.reason
+        events = project.store.events(run.run_id)
+        assert events[-1].type == "run_stopped" and events[-1].data["reason"] == run.reason
+        assert sum(e.type == "tool_finished" for e in events) == 5
+        # Resuming without more budget stops again at once, running nothing.
+        assert run.resume().status == "stopped"
+        assert sum(e.type == "tool_finished" for e in project.store.events(run.run_id)) == 5
+
+    result = lane_cli("resume", run.run_id, "--budget", "tool_calls=100", cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with lane.Project.load(root) as project:
+        view = project.show(run.run_id)
+        assert view["status"] == "completed"
+        assert view["steps"][0]["output"] == {"polls": 20}
+        assert len(view["steps"][0]["tool_calls"]) == 20
+
+
+def test_the_repeat_detector_stops_the_same_call_again_and_again(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", _files(_turns(8, same=True)))
+    with lane.Project.load(root) as project:
+        run = project.run("loop")
+        assert run.status == "stopped"
+        assert run.reason.startswith("repeat detector: step loop made the same call (t.poll with the same arguments) 4 times in a row (limit 3)")
+        assert sum(e.type == "tool_finished" for e in project.store.events(run.run_id)) == 3
+        run = run.resume(budget={"repeats": 10})
+        assert run.status == "completed"
+        assert project.show(run.run_id)["steps"][0]["output"] == {"polls": 8}
+
+
+def test_the_agent_step_budget_counts_model_turns(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", _files(_turns(10, same=False), agent_budget="budget: {steps: 4}"))
+    with lane.Project.load(root) as project:
+        run = project.run("loop")
+        assert run.status == "stopped"
+        assert run.reason.startswith("budget: steps 4 reached (step loop: 4 model turns used)")
+
+
+def test_the_token_budget_counts_reported_usage(tmp_path: Path) -> None:
+    turns = "".join(f"- {{tool_calls: [{{name: t.poll, args: {{n: {i}}}}}], usage: {{input_tokens: 100, output_tokens: 20}}}}\n" for i in range(5))
+    root = write_project(tmp_path / "p", _files(turns + "- output: {polls: 5}\n", budgets="budgets: {tokens: 250}"))
+    with lane.Project.load(root) as project:
+        run = project.run("loop")
+        assert run.status == "stopped"
+        assert run.reason.startswith("budget: tokens 250 reached (run: 360 tokens used)")
+        assert project.show(run.run_id)["usage"] == {"input_tokens": 300, "output_tokens": 60, "cost_usd": 0.0}
+
+
+def test_a_bad_budget_override_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", _files(_turns(8, same=True)))
+    with lane.Project.load(root) as project:
+        run = project.run("loop")
+        before = len(project.store.events(run.run_id))
+    result = lane_cli("resume", run.run_id, "--budget", "toolcalls=9", cwd=root)
+    assert result.returncode == 2
+    assert "unknown budget 'toolcalls'" in result.stderr
+    result = lane_cli("resume", run.run_id, "--budget", "repeats=lots", cwd=root)
+    assert result.returncode == 2 and "budget repeats must be a number" in result.stderr
+    with lane.Project.load(root) as project:
+        assert len(project.store.events(run.run_id)) == before
