@@ -24,11 +24,13 @@ class MemoryStore:
         self._events[run_id] = []
 
     def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
-        log = self._events[run_id]
-        for event in events:
-            if log and event.seq <= log[-1].seq:
+        log, batch = self._events[run_id], list(events)
+        last = log[-1].seq if log else None
+        for event in batch:  # all checked before any is kept: a batch is recorded whole or not at all
+            if last is not None and event.seq <= last:
                 raise ValueError(f"event {event.seq} of run {run_id} is already recorded")
-            log.append(event)
+            last = event.seq
+        log.extend(batch)
         if status is not None:
             run = self._runs[run_id]
             self._runs[run_id] = replace(run, status=status, reason=reason, updated_at=now(), owner=None if release else run.owner)

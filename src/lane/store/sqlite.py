@@ -38,15 +38,25 @@ class SQLiteStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self._refuse_newer()  # before anything is written: a newer lane's file is left as it is
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
 
     # -- schema ---------------------------------------------------------------
+
+    def _refuse_newer(self) -> None:
+        current, latest = self._version(), _migrations()[-1][0]
+        if current > latest:
+            raise UsageError(f"{self.path} was written by a newer lane (schema {current}, this lane knows {latest}); upgrade lane")
 
     def _migrate(self) -> None:
         migrations = _migrations()
@@ -55,9 +65,8 @@ class SQLiteStore:
             return
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            self._refuse_newer()  # again, now that no other process can write
             current = self._version()
-            if current > latest:
-                raise UsageError(f"{self.path} was written by a newer lane (schema {current}, this lane knows {latest}); upgrade lane")
             for number, script in migrations:
                 if number > current:
                     for statement in (s.strip() for s in script.split(";")):
@@ -104,7 +113,7 @@ class SQLiteStore:
             run = self.run(run_id)
             if run.owner and run.owner != owner and _alive(run.owner):
                 raise RunBusy(f"run {run_id} is being executed by process {run.owner}; wait for it or stop it", run_id=run_id)
-            self._db.execute("UPDATE runs SET owner = ?, updated_at = ? WHERE run_id = ?", (owner, now(), run_id))
+            self._db.execute("UPDATE runs SET owner = ?, updated_at = ? WHERE run_id = ?", (owner, now(), run.run_id))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -116,7 +125,8 @@ class SQLiteStore:
     def run(self, run_id: str) -> RunRecord:
         row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
-            matches = self._db.execute("SELECT * FROM runs WHERE run_id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
+            # a literal prefix: LIKE would treat _ and % as wildcards and ignore case
+            matches = self._db.execute("SELECT * FROM runs WHERE substr(run_id, 1, length(?1)) = ?1 LIMIT 2", (run_id,)).fetchall()
             if len(matches) != 1:
                 raise RunNotFound(run_id)
             row = matches[0]
@@ -129,7 +139,7 @@ class SQLiteStore:
 
     def events(self, run_id: str) -> list[Event]:
         rows = self._db.execute(
-            "SELECT seq, type, step_id, ref, at, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+            "SELECT seq, type, step_id, ref, at, data FROM events WHERE run_id = ? ORDER BY seq", (self.run(run_id).run_id,)
         ).fetchall()
         return [Event(seq, type_, step, ref, at, json.loads(data)) for seq, type_, step, ref, at, data in rows]
 

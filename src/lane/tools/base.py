@@ -74,6 +74,8 @@ def tool(
     second call with the same `ctx.idempotency_key` has no further effect, so
     lane may retry it after a crash. The function stays a plain function.
     """
+    if fn is not None and not callable(fn):
+        raise TypeError(f"@tool({fn!r}): pass the effect by name, as in @tool(effect='read')")
     if effect not in EFFECTS:
         raise ValueError(f"effect must be one of {', '.join(EFFECTS)}, not {effect!r}")
 

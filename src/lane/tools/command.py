@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lane.errors import ToolError
 from lane.tools.base import Effect, ToolArgsInvalid, ToolContext
 
 
@@ -49,7 +50,8 @@ async def run_command(
             start_new_session=True,
         )
     except OSError as exc:
-        return CommandResult(None, "", f"cannot start {argv[0]!r}: {exc.strerror or exc}", time.monotonic() - start)
+        where = f" in {cwd}" if str(exc.filename) == str(cwd) else ""  # the working directory, not the program, is missing
+        return CommandResult(None, "", f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}", time.monotonic() - start)
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Capped(max_output), _Capped(max_output)
     readers = asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr), proc.wait())
@@ -60,6 +62,12 @@ async def run_command(
         timed_out = True
         _kill_group(proc.pid)
         await proc.wait()
+    except BaseException:  # cancelled (Ctrl-C): the command and its children must not outlive lane
+        _kill_group(proc.pid)
+        if readers.done() and not readers.cancelled():
+            readers.exception()  # the drains' cancellation: retrieved, so it is not logged as lost
+        await proc.wait()
+        raise
     return CommandResult(
         proc.returncode,
         out.text(),
@@ -128,6 +136,8 @@ class CommandTool:
 
     def check_args(self, args: dict[str, Any]) -> dict[str, Any]:
         extra = set(args) - ({"args"} if self.extra_args else set())
+        if extra == {"args"}:
+            raise ToolArgsInvalid(f"args: {self.name} takes no extra arguments (extra_args is false in lane.yaml)")
         if extra:
             raise ToolArgsInvalid(f"unknown argument(s): {', '.join(sorted(extra))}")
         more = args.get("args", [])
@@ -144,4 +154,6 @@ class CommandTool:
             "LANE_IDEMPOTENCY_KEY": ctx.idempotency_key,
         }
         result = await run_command(argv, cwd=self.cwd, timeout=self.timeout, max_output=self.max_output, env=env)
+        if result.exit_code is None:  # it never started: an error for the agent, a failure for a tool step
+            raise ToolError(result.stderr)
         return result.to_json()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, get_type_hints
 
 import docstring_parser
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
 from lane.tools.base import Effect, ToolArgsInvalid, ToolContext, ToolMeta
@@ -27,8 +27,15 @@ class FunctionTool:
         self.idempotent = meta.idempotent
         doc = docstring_parser.parse(inspect.getdoc(fn) or "")
         self.description = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p)
-        self._args_model, self._ctx_param = _args_model(fn, {p.arg_name: p.description or "" for p in doc.params})
-        schema = self._args_model.model_json_schema()
+        try:
+            self._args_model, self._ctx_param = _args_model(fn, {p.arg_name: p.description or "" for p in doc.params})
+            schema = self._args_model.model_json_schema()
+        except PydanticUserError as exc:  # a type pydantic cannot validate or describe
+            first = str(exc).strip().splitlines()[0].split(". ", 1)[0]
+            raise TypeError(
+                f"tool {fn.__name__}: its parameters cannot be described to a model ({first}); "
+                "use types such as str, int, list[str] or a pydantic model"
+            ) from exc
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():
             prop.pop("title", None)
@@ -40,7 +47,7 @@ class FunctionTool:
             model = self._args_model.model_validate(args)
         except ValidationError as exc:
             raise ToolArgsInvalid(_describe(exc)) from exc
-        return {name: getattr(model, name) for name in type(model).model_fields}
+        return {field.alias or name: getattr(model, name) for name, field in type(model).model_fields.items()}
 
     async def invoke(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         kwargs = self.check_args(args)
@@ -54,7 +61,10 @@ class FunctionTool:
 
 
 def _args_model(fn: Callable[..., Any], docs: dict[str, str]) -> tuple[type[BaseModel], str | None]:
-    hints = get_type_hints(fn)
+    try:
+        hints = get_type_hints(fn)
+    except Exception as exc:  # a name the module never defines (a typo, an import under TYPE_CHECKING)
+        raise TypeError(f"tool {fn.__name__}: cannot read its type hints: {exc}") from exc
     fields: dict[str, Any] = {}
     ctx_param = None
     for param in inspect.signature(fn).parameters.values():
@@ -65,17 +75,19 @@ def _args_model(fn: Callable[..., Any], docs: dict[str, str]) -> tuple[type[Base
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise TypeError(f"tool {fn.__name__}: *args and **kwargs cannot be described to a model")
         default = ... if param.default is param.empty else param.default
-        fields[param.name] = (hint, _field(default, docs.get(param.name)))
+        # fields are named p0, p1...; the parameter's own name is the alias the model sees and sends, so
+        # names pydantic reserves (schema, json, copy, model_dump, _private...) work like any other
+        fields[f"p{len(fields)}"] = (hint, _field(default, docs.get(param.name), param.name))
     model = create_model(  # type: ignore[call-overload]
         f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields
     )
     return model, ctx_param
 
 
-def _field(default: Any, description: str | None) -> Any:
+def _field(default: Any, description: str | None, alias: str) -> Any:
     from pydantic import Field
 
-    return Field(default=default, description=description or None)
+    return Field(default=default, description=description or None, alias=alias)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -1,0 +1,356 @@
+"""The store: real SQLite files (and the memory store) as lane opens, migrates, writes and reads them.
+
+What a user would notice: a file from a newer lane refused and left alone; a
+batch of events written whole or not at all; short run ids that resolve, or say
+why not; a run held by a live process refused to another; `store: memory`
+carrying a whole run; a bad `store:` URL explained; and a store that still
+reads after the process writing it was killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import LANE, lane_json, write_project
+from conftest import lane as lane_cli
+
+import lane
+import lane.store.migrations
+from lane.errors import RunBusy, RunNotFound, UsageError
+from lane.store.memory import MemoryStore
+from lane.store.records import Event, now
+from lane.store.sqlite import SQLiteStore, _migrations, process_owner
+from lane.store.url import open_store
+from lane.testing import ScriptedModel
+
+MIGRATIONS = Path(lane.store.migrations.__file__).parent
+LATEST = max(int(p.name.split("_", 1)[0]) for p in MIGRATIONS.glob("*.sql"))
+
+
+def event(seq: int, type_: str = "step_started", **data: Any) -> Event:
+    return Event(seq, type_, "s", None, now(), data)
+
+
+def pragma(path: Path, name: str) -> Any:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore | MemoryStore]:
+    opened = SQLiteStore(tmp_path / "lane.db") if request.param == "sqlite" else MemoryStore()
+    yield opened
+    opened.close()
+
+
+# -- schema -----------------------------------------------------------------------------------------------------
+
+def test_a_new_file_is_in_wal_mode_at_the_latest_schema(tmp_path: Path) -> None:
+    path = tmp_path / "not" / "yet" / "lane.db"
+    SQLiteStore(path).close()
+    assert pragma(path, "journal_mode") == "wal"
+    assert pragma(path, "user_version") == LATEST == _migrations()[-1][0]
+    with closing(sqlite3.connect(path)) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"runs", "events"} <= tables
+
+
+def test_migrations_are_listed_in_number_order_one_per_file(tmp_path: Path) -> None:
+    listed = _migrations()
+    files = sorted(MIGRATIONS.glob("*.sql"), key=lambda p: int(p.name.split("_", 1)[0]))
+    assert [n for n, _ in listed] == [int(p.name.split("_", 1)[0]) for p in files]
+    assert [n for n, _ in listed] == list(range(1, len(files) + 1)), "migration numbers must be 1, 2, 3... without gaps or repeats"
+    assert [script for _, script in listed] == [p.read_text(encoding="utf-8") for p in files]
+
+
+def test_reopening_a_current_file_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "lane.db"
+    first = SQLiteStore(path)
+    first.create_run("r1", "book", 2, {"x": 1}, "someone")
+    first.append("r1", [event(1), event(2)], status="paused", reason="waiting")
+    first.close()
+    with closing(sqlite3.connect(path)) as db:
+        schema = db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+    again = SQLiteStore(path)
+    try:
+        run = again.run("r1")
+        assert (run.runbook, run.version, run.status, run.reason, run.inputs) == ("book", 2, "paused", "waiting", {"x": 1})
+        assert [e.seq for e in again.events("r1")] == [1, 2]
+        assert again.check() == "ok"
+    finally:
+        again.close()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == schema
+    assert pragma(path, "user_version") == LATEST
+
+
+def test_a_file_from_a_newer_lane_is_refused_and_left_exactly_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "lane.db"
+    with closing(sqlite3.connect(path)) as db:  # what a future lane might have written, in rollback-journal mode
+        db.execute("CREATE TABLE future (x)")
+        db.execute(f"PRAGMA user_version = {LATEST + 1}")
+        db.commit()
+    before = digest(path)
+
+    with pytest.raises(UsageError) as caught:
+        SQLiteStore(path)
+    message = str(caught.value)
+    assert str(path) in message and f"schema {LATEST + 1}" in message and "upgrade lane" in message
+
+    assert digest(path) == before, "refusing the file must not change it (not even to WAL mode)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lane.db"], "no -wal or -shm left behind"
+    assert pragma(path, "user_version") == LATEST + 1
+
+
+# -- writing ----------------------------------------------------------------------------------------------------
+
+def test_append_writes_a_batch_whole_or_not_at_all(store: SQLiteStore | MemoryStore, tmp_path: Path) -> None:
+    store.create_run("r1", "book", 1, {}, "me")
+    store.append("r1", [event(1), event(2)])
+
+    with pytest.raises((sqlite3.IntegrityError, ValueError)):
+        store.append("r1", [event(3, "tool_started"), event(2, "duplicate"), event(4)], status="failed", reason="boom")
+
+    assert [(e.seq, e.type) for e in store.events("r1")] == [(1, "step_started"), (2, "step_started")]
+    assert (store.run("r1").status, store.run("r1").reason) == ("running", None), "the status of a failed batch must not be kept"
+    store.append("r1", [event(3, "tool_started")], status="paused", reason="asks")  # the store is still usable
+    assert [e.seq for e in store.events("r1")] == [1, 2, 3]
+    if isinstance(store, SQLiteStore):  # and it is what another reader sees on disk
+        with closing(sqlite3.connect(tmp_path / "lane.db")) as db:
+            assert db.execute("SELECT seq FROM events ORDER BY seq").fetchall() == [(1,), (2,), (3,)]
+            assert db.execute("SELECT status FROM runs").fetchall() == [("paused",)]
+
+
+# -- reading ----------------------------------------------------------------------------------------------------
+
+def test_a_run_id_prefix_resolves_only_when_it_names_one_run(store: SQLiteStore | MemoryStore) -> None:
+    for run_id in ("abc12345", "abd67890", "f0f0f0f0"):
+        store.create_run(run_id, "book", 1, {}, "me")
+    store.append("abc12345", [event(1)])
+
+    assert store.run("abc").run_id == "abc12345"
+    assert store.run("f0f0f0f0").run_id == "f0f0f0f0"
+    assert [e.seq for e in store.events("abc1")] == [1]
+    for ambiguous_or_absent in ("ab", "a", "zzz", "abc123456", "ABC", "a_c", "f%", "%"):
+        with pytest.raises(RunNotFound) as caught:
+            store.run(ambiguous_or_absent)
+        assert f"no run {ambiguous_or_absent!r}" in str(caught.value) and "`lane runs`" in str(caught.value)
+
+
+# -- claiming a run ---------------------------------------------------------------------------------------------
+
+def owner_for(pid: int, token: str = "feedbeef") -> str:
+    """An owner string for `pid` on this host, in the format lane writes."""
+    host = process_owner("x").rsplit(":", 2)[0]
+    return f"{host}:{pid}:{token}"
+
+
+def test_claim_refuses_a_run_a_live_process_holds_and_takes_over_once_it_is_dead(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "lane.db")
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        store.create_run("r1", "book", 1, {}, owner_for(holder.pid))
+        mine = process_owner("cafe")
+        with pytest.raises(RunBusy) as caught:
+            store.claim("r1", mine)
+        assert owner_for(holder.pid) in str(caught.value) and caught.value.run_id == "r1"
+        assert store.run("r1").owner == owner_for(holder.pid), "a refused claim must not change the owner"
+
+        holder.kill()
+        holder.wait()
+        store.claim("r1", mine)
+        assert store.run("r1").owner == mine
+        store.claim("r1", mine)  # claiming again as the same owner is fine
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        store.close()
+
+
+def test_a_killed_but_unreaped_owner_counts_as_dead_and_another_host_as_alive(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "lane.db")
+    zombie = subprocess.Popen(["sleep", "60"])
+    try:
+        zombie.kill()
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        store.create_run("r1", "book", 1, {}, owner_for(zombie.pid))
+        store.claim("r1", process_owner("cafe"))
+        assert store.run("r1").owner == process_owner("cafe")
+
+        store.create_run("r2", "book", 1, {}, "another-machine:1:beef")
+        with pytest.raises(RunBusy):
+            store.claim("r2", process_owner("cafe"))
+    finally:
+        zombie.wait()
+        store.close()
+
+
+# -- store URLs -------------------------------------------------------------------------------------------------
+
+PROJECT = {
+    "lane.yaml": """
+        project: stores
+        models: {default: scripted:x}
+        store: memory
+        roles:
+          lead: {kind: human}
+          clerk: {kind: agent}
+        toolsets:
+          desk: {python: tools/desk.py}
+    """,
+    "agents/clerk.md": """
+        ---
+        name: clerk
+        autonomy: guarded
+        tools: [desk.*]
+        ---
+        You file things.
+    """,
+    "runbooks/file.yaml": """
+        runbook: file
+        steps:
+          - id: file
+            agent: clerk
+            goal: File the letter.
+            output: {type: object, properties: {filed: {type: boolean}}, required: [filed]}
+    """,
+    "tools/desk.py": '''
+        from lane import tool
+
+        @tool(effect="external")
+        def send(to: str) -> dict:
+            """Send the letter."""
+            return {"sent_to": to}
+    ''',
+}
+TURNS = [{"tool_calls": [{"name": "desk.send", "args": {"to": "archive"}}]}, {"output": {"filed": True}}]
+
+
+def test_a_memory_store_carries_a_whole_run_in_this_process_and_writes_no_file(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "project", PROJECT)
+    with lane.Project.load(root, models={"scripted:x": ScriptedModel(TURNS)}) as project:
+        run = project.run("file")
+        assert run.status == "paused" and run.pending[0]["tool"] == "desk.send"
+        run.approve(as_role="lead")
+        done = project.get(run.run_id[:4]).resume()
+        assert (done.status, done.show()["steps"][0]["output"]) == ("completed", {"filed": True})
+        [call] = done.show()["steps"][0]["tool_calls"]
+        assert call["executions"][0]["result"] == {"sent_to": "archive"}
+        assert [r.run_id for r in project.runs()] == [run.run_id]
+    assert not (root / ".lane").exists() and not list(root.rglob("*.db*"))
+    with lane.Project.load(root, models={"scripted:x": ScriptedModel(TURNS)}) as fresh:
+        assert fresh.runs() == [], "a memory store lives only as long as its process"
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("postgres://db/lane", "only sqlite:///PATH and memory stores are available"),
+    ("sqlite://", "names no file; write sqlite:///.lane/lane.db"),
+    ("sqlite:///runs.db?synchronous=sometimes", "synchronous must be normal or full"),
+])
+def test_a_bad_store_url_is_a_usage_error_that_says_what_to_write(tmp_path: Path, url: str, says: str) -> None:
+    root = write_project(tmp_path / "project", {**PROJECT, "lane.yaml": PROJECT["lane.yaml"].replace("store: memory", f"store: '{url}'")})
+    with pytest.raises(UsageError, match="store") as caught:
+        open_store(url, root)
+    assert says in str(caught.value) and repr(url) in str(caught.value)
+
+    with lane.Project.load(root, models={"scripted:x": ScriptedModel(TURNS)}) as project, pytest.raises(UsageError, match=re.escape(says)):
+        project.run("file")
+    write_project(root, {"script.yaml": "- output: {filed: true}\n", "lane.yaml": PROJECT["lane.yaml"].replace("scripted:x", "scripted:script.yaml").replace("store: memory", f"store: '{url}'")})
+    result = lane_cli("runs", cwd=root)
+    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+    assert not list(root.rglob("*.db"))
+
+
+def test_sqlite_urls_are_relative_to_the_project_or_absolute(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    relative = open_store("sqlite:///state/runs.db", root)
+    absolute = open_store(f"sqlite:///{tmp_path}/elsewhere/runs.db?synchronous=full", root)
+    try:
+        assert isinstance(relative, SQLiteStore) and relative.path == root / "state" / "runs.db" and relative.path.exists()
+        assert isinstance(absolute, SQLiteStore) and absolute.path == tmp_path / "elsewhere" / "runs.db" and absolute.path.exists()
+    finally:
+        relative.close()
+        absolute.close()
+
+
+# -- a crash ----------------------------------------------------------------------------------------------------
+
+def test_runs_still_reads_the_store_after_the_writer_was_sigkilled_mid_run(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "project", {
+        "lane.yaml": """
+            project: killed
+            roles:
+              op: {kind: human}
+            toolsets:
+              slow: {python: tools/slow.py}
+        """,
+        "runbooks/slow.yaml": """
+            runbook: slow
+            autonomy: auto
+            steps:
+              - {id: first, check: ["true"]}
+              - {id: nap, tool: slow.nap, args: {seconds: 60}}
+        """,
+        "tools/slow.py": '''
+            import time
+            from pathlib import Path
+            from lane import tool
+
+            @tool(effect="write")
+            def nap(seconds: float) -> str:
+                """Sleep."""
+                (Path(__file__).parent.parent / "napping").write_text("")
+                time.sleep(seconds)
+                return "rested"
+        ''',
+    })
+    writer = subprocess.Popen([*LANE, "run", "slow"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (root / "napping").exists():
+            assert writer.poll() is None and time.monotonic() < deadline, "the tool never started"
+            time.sleep(0.05)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=10)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.communicate()
+    db = root / ".lane" / "lane.db"
+    assert (root / ".lane" / "lane.db-wal").exists(), "the scenario needs the killed writer's un-checkpointed WAL"
+
+    [listed] = lane_json("runs", cwd=root)
+    assert (listed["runbook"], listed["status"]) == ("slow", "running")
+    view = lane_json("show", listed["run_id"], cwd=root)
+    first, nap = view["steps"]
+    assert first["status"] == "completed" and nap["status"] == "running"
+    assert nap["tool_calls"][0]["executions"][0]["status"] == "interrupted"
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        types = [t for (t,) in conn.execute("SELECT type FROM events ORDER BY seq")]
+    assert types[0] == "run_started" and types[-1] == "tool_started"
+
+    resumed = lane_cli("resume", listed["run_id"], "--json", cwd=root)  # the dead writer no longer holds the run
+    assert resumed.returncode == 3, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "paused"
+    assert lane_json("show", listed["run_id"], cwd=root)["pending"][0]["kind"] == "in_doubt"
