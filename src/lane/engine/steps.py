@@ -51,7 +51,7 @@ async def run_check_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str
     output = result.to_json()
     if result.exit_code != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        why = "timed out" if result.timed_out else f"exited {result.exit_code}"
+        why = "timed out" if result.timed_out else ("could not start" if result.exit_code is None else f"exited {result.exit_code}")
         raise StepFailed(f"check {step.id} ({' '.join(argv)}) {why}" + (f": {' | '.join(tail)}" if tail else ""))
     return output, {}
 

@@ -12,12 +12,13 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lane.errors import Problem, ProjectInvalid
+from lane.errors import Problem, ProjectInvalid, UsageError
 from lane.models.registry import PROVIDERS, provider_of
 from lane.spec.files import AgentFile, LaneFile, ModelSpec, RunbookFile, Toolset, check_model
 from lane.spec.runbook import RunbookSpec, check_runbook
 from lane.spec.script import check_script
 from lane.spec.source import Loc, Source, read_front_matter, read_yaml
+from lane.store.url import parse_store_url
 from lane.tools.base import Tool
 from lane.tools.command import CommandTool
 from lane.tools.function import load_module
@@ -102,10 +103,19 @@ def check_project(root: Path, *, provided_models: frozenset[str] = frozenset()) 
         return None, problems
     project = ProjectSpec(root, config, source, provided_models=provided_models)
     problems += _check_models(project)
+    problems += _check_store(project)
     problems += _load_toolsets(project)
     problems += _load_agents(project)
     problems += _load_runbooks(project)
     return project, problems
+
+
+def _check_store(project: ProjectSpec) -> list[Problem]:
+    try:
+        parse_store_url(project.config.store)
+    except UsageError as exc:
+        return [project.source.at(("store",), str(exc))]
+    return []
 
 
 def _check_models(project: ProjectSpec) -> list[Problem]:

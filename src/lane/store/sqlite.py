@@ -29,6 +29,19 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements the way SQLite reads them (triggers and strings may hold ';')."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if any(line.strip() and not line.strip().startswith("--") for line in buffer.splitlines()):
+        raise ValueError(f"a migration ends in an unfinished statement: {buffer.strip()[:80]!r}")
+    return statements
+
+
 def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
@@ -69,9 +82,8 @@ class SQLiteStore:
             current = self._version()
             for number, script in migrations:
                 if number > current:
-                    for statement in (s.strip() for s in script.split(";")):
-                        if statement and not all(line.startswith("--") for line in statement.splitlines()):
-                            self._db.execute(statement)
+                    for statement in _statements(script):
+                        self._db.execute(statement)
                     self._db.execute(f"PRAGMA user_version={number}")
             self._db.execute("COMMIT")
         except BaseException:
