@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from lane.engine.budgets import parse_overrides
 from lane.engine.decisions import _UNSET, Decision, decide
 from lane.engine.journal import Journal
@@ -26,6 +24,7 @@ from lane.engine.timeline import timeline
 from lane.models.base import Model
 from lane.errors import UsageError
 from lane.spec.project import ProjectSpec, load_project
+from lane.spec.schema import schema_errors
 from lane.store.records import FINISHED, RunRecord
 from lane.store.sqlite import process_owner
 from lane.store.url import Store, open_store
@@ -104,9 +103,9 @@ class Project:
             names = ", ".join(sorted(self.spec.runbooks)) or "none"
             raise UsageError(f"no runbook {runbook!r} in {self.root}/runbooks (runbooks: {names})")
         inputs = dict(inputs or {})
-        errors = sorted(Draft202012Validator(book.file.inputs).iter_errors(inputs), key=lambda e: list(e.absolute_path))
+        errors = schema_errors(book.file.inputs, inputs, root="")
         if errors:
-            lines = [f"inputs.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}".replace("inputs.:", "inputs:") for e in errors]
+            lines = [f"inputs.{e}".replace("inputs.:", "inputs:") for e in errors]
             raise UsageError(f"the inputs do not fit runbook {runbook!r}:\n" + "\n".join(lines))
         token = secrets.token_hex(4)
         run_id = secrets.token_hex(4)

@@ -66,4 +66,4 @@ def nudge_message() -> dict[str, Any]:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=1, sort_keys=False)
+    return json.dumps(value, ensure_ascii=False)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from lane.context.assemble import ContextTooLarge, assemble, nudge_message, repair_message
 from lane.engine.approvals import ask, decision_for
 from lane.engine.budgets import AGENT_STEP_DEFAULTS, merge
@@ -20,6 +18,7 @@ from lane.engine.state import RunState, StepFailed
 from lane.errors import ModelError
 from lane.models.base import ModelRequest, ModelResponse, ToolCall, ToolSpec
 from lane.spec.runbook import StepSpec
+from lane.spec.schema import schema_errors
 
 
 class AgentStep:
@@ -32,7 +31,6 @@ class AgentStep:
         self.limits = merge(AGENT_STEP_DEFAULTS, self.agent.file.budget, step.step.budget)
         self.repairs = step.step.repairs if step.step.repairs is not None else self.agent.file.repairs
         self.schema = step.step.output
-        self.validator = Draft202012Validator(self.schema) if self.schema is not None else None
         self.turn = 0
         self.calls = 0
         self.rejected = 0
@@ -106,13 +104,13 @@ class AgentStep:
             self.messages.append({"role": "tool", "call_id": request.call_id, "name": call.name, "content": outcome.result})
 
     def take_handoff(self, response: ModelResponse) -> tuple[bool, Any]:
-        if self.validator is None:
+        if self.schema is None:
             return True, response.output if response.has_output else response.text
         candidate = response.output if response.has_output else _parse_json(response.text)
         if candidate is _NOT_JSON:
             self.messages.append(nudge_message())
             return False, None
-        errors = _schema_errors(self.validator, candidate)
+        errors = schema_errors(self.schema, candidate)
         if not errors:
             return True, candidate
         self.rejected += 1
@@ -153,11 +151,6 @@ def _parse_json(text: str | None) -> Any:
         return json.loads(cleaned)
     except ValueError:
         return _NOT_JSON
-
-
-def _schema_errors(validator: Draft202012Validator, value: Any) -> list[str]:
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-    return [f"{'.'.join(str(p) for p in e.absolute_path) or 'output'}: {e.message}" for e in errors]
 
 
 def _assistant(response: ModelResponse) -> dict[str, Any]:

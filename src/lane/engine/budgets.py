@@ -9,6 +9,7 @@ stops the run with its reason.
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ AGENT_STEP_DEFAULTS = Budget(steps=25, repeats=3)
 RUN_DEFAULTS = Budget(repeats=3)
 
 
+@lru_cache(maxsize=256)
 def merge(*layers: Budget | None) -> Budget:
     """Later layers override earlier ones, key by key."""
     values: dict[str, Any] = {}

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lane.engine.approvals import open_requests
-from lane.engine.steps import validate_value
 from lane.errors import DecisionError
 from lane.spec.project import ProjectSpec
+from lane.spec.schema import schema_errors
 from lane.store.records import FINISHED, Event, now
 from lane.store.url import Store
 from lane.tools.base import ToolArgsInvalid
@@ -130,7 +130,7 @@ def _check_extras(project: ProjectSpec, request: Event, approve: bool, edit: Any
             raise DecisionError(f"the edited arguments do not fit {request.data['tool']}: {exc}") from exc
         data["edited_args"] = edit
         return
-    problems = validate_value(request.data.get("schema"), edit)
+    problems = schema_errors(request.data.get("schema"), edit, root="value")
     if problems:
         raise DecisionError("the edited value does not match the step's schema: " + "; ".join(problems))
     data["edited"] = edit

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from lane.engine.approvals import ask, decision_for
 from lane.engine.calls import CallRequest, call_tool
 from lane.engine.state import RunState, StepFailed
@@ -54,10 +52,3 @@ async def run_check_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str
         why = "timed out" if result.timed_out else ("could not start" if result.exit_code is None else f"exited {result.exit_code}")
         raise StepFailed(f"check {step.id} ({' '.join(argv)}) {why}" + (f": {' | '.join(tail)}" if tail else ""))
     return output, {}
-
-
-def validate_value(schema: dict[str, Any] | None, value: Any) -> list[str]:
-    if schema is None:
-        return []
-    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.absolute_path))
-    return [f"{'.'.join(str(p) for p in e.absolute_path) or 'value'}: {e.message}" for e in errors]

@@ -63,7 +63,32 @@ def compile_expression(text: str) -> Expression:
     except TemplateSyntaxError as exc:
         message = (exc.message or "syntax error").replace("'end of template'", "end of the expression")
         raise ExpressionSyntaxError(text, message.replace("end of template", "end of the expression")) from exc
+    if _DOTTED.match(text) and not any(hasattr(dict, part) for part in text.split(".")[1:]):
+        fn = _lookup(text.strip().split("."), fn)
     return Expression(text, tuple(_refs(tree)), fn)
+
+
+_DOTTED = re.compile(r"^\s*[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\s*$")
+
+
+def _lookup(parts: list[str], general: Callable[..., Any]) -> Callable[..., Any]:
+    """The common case, `steps.draft.output.body`, as plain dict lookups; anything else goes to Jinja2."""
+    head, rest = parts[0], parts[1:]
+
+    def fn(**scope: Any) -> Any:
+        value = scope.get(head, _MISSING)
+        for part in rest:
+            if type(value) is not dict:
+                return general(**scope)
+            if part not in value:
+                raise UndefinedError(f"'dict object' has no attribute '{part}'")
+            value = value[part]
+        return general(**scope) if value is _MISSING else value
+
+    return fn
+
+
+_MISSING: Any = object()
 
 
 def _check_syntax(text: str) -> None:

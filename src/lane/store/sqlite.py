@@ -42,8 +42,7 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder: dumps() builds one per call
 
 
 class SQLiteStore:

@@ -1,0 +1,105 @@
+"""Writes the lane projects the benchmarks run, into a folder the caller owns (a temporary one).
+
+Nothing here is committed as generated files: every bench script builds its
+project afresh from these templates.
+
+  chain    W1/W2: a runbook of STEPS sequential agent steps, one scripted model
+           turn each; step sN gets `prev: ${{ steps.s(N-1).output }}` and hands
+           on `{n: N}` (validated against its output schema).
+  counter  W3: one agent step (autonomy auto) whose model calls the read-only
+           tool `calc.add_one` CALLS times, with n = 0..CALLS-1, then answers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+STEPS = 10
+CALLS = 20
+
+OUTPUT_SCHEMA = "{type: object, properties: {n: {type: integer}}, required: [n]}"
+
+
+def _lane_yaml(name: str, store: str, toolsets: str = "") -> str:
+    return (
+        f"project: {name}\n"
+        "models:\n"
+        "  default: scripted:scripts/model.yaml\n"
+        "roles:\n"
+        "  operator: {kind: human}\n"
+        "  worker: {kind: agent}\n"
+        f"{toolsets}"
+        f"store: {store}\n"
+    )
+
+
+def write_chain(root: Path, *, store: str, steps: int = STEPS) -> Path:
+    """W1/W2: `runbooks/chain.yaml`, run with inputs `{seed: {n: 0}}`."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "lane.yaml").write_text(_lane_yaml("bench-chain", store))
+    _agent(root, tools="[]")
+    lines = [
+        "runbook: chain",
+        "version: 1",
+        "inputs: {type: object, properties: {seed: {type: object}}, required: [seed]}",
+        "steps:",
+    ]
+    script = []
+    for i in range(1, steps + 1):
+        prev = "${{ inputs.seed }}" if i == 1 else f"${{{{ steps.s{i - 1}.output }}}}"
+        lines += [
+            f"  - id: s{i}",
+            "    agent: worker",
+            f"    goal: Step {i} of the chain.",
+            f'    with: {{prev: "{prev}"}}',
+            f"    output: {OUTPUT_SCHEMA}",
+        ]
+        script.append(f"s{i}:\n  - output: {{n: {i}}}")
+    (root / "runbooks").mkdir(exist_ok=True)
+    (root / "runbooks" / "chain.yaml").write_text("\n".join(lines) + "\n")
+    (root / "scripts").mkdir(exist_ok=True)
+    (root / "scripts" / "model.yaml").write_text("\n".join(script) + "\n")
+    return root
+
+
+def write_counter(root: Path, *, store: str, calls: int = CALLS, async_tool: bool = False) -> Path:
+    """W3: `runbooks/count.yaml`, run with inputs `{}`; tool `calc.add_one` (effect read)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "lane.yaml").write_text(_lane_yaml("bench-counter", store, "toolsets:\n  calc: {python: tools/calc.py}\n"))
+    _agent(root, tools="[calc.add_one]")
+    (root / "tools").mkdir(exist_ok=True)
+    (root / "tools" / "calc.py").write_text(
+        "from lane import tool\n\n\n"
+        '@tool(effect="read", idempotent=True)\n'
+        f"{'async ' if async_tool else ''}def add_one(n: int) -> int:\n"
+        '    """Add one to an integer.\n\n    Args:\n        n: The integer.\n    """\n'
+        "    return n + 1\n"
+    )
+    (root / "runbooks").mkdir(exist_ok=True)
+    (root / "runbooks" / "count.yaml").write_text(
+        "runbook: count\n"
+        "version: 1\n"
+        "steps:\n"
+        "  - id: count\n"
+        "    agent: worker\n"
+        f"    goal: Add one {calls} times.\n"
+        f"    output: {OUTPUT_SCHEMA}\n"
+    )
+    turns = [f"  - tool_calls: [{{name: calc.add_one, args: {{n: {i}}}}}]" for i in range(calls)]
+    turns.append(f"  - output: {{n: {calls}}}")
+    (root / "scripts").mkdir(exist_ok=True)
+    (root / "scripts" / "model.yaml").write_text("count:\n" + "\n".join(turns) + "\n")
+    return root
+
+
+def _agent(root: Path, *, tools: str) -> None:
+    (root / "agents").mkdir(exist_ok=True)
+    (root / "agents" / "worker.md").write_text(
+        "---\n"
+        "name: worker\n"
+        "description: Does one step of the benchmark.\n"
+        "autonomy: auto\n"
+        f"tools: {tools}\n"
+        "---\n"
+        "You do one step of the benchmark and hand on its output.\n"
+    )

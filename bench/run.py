@@ -1,0 +1,346 @@
+"""Run lane's benchmark suite (W1-W5) and the LangGraph peer comparison; print a table, write bench/results.json.
+
+    .venv/bin/python bench/run.py            # the full suite (a few minutes)
+    .venv/bin/python bench/run.py --quick    # fewer repetitions, no extra variants (about a minute)
+    .venv/bin/python bench/run.py --no-peers # lane only
+    .venv/bin/python bench/run.py --only w2,w5
+
+Every workload runs in a fresh subprocess. lane's side runs with this
+interpreter (lane's venv); LangGraph's in bench/.peers-venv, created from
+bench/peers/requirements.txt when it is missing or the requirements changed.
+The machine is shared and noisy, so lane and LangGraph alternate, round after
+round, and each figure is the median of all repetitions (each repetition
+itself a mean over a batch of runs, after untimed warm-up runs).
+
+Targets are reported as pass/fail; nothing here asserts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PEERS = BENCH / "peers"
+PEERS_VENV = BENCH / ".peers-venv"
+REQUIREMENTS = PEERS / "requirements.txt"
+LANE_BENCH = BENCH / "lane_bench.py"
+PEER_BENCH = PEERS / "langgraph_bench.py"
+
+TARGETS = {  # key: (comparison, value, text)
+    "w2": ("<=", 300.0, "<= 300 us/step"),
+    "w3": ("<=", 400.0, "<= 400 us/round trip"),
+    "w4": (">=", 500.0, ">= 500 runs/s"),
+    "w4_rss": ("<", 200.0, "< 200 MB"),
+    "w5": ("<", 200.0, "< 200 ms"),
+}
+PUBLISHED = {  # LangGraph 1.2 with SQLite, as published (context only; not measured here)
+    "w2": "1,237 us/step", "w3": "1,114 us/round trip", "w4": "178 runs/s", "w4_rss": "125 MB", "w5": "457 ms (import)",
+}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- environments --------------------------------------------------------------------------
+
+
+def lane_executable() -> Path:
+    """The `lane` entry point of the venv running this script (.venv/bin/lane)."""
+    for candidate in (Path(sys.executable).parent / "lane", ROOT / ".venv" / "bin" / "lane"):
+        if candidate.exists():
+            return candidate
+    raise SystemExit("no `lane` entry point beside this Python; run with lane's venv: .venv/bin/python bench/run.py")
+
+
+def peers_python() -> Path:
+    """bench/.peers-venv's Python, creating the venv (or reinstalling) when requirements.txt changed."""
+    python = PEERS_VENV / "bin" / "python"
+    stamp = PEERS_VENV / ".requirements.sha256"
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
+        return python
+    log(f"creating {PEERS_VENV.relative_to(ROOT)} from {REQUIREMENTS.relative_to(ROOT)} ...")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEERS_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(REQUIREMENTS)], check=True)
+    stamp.write_text(wanted + "\n")
+    return python
+
+
+def run_json(argv: list[str]) -> dict[str, Any]:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def wall_ms(argv: list[str], env: dict[str, str] | None = None) -> float:
+    began = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
+    return (time.perf_counter() - began) * 1000
+
+
+# -- the plan ------------------------------------------------------------------------------
+
+
+def plan(quick: bool, peers: bool, only: set[str]) -> tuple[list[tuple[str, str, list[str]]], int, int]:
+    """Jobs as (key, workload, argv), run once per round; and the rounds for W1-W3 and W4."""
+    reps = "2" if quick else "3"
+    lane_py, lane_args = [sys.executable, str(LANE_BENCH)], ["--reps", reps]
+    jobs: list[tuple[str, str, list[str]]] = [
+        ("lane.w1", "w1", [*lane_py, "w1", *lane_args, "--runs", "10" if quick else "50", "--warmup", "20"]),
+        ("lane.w2", "w2", [*lane_py, "w2", *lane_args, "--runs", "10" if quick else "50", "--warmup", "20"]),
+        ("lane.w3", "w3", [*lane_py, "w3", *lane_args, "--runs", "5" if quick else "20", "--warmup", "10"]),
+        ("lane.w4", "w4", [*lane_py, "w4", "--warmup", "5"]),
+    ]
+    if not quick:
+        jobs += [
+            ("lane.w2_fsync", "w2", [*lane_py, "w2-full", *lane_args, "--runs", "30", "--warmup", "10"]),
+            ("lane.w3_async_tool", "w3", [*lane_py, "w3-async", *lane_args, "--runs", "20", "--warmup", "10"]),
+        ]
+    if peers:
+        peer_py = [str(peers_python()), str(PEER_BENCH)]
+        jobs += [
+            ("langgraph.w2", "w2", [*peer_py, "w2", *lane_args, "--runs", "5" if quick else "20", "--warmup", "10"]),
+            ("langgraph.w3", "w3", [*peer_py, "w3", *lane_args, "--runs", "2" if quick else "10", "--warmup", "5"]),
+            ("langgraph.w4", "w4", [*peer_py, "w4", "--warmup", "5"]),
+        ]
+        if not quick:
+            jobs += [
+                ("langgraph.w2_sync_normal", "w2", [*peer_py, "w2", *lane_args, "--runs", "20", "--warmup", "10", "--synchronous", "normal"]),
+                ("langgraph.w2_durability_async", "w2", [*peer_py, "w2", *lane_args, "--runs", "20", "--warmup", "10", "--durability", "async"]),
+                ("langgraph.w4_durability_async", "w4", [*peer_py, "w4", "--warmup", "5", "--durability", "async"]),
+            ]
+    jobs = [j for j in jobs if j[1] in only]
+    # lane and LangGraph alternate within a workload, so a noisy spell hits both sides alike
+    order = {w: i for i, w in enumerate(("w1", "w2", "w3", "w4"))}
+    jobs.sort(key=lambda j: order[j[1]])
+    return jobs, (2 if quick else 3), (1 if quick else 3)
+
+
+def measure_startup(quick: bool, peers: bool) -> dict[str, Any]:
+    """W5: `lane --help`, the whole process, cold; LangGraph's import and a bare interpreter for context.
+
+    Measured with a warm bytecode cache, as an installed package has: PYTHONPYCACHEPREFIX
+    points at a temporary folder (filled by the warm-up runs), so nothing is written into
+    the source tree. `lane.w5_env` is the same command in this environment unchanged (where
+    PYTHONDONTWRITEBYTECODE=1 and lane's editable sources have no .pyc, every start compiles them).
+    """
+    n, warm = (7, 2) if quick else (21, 3)
+    commands: dict[str, tuple[list[str], bool]] = {
+        "lane.w5": ([str(lane_executable()), "--help"], True),
+        "lane.w5_env": ([str(lane_executable()), "--help"], False),
+        "python.startup": ([sys.executable, "-c", "pass"], True),
+    }
+    if peers:
+        commands["langgraph.w5_import"] = ([str(peers_python()), "-c",
+                                            "import langgraph.graph, langgraph.checkpoint.sqlite, langgraph.prebuilt"], True)
+    samples: dict[str, list[float]] = {k: [] for k in commands}
+    with tempfile.TemporaryDirectory(prefix="lane-bench-pycache-") as cache:
+        cached_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        cached_env["PYTHONPYCACHEPREFIX"] = cache
+        envs = {True: cached_env, False: dict(os.environ)}
+        for argv, cached in commands.values():
+            for _ in range(warm):
+                wall_ms(argv, envs[cached])
+        for _ in range(n):
+            for key, (argv, cached) in commands.items():
+                samples[key].append(wall_ms(argv, envs[cached]))
+    env_note = f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}"
+    return {key: {"unit": "ms", "samples": s, "warmup_runs": warm,
+                  "bytecode_cache": "warm (PYTHONPYCACHEPREFIX)" if commands[key][1] else f"as the environment is ({env_note})"}
+            for key, s in samples.items()}
+
+
+# -- summary -------------------------------------------------------------------------------
+
+
+def summarize(raw: dict[str, list[dict[str, Any]]], startup: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, results in raw.items():
+        if key.endswith(("w4", "w4_durability_async")):
+            rates = [r["runs_per_s"] for r in results]
+            cpu = [r["cpu_seconds"] for r in results]
+            rss = [r["peak_rss_mb"] for r in results]
+            out[key] = {"runs_per_s": statistics.median(rates), "runs_per_s_samples": rates,
+                        "peak_rss_mb": statistics.median(rss), "peak_rss_mb_max": max(rss), "peak_rss_mb_samples": rss,
+                        "cpu_seconds": statistics.median(cpu), "concurrency": results[0]["concurrency"]}
+        else:
+            samples = [s for r in results for s in r["samples"]]
+            cpu = [s for r in results for s in r["cpu_samples"]]
+            out[key] = {"unit": "us", "per": results[0]["per"], "median": statistics.median(samples),
+                        "min": min(samples), "max": max(samples), "cpu_median": statistics.median(cpu),
+                        "samples": samples, "cpu_samples": cpu}
+    for key, data in startup.items():
+        out[key] = {"unit": "ms", "median": statistics.median(data["samples"]), "min": min(data["samples"]),
+                    "max": max(data["samples"]), "bytecode_cache": data["bytecode_cache"], "samples": data["samples"]}
+    return out
+
+
+def verdict(key: str, value: float | None) -> str | None:
+    if value is None or key not in TARGETS:
+        return None
+    op, limit, _ = TARGETS[key]
+    ok = value <= limit if op == "<=" else value >= limit if op == ">=" else value < limit
+    return "pass" if ok else "FAIL"
+
+
+def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table: lane's figure, LangGraph's, lane/LangGraph, the target."""
+
+    def med(key: str, field: str = "median") -> float | None:
+        return summary.get(key, {}).get(field)
+
+    spec = [
+        # label, target key, lane key, lane field, peer key, peer field, unit, lower is better
+        ("W1 10 steps, memory store", None, "lane.w1", "median", None, None, "us/step", True),
+        ("W2 10 steps, SQLite journal", "w2", "lane.w2", "median", "langgraph.w2", "median", "us/step", True),
+        ("W3 20 tool round trips, SQLite", "w3", "lane.w3", "median", "langgraph.w3", "median", "us/round trip", True),
+        ("W4 1,000 concurrent W2 runs", "w4", "lane.w4", "runs_per_s", "langgraph.w4", "runs_per_s", "runs/s", False),
+        ("W4 peak RSS", "w4_rss", "lane.w4", "peak_rss_mb", "langgraph.w4", "peak_rss_mb", "MB", True),
+        ("W5 lane --help (LangGraph: import)", "w5", "lane.w5", "median", "langgraph.w5_import", "median", "ms", True),
+        # extra variants: the same workloads under other settings, for context
+        ("W2 both fsync each commit (lane ?synchronous=full)", None, "lane.w2_fsync", "median", "langgraph.w2", "median", "us/step", True),
+        ("W2 neither fsyncs (LangGraph synchronous=NORMAL)", None, "lane.w2", "median", "langgraph.w2_sync_normal", "median", "us/step", True),
+        ("W2 LangGraph's default durability=async", None, "lane.w2", "median", "langgraph.w2_durability_async", "median", "us/step", True),
+        ("W3 lane with an async def tool", None, "lane.w3_async_tool", "median", "langgraph.w3", "median", "us/round trip", True),
+        ("W4 LangGraph's default durability=async", None, "lane.w4", "runs_per_s", "langgraph.w4_durability_async", "runs_per_s", "runs/s", False),
+        ("W4 peak RSS, LangGraph durability=async", None, "lane.w4", "peak_rss_mb", "langgraph.w4_durability_async", "peak_rss_mb", "MB", True),
+        ("W5 lane --help, no .pyc for lane (this env)", None, "lane.w5_env", "median", None, None, "ms", True),
+        ("python -c pass (interpreter floor)", None, "python.startup", "median", None, None, "ms", True),
+    ]
+    table = []
+    for label, target, lane_key, lane_field, peer_key, peer_field, unit, lower in spec:
+        lane_value = med(lane_key, lane_field)
+        peer_value = med(peer_key, peer_field) if peer_key else None
+        if lane_value is None or (peer_key and peer_value is None and target is None):
+            continue
+        ratio = lane_value / peer_value if peer_value else None
+        if ratio is None:
+            says = ""
+        elif lower:
+            says = f"{1 / ratio:.1f}x faster" if unit != "MB" else f"{1 / ratio:.1f}x less"
+            if ratio > 1:
+                says = f"{ratio:.1f}x {'slower' if unit != 'MB' else 'more'}"
+        else:
+            says = f"{ratio:.1f}x more" if ratio >= 1 else f"{1 / ratio:.1f}x fewer"
+        cpu_field = "cpu_median" if unit.startswith("us") else "cpu_seconds" if unit == "runs/s" else None
+        lane_cpu = med(lane_key, cpu_field) if cpu_field else None
+        peer_cpu = med(peer_key, cpu_field) if cpu_field and peer_key else None
+        if unit == "runs/s":  # CPU ms per run
+            lane_cpu = lane_cpu * 1000 / summary[lane_key]["concurrency"] if lane_cpu is not None else None
+            peer_cpu = peer_cpu * 1000 / summary[peer_key]["concurrency"] if peer_cpu is not None else None
+        table.append({
+            "workload": label, "unit": unit, "lane": lane_value, "langgraph": peer_value,
+            "lane_cpu": lane_cpu, "langgraph_cpu": peer_cpu, "cpu_unit": "ms/run" if unit == "runs/s" else unit if cpu_field else None, "ratio_lane_to_langgraph": ratio,
+            "ratio_says": says, "target": TARGETS[target][2] if target else None, "verdict": verdict(target, lane_value) if target else None,
+            "langgraph_published": PUBLISHED.get(target) if target else None, "lane_key": lane_key, "langgraph_key": peer_key,
+        })
+    return table
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "runs/s" or unit.startswith("us"):
+        return f"{value:,.0f}"
+    return f"{value:,.1f}"
+
+
+def print_table(table: list[dict[str, Any]]) -> None:
+    headers = ["workload", "unit", "lane", "LangGraph", "lane/LG", "", "target", "", "LG published", "CPU: lane", "LG"]
+    cpu = lambda v, r: "" if v is None else f"{v:,.0f}" if r["cpu_unit"] != "ms/run" else f"{v:.2f}"  # noqa: E731
+    lines = [[r["workload"], r["unit"], fmt(r["lane"], r["unit"]), fmt(r["langgraph"], r["unit"]),
+              f"{r['ratio_lane_to_langgraph']:.2f}" if r["ratio_lane_to_langgraph"] else "-", r["ratio_says"],
+              r["target"] or "", r["verdict"] or "", r["langgraph_published"] or "",
+              cpu(r["lane_cpu"], r), cpu(r["langgraph_cpu"], r)] for r in table]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *lines)]
+    for i, line in enumerate([headers, *lines]):
+        print("  ".join(str(x).ljust(w) if j in (0, 1, 5, 6, 7, 8) else str(x).rjust(w) for j, (x, w) in enumerate(zip(line, widths))).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def machine(peer_versions: dict[str, str] | None) -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True, text=True).stdout
+    except OSError:
+        commit, dirty = "", ""
+    return {
+        "git": {"commit": commit or None, "src_changed_files": len(dirty.splitlines())},
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu": cpu, "platform": platform.platform(), "python": platform.python_version(),
+        "lane": version("lane"), "sqlite": sqlite3.sqlite_version, "peers": peer_versions or {},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and no extra variants")
+    parser.add_argument("--no-peers", action="store_true", help="lane only: no LangGraph, no peers venv")
+    parser.add_argument("--only", default="w1,w2,w3,w4,w5", help="comma-separated workloads (default: all)")
+    parser.add_argument("--out", type=Path, default=BENCH / "results.json")
+    args = parser.parse_args()
+    only = {w.strip().lower() for w in args.only.split(",") if w.strip()}
+    peers = not args.no_peers
+
+    began = time.time()
+    jobs, rounds, w4_rounds = plan(args.quick, peers, only)
+    raw: dict[str, list[dict[str, Any]]] = {}
+    for workload in ("w1", "w2", "w3", "w4"):
+        group = [j for j in jobs if j[1] == workload]
+        for r in range(w4_rounds if workload == "w4" else rounds):
+            for key, _, argv in group:
+                log(f"[{workload} round {r + 1}] {key}")
+                raw.setdefault(key, []).append(run_json(argv))
+    startup = {}
+    if "w5" in only:
+        log("[w5] startup")
+        startup = measure_startup(args.quick, peers)
+
+    summary = summarize(raw, startup)
+    table = rows(summary)
+    peer_versions = next((r[0].get("versions") for k, r in raw.items() if k.startswith("langgraph.")), None)
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - began, 1), "quick": args.quick,
+        "machine": machine(peer_versions), "table": table, "summary": summary,
+        "targets": {k: v[2] for k, v in TARGETS.items()}, "langgraph_published": PUBLISHED,
+        "settings": {key: argv[2:] for key, _, argv in jobs},
+    }
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    m = result["machine"]
+    print(f"lane {m['lane']} ({m['git']['commit']}, {m['git']['src_changed_files']} uncommitted files in src/)"
+          f" | Python {m['python']} | SQLite {m['sqlite']} | {m['nproc']} CPUs: {m['cpu']}"
+          + (f" | langgraph {m['peers'].get('langgraph')}" if m["peers"] else ""))
+    print_table(table)
+    print(f"\n{len(table)} rows in {result['seconds']} s. Figures are wall-clock medians; lane/LG < 1 means lane is faster"
+          " (or smaller), except runs/s where > 1 is better. CPU columns: process CPU time in the same unit"
+          " (W4: CPU ms per run), steadier than wall time on a busy machine.")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
