@@ -268,9 +268,9 @@ def print_table(table: list[dict[str, Any]]) -> None:
               f"{r['ratio_lane_to_langgraph']:.2f}" if r["ratio_lane_to_langgraph"] else "-", r["ratio_says"],
               r["target"] or "", r["verdict"] or "", r["langgraph_published"] or "",
               cpu(r["lane_cpu"], r), cpu(r["langgraph_cpu"], r)] for r in table]
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *lines)]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *lines, strict=False)]
     for i, line in enumerate([headers, *lines]):
-        print("  ".join(str(x).ljust(w) if j in (0, 1, 5, 6, 7, 8) else str(x).rjust(w) for j, (x, w) in enumerate(zip(line, widths))).rstrip())
+        print("  ".join(str(x).ljust(w) if j in (0, 1, 5, 6, 7, 8) else str(x).rjust(w) for j, (x, w) in enumerate(zip(line, widths, strict=False))).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
 

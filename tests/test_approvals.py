@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import lane
+from conftest import lane as lane_cli
+from conftest import write_project
 from lane.store.records import Event, now
-from conftest import lane as lane_cli, write_project
 
 FILES = {
     "lane.yaml": """

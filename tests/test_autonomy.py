@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import lane
-from lane.testing import FakeHuman, ScriptedModel
 from conftest import write_project
+from lane.testing import FakeHuman, ScriptedModel
 
 EXPECTED = {
     #            read     write       external     outside the allowlist

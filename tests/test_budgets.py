@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import lane
-from conftest import lane as lane_cli, write_project
+from conftest import lane as lane_cli
+from conftest import write_project
 
 
 def _files(turns: str, *, budgets: str = "", agent_budget: str = "") -> dict[str, str]:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 import lane
+from conftest import lane as lane_cli
+from conftest import write_project
 from lane.testing import FakeHuman, ScriptedModel, approve, reject
-from conftest import lane as lane_cli, write_project
 
 BASE = {
     "lane.yaml": """

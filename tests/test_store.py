@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LANE, lane_json, write_project
-from conftest import lane as lane_cli
 
 import lane
 import lane.store.migrations
+from conftest import LANE, lane_json, write_project
+from conftest import lane as lane_cli
 from lane.errors import RunBusy, RunNotFound, UsageError
 from lane.store.memory import MemoryStore
 from lane.store.records import Event, now

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LANE, write_project
-from conftest import lane as lane_cli
 
 import lane
+from conftest import LANE, write_project
+from conftest import lane as lane_cli
 from lane.models.base import ModelRequest, ModelResponse
 from lane.testing import ScriptedModel
 

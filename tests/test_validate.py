@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from conftest import lane, write_project
 
 BASE = {

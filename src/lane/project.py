@@ -21,8 +21,8 @@ from lane.engine.journal import Journal
 from lane.engine.runner import execute
 from lane.engine.state import ModelCache, RunState
 from lane.engine.timeline import timeline
-from lane.models.base import Model
 from lane.errors import UsageError
+from lane.models.base import Model
 from lane.spec.project import ProjectSpec, load_project
 from lane.spec.schema import schema_errors
 from lane.store.records import FINISHED, RunRecord

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -59,10 +59,10 @@ def validate(project: ProjectDir = Path("."), as_json: JsonFlag = False) -> None
 def run(
     runbook: Annotated[str, typer.Argument(help="The runbook's name (its `runbook:` key).")],
     input: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--input", "-i", help="KEY=VALUE: VALUE is JSON if it parses, else text; KEY=@FILE reads JSON or YAML; a.b=V nests."),
     ] = None,
-    input_file: Annotated[Optional[Path], typer.Option("--input-file", help="A JSON or YAML file with all the inputs.")] = None,
+    input_file: Annotated[Path | None, typer.Option("--input-file", help="A JSON or YAML file with all the inputs.")] = None,
     project: ProjectDir = Path("."),
     as_json: JsonFlag = False,
 ) -> None:
@@ -95,10 +95,10 @@ def show(
 @app.command()
 def approve(
     run_id: Annotated[str, typer.Argument(metavar="RUN")],
-    call: Annotated[Optional[str], typer.Option("--call", help="Which pending decision (as listed by `lane show`); needed when more than one waits.")] = None,
-    as_role: Annotated[Optional[str], typer.Option("--as", help="The human role deciding; needed when several may.")] = None,
-    edit: Annotated[Optional[str], typer.Option(help="JSON replacing the call's arguments, the step's value, or giving a step's input.")] = None,
-    result: Annotated[Optional[str], typer.Option(help="For a call left in doubt by a crash: it took effect, with this JSON result.")] = None,
+    call: Annotated[str | None, typer.Option("--call", help="Which pending decision (as listed by `lane show`); needed when more than one waits.")] = None,
+    as_role: Annotated[str | None, typer.Option("--as", help="The human role deciding; needed when several may.")] = None,
+    edit: Annotated[str | None, typer.Option(help="JSON replacing the call's arguments, the step's value, or giving a step's input.")] = None,
+    result: Annotated[str | None, typer.Option(help="For a call left in doubt by a crash: it took effect, with this JSON result.")] = None,
     project: ProjectDir = Path("."),
 ) -> None:
     """Approve what a paused run waits for. Recorded now; `lane resume RUN` carries on."""
@@ -111,8 +111,8 @@ def approve(
 def reject(
     run_id: Annotated[str, typer.Argument(metavar="RUN")],
     reason: Annotated[str, typer.Option("--reason", help="Why: recorded, and shown to the agent.")],
-    call: Annotated[Optional[str], typer.Option("--call", help="Which pending decision; needed when more than one waits.")] = None,
-    as_role: Annotated[Optional[str], typer.Option("--as", help="The human role deciding; needed when several may.")] = None,
+    call: Annotated[str | None, typer.Option("--call", help="Which pending decision; needed when more than one waits.")] = None,
+    as_role: Annotated[str | None, typer.Option("--as", help="The human role deciding; needed when several may.")] = None,
     project: ProjectDir = Path("."),
 ) -> None:
     """Reject what a paused run waits for: the call never runs. `lane resume RUN` carries on."""
@@ -124,7 +124,7 @@ def reject(
 @app.command()
 def resume(
     run_id: Annotated[str, typer.Argument(metavar="RUN")],
-    budget: Annotated[Optional[list[str]], typer.Option("--budget", help="KEY=N raises a limit for this run: tool_calls, steps, tokens, wall_seconds, repeats.")] = None,
+    budget: Annotated[list[str] | None, typer.Option("--budget", help="KEY=N raises a limit for this run: tool_calls, steps, tokens, wall_seconds, repeats.")] = None,
     project: ProjectDir = Path("."),
     as_json: JsonFlag = False,
 ) -> None:
@@ -137,7 +137,7 @@ def resume(
 @app.command()
 def demo(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve every request without asking.")] = False,
-    directory: Annotated[Optional[Path], typer.Option("--dir", help="Where to put the demo project (default: a new temporary folder).")] = None,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where to put the demo project (default: a new temporary folder).")] = None,
 ) -> None:
     """Copy the support-triage example to a fresh folder and run it over its inbox."""
     from lane.cli import demo as demo_command

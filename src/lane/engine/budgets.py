@@ -9,8 +9,8 @@ stops the run with its reason.
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from lane.errors import StopRun

@@ -92,7 +92,7 @@ def _approval(state: RunState, req: CallRequest, requested: Event, tool: Tool) -
     journal = state.journal
     used = journal.find("approval_used", req.step.id, req.call_id)
     if used is not None:
-        return journal.events[used.data["decision_seq"] - 1]
+        return journal.at(used.data["decision_seq"])
     decision = decision_for(journal, req.step.id, req.call_id, "tool_call")
     if decision is not None and decision.data.get("args_hash") != requested.data["args_hash"]:
         journal.record("approval_refused", req.step.id, req.call_id, decision_seq=decision.seq, reason="made for other arguments")

@@ -59,5 +59,9 @@ class Journal:
     def find_all(self, type_: str, step_id: str | None = None, ref: str | None = None) -> list[Event]:
         return self._index.get((type_, step_id, ref), [])
 
+    def at(self, seq: int) -> Event:
+        """The event with this sequence number (journals number events 1, 2, 3...)."""
+        return self.events[seq - 1]
+
     def of_type(self, *types: str) -> list[Event]:
         return [e for e in self.events if e.type in types]

@@ -8,7 +8,8 @@ committed with the run's status.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from lane.engine.agent import AgentStep
 from lane.engine.state import RunState, StepFailed

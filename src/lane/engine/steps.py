@@ -35,7 +35,7 @@ async def run_human_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str
         raise ask(journal, step.id, step.id, "human_step", question=question, roles=[step.step.human or ""], value=value, schema=schema, mode="approve" if step.approve else "input")
     if decision.data["decision"] == "rejected":
         raise StepFailed(f"step {step.id} was rejected by {decision.data['by']}" + (f": {decision.data['reason']}" if decision.data.get("reason") else ""))
-    request = journal.events[decision.data["request_seq"] - 1]
+    request = journal.at(decision.data["request_seq"])
     edited = "edited" in decision.data
     return (decision.data["edited"] if edited else request.data["value"]), {"edited": edited}
 

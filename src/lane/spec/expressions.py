@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from jinja2 import StrictUndefined, Undefined, nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
@@ -58,7 +59,7 @@ def compile_expression(text: str) -> Expression:
         raise ExpressionSyntaxError(str(text), "it is empty")
     try:
         _check_syntax(text)
-        fn = _ENV.compile_expression(text, undefined_to_none=False)
+        fn: Callable[..., Any] = _ENV.compile_expression(text, undefined_to_none=False)
         tree = _ENV.parse("{{ " + text + " }}")
     except TemplateSyntaxError as exc:
         message = (exc.message or "syntax error").replace("'end of template'", "end of the expression")

@@ -237,7 +237,7 @@ def _check_schema(schema: Any, source: Source, loc: Loc) -> list[Problem]:
 
 def _schema_message(error: SchemaError | ValidationError) -> str:
     if error.validator == "enum" and "type" in error.absolute_path and isinstance(error.instance, str):
-        types = [str(t) for t in error.validator_value]
+        types = [str(t) for t in error.validator_value]  # type: ignore[union-attr]
         near = difflib.get_close_matches(error.instance, types, n=1)
         return f"unknown type '{error.instance}'" + (f" (did you mean '{near[0]}'?)" if near else f"; types: {', '.join(types)}")
-    return error.message
+    return str(error.message)

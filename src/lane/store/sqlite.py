@@ -11,9 +11,10 @@ import json
 import os
 import socket
 import sqlite3
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from lane.errors import RunBusy, RunNotFound, UsageError
 from lane.store.records import Event, RunRecord, now

@@ -9,7 +9,6 @@ from lane.errors import UsageError
 from lane.store.memory import MemoryStore
 from lane.store.sqlite import SQLiteStore
 
-
 Store = SQLiteStore | MemoryStore
 
 

@@ -58,7 +58,7 @@ async def run_command(
     timed_out = False
     try:
         await asyncio.wait_for(readers, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         timed_out = True
         _kill_group(proc.pid)
         await proc.wait()

@@ -7,8 +7,9 @@ import importlib.util
 import inspect
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, get_type_hints
+from typing import Any, get_type_hints
 
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
@@ -78,7 +79,7 @@ def _args_model(fn: Callable[..., Any], docs: dict[str, str]) -> tuple[type[Base
         # fields are named p0, p1...; the parameter's own name is the alias the model sees and sends, so
         # names pydantic reserves (schema, json, copy, model_dump, _private...) work like any other
         fields[f"p{len(fields)}"] = (hint, _field(default, docs.get(param.name), param.name))
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields
     )
     return model, ctx_param

@@ -9,11 +9,11 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "customers.json"
 
 
 @tool(effect="read", idempotent=True)
-def find_customer(email: str) -> dict:
+def find_customer(email: str) -> dict[str, object]:
     """Look a customer up by email address.
 
     Args:
         email: The customer's email address.
     """
-    customers = json.loads(DATA.read_text())
+    customers: dict[str, dict[str, object]] = json.loads(DATA.read_text())
     return customers.get(email.lower(), {"found": False})

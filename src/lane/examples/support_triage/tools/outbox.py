@@ -8,7 +8,7 @@ OUTBOX = Path(__file__).resolve().parent.parent / "outbox"
 
 
 @tool(effect="external", idempotent=True)
-def send(to: str, body: str, ctx: ToolContext) -> dict:
+def send(to: str, body: str, ctx: ToolContext) -> dict[str, object]:
     """Send a reply: writes it to outbox/RUN.txt.
 
     Args:
