@@ -120,3 +120,18 @@ def test_a_bad_budget_override_is_refused_and_changes_nothing(tmp_path: Path) ->
     assert result.returncode == 2 and "budget repeats must be a number" in result.stderr
     with lane.Project.load(root) as project:
         assert len(project.store.events(run.run_id)) == before
+
+
+def test_wall_time_counts_active_running_and_resume_raises_it(tmp_path: Path) -> None:
+    files = _files(_turns(10, same=False), budgets="budgets: {wall_seconds: 1}")
+    files["tools/t.py"] = files["tools/t.py"].replace('"""Poll once."""', '"""Poll once."""\n                import time\n                time.sleep(0.3)')
+    root = write_project(tmp_path / "p", files)
+    with lane.Project.load(root) as project:
+        run = project.run("loop")
+        assert run.status == "stopped"
+        assert run.reason.startswith("budget: wall_seconds 1 reached (run)")
+        done = sum(e.type == "tool_finished" for e in project.store.events(run.run_id))
+        assert 1 <= done < 10
+        run = run.resume(budget={"wall_seconds": 600})
+        assert run.status == "completed"
+        assert project.show(run.run_id)["steps"][0]["output"] == {"polls": 10}

@@ -66,8 +66,7 @@ def test_every_command_takes_project_and_explains_itself(tmp_path: Path) -> None
         helped = lane(command, "--help", cwd=tmp_path)
         assert helped.returncode == 0
         assert len(helped.stdout.splitlines()) > 4
-        if command not in ("init", "demo"):
-            assert "--project" in helped.stdout, command
+        assert "--project" in helped.stdout, command
     nothing = lane("runs", cwd=tmp_path)
     assert nothing.returncode == 2 and "no lane.yaml in" in nothing.stdout + nothing.stderr
     top = lane("--help", cwd=tmp_path)

@@ -584,3 +584,15 @@ def test_ctrl_c_during_a_command_kills_it_and_its_children(tmp_path: Path) -> No
         time.sleep(0.05)
     assert not alive(child), "the check's child outlived lane"
     assert "Traceback" not in err and "never retrieved" not in err, err
+
+
+def test_a_command_that_leaves_a_child_behind_finishes_when_it_exits(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from lane.tools.command import run_command
+
+    began = time.monotonic()
+    result = asyncio.run(run_command(["sh", "-c", "sleep 30 & echo started"], cwd=tmp_path, timeout=20, max_output=1000))
+    assert result.exit_code == 0 and result.stdout == "started\n" and not result.timed_out
+    assert time.monotonic() - began < 10, "the step waited for a background child"

@@ -38,13 +38,14 @@ def main() -> None:
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Where to write the project (created if missing).")] = Path("."),
+    directory: Annotated[Path | None, typer.Argument(metavar="DIR", help="Where to write the project (created if missing).", show_default="current folder")] = None,
     example: Annotated[str, typer.Option(help="Which example to start from.")] = "support-triage",
+    project: Annotated[Path | None, typer.Option("--project", "-p", help="The same as DIR.")] = None,
 ) -> None:
     """Write a working project: lane.yaml, agents, a runbook, tools and a rehearsal script."""
     from lane.cli import commands
 
-    commands.init(directory, example)
+    commands.init(directory or project or Path("."), example)
 
 
 @app.command()
@@ -137,7 +138,7 @@ def resume(
 @app.command()
 def demo(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve every request without asking.")] = False,
-    directory: Annotated[Path | None, typer.Option("--dir", help="Where to put the demo project (default: a new temporary folder).")] = None,
+    directory: Annotated[Path | None, typer.Option("--dir", "--project", "-p", help="Where to put the demo project (default: a new temporary folder).")] = None,
 ) -> None:
     """Copy the support-triage example to a fresh folder and run it over its inbox."""
     from lane.cli import demo as demo_command

@@ -54,20 +54,23 @@ async def run_command(
         return CommandResult(None, "", f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}", time.monotonic() - start)
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Capped(max_output), _Capped(max_output)
-    readers = asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr), proc.wait())
+    readers = asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr))
     timed_out = False
     try:
-        await asyncio.wait_for(readers, timeout)
+        await asyncio.wait_for(_exit(proc), timeout)
     except TimeoutError:
         timed_out = True
-        _kill_group(proc.pid)
-        await proc.wait()
     except BaseException:  # cancelled (Ctrl-C): the command and its children must not outlive lane
         _kill_group(proc.pid)
-        if readers.done() and not readers.cancelled():
-            readers.exception()  # the drains' cancellation: retrieved, so it is not logged as lost
+        readers.cancel()
         await proc.wait()
+        await asyncio.gather(readers, return_exceptions=True)  # retrieved, so nothing is logged as lost
         raise
+    # Done or timed out: whatever the command left running in its group stops with it, so a
+    # background child holding the output open cannot keep the step waiting.
+    _kill_group(proc.pid)
+    await proc.wait()
+    await readers
     return CommandResult(
         proc.returncode,
         out.text(),
@@ -76,6 +79,14 @@ async def run_command(
         timed_out,
         out.dropped or err.dropped,
     )
+
+
+async def _exit(proc: asyncio.subprocess.Process) -> None:
+    """Until the process itself exits (`proc.wait()` also waits for its pipes, which a child may hold)."""
+    delay = 0.001
+    while proc.returncode is None:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _kill_group(pid: int) -> None:
