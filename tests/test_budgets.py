@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import pytest
 
 import lane
 from conftest import lane as lane_cli
@@ -135,3 +138,31 @@ def test_wall_time_counts_active_running_and_resume_raises_it(tmp_path: Path) ->
         run = run.resume(budget={"wall_seconds": 600})
         assert run.status == "completed"
         assert project.show(run.run_id)["steps"][0]["output"] == {"polls": 10}
+
+
+def test_a_raised_budget_applies_where_it_stopped_the_run_and_never_lowers_a_limit(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", _files(_turns(6, same=False), budgets="budgets: {tool_calls: 100}", agent_budget="budget: {tool_calls: 2}"))
+    with lane.Project.load(root) as project:
+        run = project.run("loop")
+        assert run.reason.startswith("budget: tool_calls 2 reached (step loop: 2 tool calls used)")
+        run = run.resume(budget={"tool_calls": 4})  # raises the step's limit; the run's 100 stays
+        assert run.reason.startswith("budget: tool_calls 4 reached (step loop: 4 tool calls used)")
+        run = run.resume(budget={"tool_calls": 50})
+        assert run.status == "completed"
+
+
+def test_budget_values_lane_cannot_use_are_refused_before_anything_is_recorded(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", _files(_turns(8, same=True)))
+    with lane.Project.load(root) as project:
+        run = project.run("loop")
+        before = len(project.store.events(run.run_id))
+        for bad, says in [
+            ({"repeats": 1}, "budget repeats: input should be greater than or equal to 2"),
+            ({"steps": 0}, "budget steps: input should be greater than or equal to 1"),
+            ({"wall_seconds": "nan"}, "budget wall_seconds must be a number from 0 to 10^15"),
+            ({"steps": "1e400"}, "budget steps must be a number from 0 to 10^15"),
+        ]:
+            with pytest.raises(lane.UsageError, match=re.escape(says)):
+                run.resume(budget=bad)
+        assert len(project.store.events(run.run_id)) == before
+        assert project.get(run.run_id).status == "stopped"

@@ -406,7 +406,7 @@ def test_arguments_reach_the_command_literally_without_a_shell(tmp_path: Path) -
     tricky = ["; rm -rf keep", "$HOME", "*", "`touch pwned`", "$(touch pwned)", "a b", "x > out.txt", "|| true"]
     root = command_project(
         tmp_path,
-        "show: {command: [printf, '%s\\n'], effect: read}",
+        "show: {command: [printf, '%s\\n'], effect: read, extra_args: true}",
         f"- {{id: show, tool: show, args: {{args: {json.dumps(tricky)}}}}}",
         {"keep/file.txt": "still here"},
     )
@@ -420,7 +420,7 @@ def test_arguments_reach_the_command_literally_without_a_shell(tmp_path: Path) -
 
 
 def test_an_agent_appends_arguments_and_they_arrive_literally(tmp_path: Path) -> None:
-    root = agent_project(tmp_path, toolsets="echo: {command: [printf, '%s|'], effect: read}", allow="echo")
+    root = agent_project(tmp_path, toolsets="echo: {command: [printf, '%s|'], effect: read, extra_args: true}", allow="echo")
     run, _, model = run_agent(root, [
         {"tool_calls": [{"name": "echo", "args": {"args": ["$HOME", "; ls", "*"]}}]},
         {"output": "ok"},
@@ -596,3 +596,15 @@ def test_a_command_that_leaves_a_child_behind_finishes_when_it_exits(tmp_path: P
     result = asyncio.run(run_command(["sh", "-c", "sleep 30 & echo started"], cwd=tmp_path, timeout=20, max_output=1000))
     assert result.exit_code == 0 and result.stdout == "started\n" and not result.timed_out
     assert time.monotonic() - began < 10, "the step waited for a background child"
+
+
+def test_a_command_tool_takes_no_arguments_from_the_agent_unless_allowed(tmp_path: Path) -> None:
+    # DESIGN.md's own example: a read-only test command. Appending `--junitxml=FILE` would let it write.
+    root = agent_project(tmp_path, toolsets="tests: {command: [echo, tested], effect: read}", allow="tests")
+    _, view, _ = run_agent(root, [
+        {"tool_calls": [{"name": "tests", "args": {"args": ["--junitxml=important.txt"]}}]},
+        {"output": "ok"},
+    ])
+    [call] = view["steps"][0]["tool_calls"]
+    assert call["status"] == "invalid" and "takes no extra arguments" in call["reason"]
+    assert call["executions"] == []

@@ -633,3 +633,17 @@ def test_a_bad_store_url_is_a_validate_problem(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == [
         "lane.yaml:3:8: store 'postgres://db/lane': only sqlite:///PATH and memory stores are available in this version of lane (lane.yaml: store)"
     ]
+
+
+def test_a_work_chart_without_a_person_is_a_problem(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "lane.yaml").write_text("project: x\nroles:\n  bot: {kind: agent}\n")
+    (root / "agents").mkdir()
+    (root / "agents" / "bot.md").write_text("---\nname: bot\n---\nYou work.\n")
+    result = lane("validate", cwd=root)
+    assert result.returncode == 2
+    assert result.stdout.splitlines() == [
+        "lane.yaml:2:1: the work chart has no human role; add one, e.g. `lead: {kind: human}`: "
+        "a person approves gated calls and fixes handoffs the agents cannot"
+    ]

@@ -108,8 +108,10 @@ class PauseRun(ControlSignal):
 
 
 class StopRun(ControlSignal):
-    """A budget or the repeat detector stopped the run."""
+    """A budget or the repeat detector stopped the run: which limit (`key`) and where (`scope`: run or a step id)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, key: str = "", scope: str = "run") -> None:
         self.reason = reason
+        self.key = key
+        self.scope = scope
         super().__init__(reason)

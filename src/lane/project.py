@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
 from lane.engine.budgets import parse_overrides
-from lane.engine.decisions import _UNSET, Decision, decide
+from lane.engine.decisions import UNSET, Decision, decide
 from lane.engine.journal import Journal
 from lane.engine.runner import execute
 from lane.engine.state import ModelCache, RunState
@@ -24,6 +26,7 @@ from lane.engine.timeline import timeline
 from lane.errors import UsageError
 from lane.models.base import Model
 from lane.spec.project import ProjectSpec, load_project
+from lane.spec.runbook import RunbookSpec
 from lane.spec.schema import schema_errors
 from lane.store.records import FINISHED, RunRecord
 from lane.store.sqlite import process_owner
@@ -45,7 +48,7 @@ class Run:
     def pending(self) -> list[dict[str, Any]]:
         return self.project.pending(self.run_id)
 
-    def approve(self, call_id: str | None = None, *, as_role: str | None = None, edit: Any = _UNSET, result: Any = _UNSET) -> Decision:
+    def approve(self, call_id: str | None = None, *, as_role: str | None = None, edit: Any = UNSET, result: Any = UNSET) -> Decision:
         return self.project.approve(self.run_id, call_id, as_role=as_role, edit=edit, result=result)
 
     def reject(self, call_id: str | None = None, *, reason: str, as_role: str | None = None) -> Decision:
@@ -56,6 +59,14 @@ class Run:
 
     def show(self) -> dict[str, Any]:
         return self.project.show(self.run_id)
+
+
+def _scopes(journal: Journal, overrides: dict[str, float]) -> dict[str, str]:
+    """A raised budget applies where that budget stopped the run (a step), else to the whole run."""
+    ending = journal.events[-2] if len(journal.events) > 1 else None  # before run_resumed
+    if ending is None or ending.type != "run_stopped":
+        return {}
+    return {key: ending.data.get("scope", "run") for key in overrides if ending.data.get("key") == key}
 
 
 class Project:
@@ -102,20 +113,23 @@ class Project:
         if book is None:
             names = ", ".join(sorted(self.spec.runbooks)) or "none"
             raise UsageError(f"no runbook {runbook!r} in {self.root}/runbooks (runbooks: {names})")
-        inputs = dict(inputs or {})
+        try:
+            inputs = to_jsonable_python(dict(inputs or {}))  # YAML dates become ISO text
+        except PydanticSerializationError as exc:
+            raise UsageError(f"the inputs of runbook {runbook!r} must be JSON data: {exc}") from None
         errors = schema_errors(book.file.inputs, inputs, root="")
         if errors:
             lines = [f"inputs.{e}".replace("inputs.:", "inputs:") for e in errors]
             raise UsageError(f"the inputs do not fit runbook {runbook!r}:\n" + "\n".join(lines))
-        token = secrets.token_hex(4)
-        run_id = secrets.token_hex(4)
-        self.store.create_run(run_id, book.name, book.file.version, inputs, process_owner(token))
+        owner = process_owner(secrets.token_hex(4))
+        run_id = secrets.token_hex(6)
+        self.store.create_run(run_id, book.name, book.file.version, inputs, owner)
         journal = Journal(self.store, run_id)
         journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
-        return await self._execute(run_id, journal, token)
+        return await self._execute(run_id, book, journal, owner)
 
     def resume(self, run_id: str, *, budget: dict[str, Any] | None = None) -> Run:
-        """Continue a paused, stopped or interrupted run; `budget` raises limits (`{"tool_calls": 80}`)."""
+        """Continue a paused, stopped or interrupted run; `budget` raises the limit that stopped it (`{"tool_calls": 80}`)."""
         return asyncio.run(self.resume_async(run_id, budget=budget))
 
     async def resume_async(self, run_id: str, *, budget: dict[str, Any] | None = None) -> Run:
@@ -126,33 +140,33 @@ class Project:
         record = self.store.run(run_id)
         if record.status in FINISHED:
             raise UsageError(f"run {record.run_id} is {record.status}; only paused, stopped or interrupted runs resume")
-        token = secrets.token_hex(4)
-        self.store.claim(record.run_id, process_owner(token))
+        book = self.spec.runbooks.get(record.runbook)
+        if book is None or book.file.version != record.version:
+            raise UsageError(f"run {record.run_id} is of runbook {record.runbook} v{record.version}, which this project no longer has")
+        owner = process_owner(secrets.token_hex(4))
+        self.store.claim(record.run_id, owner)
         journal = Journal(self.store, record.run_id, self.store.events(record.run_id))
         journal.record("run_resumed", previous_status=record.status)
         if overrides:
-            journal.record("budget_raised", limits=overrides)
-        return await self._execute(record.run_id, journal, token)
+            journal.record("budget_raised", limits=overrides, scopes=_scopes(journal, overrides))
+        return await self._execute(record.run_id, book, journal, owner)
 
-    async def _execute(self, run_id: str, journal: Journal, token: str) -> Run:
-        record = self.store.run(run_id)
-        book = self.spec.runbooks.get(record.runbook)
-        if book is None or book.file.version != record.version:
-            journal.flush(status=record.status, reason=record.reason, release=True)
-            raise UsageError(f"run {run_id} is of runbook {record.runbook} v{record.version}, which this project no longer has")
-        state = RunState(run_id, self.spec, book, journal, record.inputs, self._models)
+    async def _execute(self, run_id: str, book: RunbookSpec, journal: Journal, owner: str) -> Run:
+        state = RunState(run_id, self.spec, book, journal, self.store.run(run_id).inputs, self._models)
         try:
             status, reason = await execute(state)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            self.store.release(run_id, owner)  # interrupted, not failed: `lane resume` continues it
+            raise
         except BaseException as exc:
-            if not isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
-                journal.record("run_failed", reason=f"internal error: {type(exc).__name__}: {exc}")
-                journal.flush(status="failed", reason=f"internal error: {exc}", release=True)
+            journal.record("run_failed", reason=f"internal error: {type(exc).__name__}: {exc}")
+            journal.flush(status="failed", reason=f"internal error: {exc}", release=True)
             raise
         return Run(self, run_id, status, reason)
 
     # -- people ---------------------------------------------------------------
 
-    def approve(self, run_id: str, call_id: str | None = None, *, as_role: str | None = None, edit: Any = _UNSET, result: Any = _UNSET) -> Decision:
+    def approve(self, run_id: str, call_id: str | None = None, *, as_role: str | None = None, edit: Any = UNSET, result: Any = UNSET) -> Decision:
         """Approve a pending call or human step (`edit` replaces its arguments or value)."""
         return decide(self.store, self.spec, run_id, approve=True, call_id=call_id, as_role=as_role, edit=edit, result=result)
 

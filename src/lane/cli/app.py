@@ -29,7 +29,7 @@ app = typer.Typer(
 
 ProjectDir = Annotated[Path, typer.Option("--project", "-p", help="The project folder (holds lane.yaml).", show_default="current folder")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-EXIT = {"completed": 0, "failed": 1, "stopped": 1, "paused": 3, "running": 1}
+EXIT = {"completed": 0, "failed": 1, "stopped": 1, "paused": 3}
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ def demo(yes: bool, directory: Path | None) -> None:
                     else:
                         run.reject(item["call_id"], reason="rejected in the demo")
                 run = run.resume()
-            render.outcome(run)
+            render.outcome(run, project=target)
             rows.append((email.name, run.run_id, run.status))
         render.out.print("")
         for name, run_id, status in rows:
@@ -49,4 +49,4 @@ def demo(yes: bool, directory: Path | None) -> None:
         outbox = sorted((target / "outbox").glob("*.txt")) if (target / "outbox").exists() else []
         render.out.print(f"{len(outbox)} repl{'y' if len(outbox) == 1 else 'ies'} in {target / 'outbox'}")
         if any(status == "paused" for *_, status in rows):
-            render.out.print(f"runs wait for approval: cd {target} && lane approve RUN && lane resume RUN")
+            render.out.print(f"runs wait for a person: approve each as shown above, then resume it (--project {target})")

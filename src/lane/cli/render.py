@@ -14,6 +14,12 @@ from lane.errors import Problem
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+APPROVE_HINTS = {
+    "tool_call": "        (add --edit JSON to change its arguments)",
+    "human_step": "        (add --edit JSON to change the value, or to give the input)",
+    "handoff": " --edit JSON        (a valid output is required)",
+    "in_doubt": "        (runs it again; or --result JSON if it took effect)",
+}
 STATUS_STYLE = {"completed": "green", "paused": "yellow", "stopped": "magenta", "failed": "red", "running": "cyan"}
 
 
@@ -33,31 +39,35 @@ def valid(project: Path) -> None:
 
 
 def initialized(directory: Path) -> None:
-    where = escape(str(directory))
+    where = _e(directory)
     out.print(f"Wrote a lane project in [bold]{where}[/]. Next:")
     flag = "" if str(directory) in (".", "") else f" --project {where}"
     out.print(f"  lane validate{flag}")
     out.print(f"  lane run support-triage --input-file {where}/inbox/double-charge.json{flag}")
 
 
-def outcome(run: Any) -> None:
+def outcome(run: Any, project: Path | None = None) -> None:
+    """The run's status and the commands that act on it (with --project when it is elsewhere)."""
+    at = f" --project {escape(str(project))}" if project is not None else ""
     style = STATUS_STYLE.get(run.status, "")
     out.print(f"run [bold]{run.run_id}[/] [{style}]{run.status}[/]" + (f": {escape(run.reason)}" if run.reason else ""))
     if run.status == "paused":
         for item in run.pending:
             call = item["call_id"]
-            out.print(f"  waiting: [bold]{escape(call)}[/] ({item['kind'].replace('_', ' ')}) for {', '.join(item['roles'])}")
-            out.print(f"    lane approve {run.run_id} --call {call}        (add --edit JSON to change it)")
-            out.print(f"    lane reject {run.run_id} --call {call} --reason TEXT")
-        out.print(f"  then: lane resume {run.run_id}")
+            call, kind = _e(item["call_id"]), item["kind"]
+            out.print(f"  waiting: [bold]{call}[/] ({kind.replace('_', ' ')}) for {_e(', '.join(item['roles']))}: {_e(item['question'])}")
+            approve = APPROVE_HINTS.get(kind, "")
+            out.print(f"    lane approve {run.run_id} --call {call}{at}{approve}")
+            out.print(f"    lane reject {run.run_id} --call {call} --reason TEXT{at}")
+        out.print(f"  then: lane resume {run.run_id}{at}")
     elif run.status == "stopped":
-        out.print(f"  raise the limit and continue: lane resume {run.run_id} --budget KEY=N")
+        out.print(f"  raise the limit and continue: lane resume {run.run_id} --budget KEY=N{at}")
     if run.status != "paused":
-        out.print(f"  timeline: lane show {run.run_id}")
+        out.print(f"  timeline: lane show {run.run_id}{at}")
 
 
 def decided(decision: Any) -> None:
-    out.print(f"{decision.decision} {escape(decision.call_id)} in run {decision.run_id} as {decision.by}; continue with: lane resume {decision.run_id}")
+    out.print(f"{decision.decision} {_e(decision.call_id)} in run {decision.run_id} as {_e(decision.by)}; continue with: lane resume {decision.run_id}")
 
 
 def runs(records: list[Any]) -> None:
@@ -67,13 +77,13 @@ def runs(records: list[Any]) -> None:
     table = Table("run", "runbook", "status", "started", "reason", box=None, pad_edge=False)
     for r in records:
         style = STATUS_STYLE.get(r.status, "")
-        table.add_row(r.run_id, f"{r.runbook} v{r.version}", f"[{style}]{r.status}[/]", r.started_at[:19].replace("T", " "), escape(_short(r.reason or "", 60)))
+        table.add_row(r.run_id, _e(f"{r.runbook} v{r.version}"), f"[{style}]{r.status}[/]", r.started_at[:19].replace("T", " "), escape(_short(r.reason or "", 60)))
     out.print(table)
 
 
 def timeline(view: dict[str, Any]) -> None:
     style = STATUS_STYLE.get(view["status"], "")
-    out.print(f"[bold]run {view['run_id']}[/] · {view['runbook']} v{view['version']} · [{style}]{view['status']}[/]" + (f" · {escape(view['reason'])}" if view["reason"] else ""))
+    out.print(f"[bold]run {view['run_id']}[/] · {_e(view['runbook'])} v{view['version']} · [{style}]{view['status']}[/]" + (f" · {escape(view['reason'])}" if view["reason"] else ""))
     usage = view["usage"]
     out.print(f"started {view['started_at'][:19].replace('T', ' ')} · tokens {usage['input_tokens']} in / {usage['output_tokens']} out")
     out.print(f"inputs: {escape(_short(json.dumps(view['inputs'], ensure_ascii=False), 200))}")
@@ -86,10 +96,11 @@ def timeline(view: dict[str, Any]) -> None:
 def _step(step: dict[str, Any]) -> None:
     style = STATUS_STYLE.get(step["status"], "dim")
     took = f" {step['seconds'] * 1000:.1f} ms" if step.get("seconds") is not None else ""
-    out.print(f"\n[bold]{step['id']}[/] ({step['kind']}) [{style}]{step['status']}[/]{took}")
+    out.print(f"\n[bold]{_e(step['id'])}[/] ({step['kind']}) [{style}]{step['status']}[/]{took}")
     if step.get("context"):
         ctx = step["context"]
-        out.print(f"  agent {ctx['agent']} on {ctx['model']} · saw ~{ctx['estimated_tokens']} tokens · tools: {', '.join(ctx['tools']) or 'none'}" + (f" · read: {', '.join(ctx['sources'])}" if ctx["sources"] else ""))
+        read = f" · read: {_e(', '.join(ctx['sources']))}" if ctx["sources"] else ""
+        out.print(f"  agent {_e(ctx['agent'])} on {_e(ctx['model'])} · saw ~{ctx['estimated_tokens']} tokens · tools: {_e(', '.join(ctx['tools']) or 'none')}{read}")
     for turn in step["turns"]:
         r = turn["response"]
         said = r.get("text") or ("calls " + ", ".join(c["name"] for c in r.get("tool_calls", [])) if r.get("tool_calls") else json.dumps(r.get("output"), ensure_ascii=False))
@@ -97,7 +108,7 @@ def _step(step: dict[str, Any]) -> None:
     for call in step["tool_calls"]:
         _call(call)
     for decision in step["decisions"]:
-        out.print(f"  {decision['decision']} by {decision['by']} ({decision['user']}) at {decision['at'][:19]}" + (" with an edit" if "edited" in decision else ""))
+        out.print(f"  {decision['decision']} by {_e(decision['by'])} ({_e(decision['user'])}) at {decision['at'][:19]}" + (" with an edit" if "edited" in decision else ""))
     if step.get("reason") and step["status"] == "skipped":
         out.print(f"  {escape(step['reason'])}")
     if step["output"] is not None:
@@ -108,14 +119,19 @@ def _step(step: dict[str, Any]) -> None:
 
 def _call(call: dict[str, Any]) -> None:
     args = _short(json.dumps(call["args"], ensure_ascii=False), 100)
-    out.print(f"  call {escape(call['call_id'])} {call['tool']} ({call['effect']}) {escape(args)} → {call['status']}" + (f": {escape(call['reason'])}" if call.get("reason") else ""))
+    out.print(f"  call {_e(call['call_id'])} {_e(call['tool'])} ({call['effect']}) {_e(args)} → {call['status']}" + (f": {_e(call['reason'])}" if call.get("reason") else ""))
     decision = call.get("decision")
     if decision:
         edited = " with edited arguments" if "edited_args" in decision else ""
-        out.print(f"    {decision['decision']} by {decision['by']} ({decision['user']}) at {decision['at'][:19]}{edited}")
+        out.print(f"    {decision['decision']} by {_e(decision['by'])} ({_e(decision['user'])}) at {decision['at'][:19]}{edited}")
     for ex in call["executions"]:
         took = f" {ex['seconds'] * 1000:.1f} ms" if ex.get("seconds") is not None else ""
         out.print(f"    attempt {ex['attempt']}: {ex['status']}{took}")
+
+
+def _e(value: object) -> str:
+    """Data shown as it is: never read as Rich markup (a tool named `x[/]` must not break the page)."""
+    return escape(str(value))
 
 
 def _short(text: str, limit: int) -> str:

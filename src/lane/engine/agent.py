@@ -27,7 +27,10 @@ class AgentStep:
         self.step = step
         self.agent = state.project.agents[step.step.agent or ""]
         self.model_id = state.project.model_id(self.agent.file.model)
-        self.allowlist = step.step.tools if step.step.tools is not None else self.agent.file.tools
+        # A call must be on the agent's allowlist and, where the step narrows it, on the step's too.
+        self.allowlists: tuple[tuple[str, list[str]], ...] = (("this agent's", self.agent.file.tools),)
+        if step.step.tools is not None:
+            self.allowlists += (("this step's", step.step.tools),)
         self.limits = merge(AGENT_STEP_DEFAULTS, self.agent.file.budget, step.step.budget)
         self.repairs = step.step.repairs if step.step.repairs is not None else self.agent.file.repairs
         self.schema = step.step.output
@@ -69,7 +72,8 @@ class AgentStep:
 
     def tool_specs(self) -> list[ToolSpec]:
         tools = self.state.project.tools
-        return [ToolSpec(t.name, t.description, t.parameters) for name, t in tools.items() if self.state.project.allows(self.allowlist, name)]
+        allows = self.state.project.allows
+        return [ToolSpec(t.name, t.description, t.parameters) for name, t in tools.items() if all(allows(p, name) for _, p in self.allowlists)]
 
     async def ask_model(self) -> ModelResponse:
         journal, ref = self.state.journal, f"turn:{self.turn}"
@@ -98,7 +102,7 @@ class AgentStep:
             self.calls += 1
             request = CallRequest(
                 self.step, f"{self.step.id}:{self.calls}", call.name, call.args, self.agent.file.autonomy,
-                self.allowlist, self.state.approver_roles(self.step), self.limits,
+                self.allowlists, self.state.approver_roles(self.step), self.limits,
             )
             outcome = await call_tool(self.state, request)
             self.messages.append({"role": "tool", "call_id": request.call_id, "name": call.name, "content": outcome.result})
@@ -114,7 +118,7 @@ class AgentStep:
         if not errors:
             return True, candidate
         self.rejected += 1
-        self._note("handoff_rejected", errors=errors, output=candidate, attempt=self.rejected)
+        self.state.journal.once("handoff_rejected", self.step.id, f"turn:{self.turn - 1}", errors=errors, output=candidate, attempt=self.rejected)
         if self.rejected <= self.repairs:
             self.messages.append(repair_message(errors))
             return False, None
@@ -133,11 +137,6 @@ class AgentStep:
         if decision.data["decision"] == "rejected":
             raise StepFailed(f"the handoff of step {self.step.id} was rejected by {decision.data['by']}: {decision.data.get('reason') or ''}".rstrip(": "))
         return decision.data["edited"]
-
-    def _note(self, type_: str, **data: Any) -> None:
-        ref = f"turn:{self.turn - 1}"
-        if self.state.journal.find(type_, self.step.id, ref) is None:
-            self.state.journal.record(type_, self.step.id, ref, **data)
 
 
 _NOT_JSON: Any = object()

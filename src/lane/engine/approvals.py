@@ -16,8 +16,6 @@ from lane.engine.journal import Journal
 from lane.errors import PauseRun
 from lane.store.records import Event
 
-KINDS = ("tool_call", "in_doubt", "human_step", "handoff")
-
 
 def args_hash(tool: str, args: Any) -> str:
     canonical = json.dumps({"tool": tool, "args": args}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

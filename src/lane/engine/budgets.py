@@ -8,16 +8,19 @@ stops the run with its reason.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from pydantic import ValidationError
+
 from lane.errors import StopRun
 from lane.spec.files import Budget
 from lane.store.records import Event
 
-AGENT_STEP_DEFAULTS = Budget(steps=25, repeats=3)
+AGENT_STEP_DEFAULTS = Budget(steps=25)
 RUN_DEFAULTS = Budget(repeats=3)
 
 
@@ -40,13 +43,16 @@ class Counts:
     repeats: int = 0
 
 
+RUN = "run"  # the scope of run-wide limits; a step's scope is its id
+
+
 @dataclass
 class Meter:
     """Counts per run and per step, fed by journal events."""
 
     run: Counts = field(default_factory=Counts)
     steps: dict[str, Counts] = field(default_factory=dict)
-    overrides: dict[str, float] = field(default_factory=dict)
+    overrides: dict[str, dict[str, float]] = field(default_factory=dict)  # scope -> raised limits
     active_before: float = 0.0
     segment_start: float = field(default_factory=time.monotonic)
     step_start: dict[str, float] = field(default_factory=dict)
@@ -67,70 +73,74 @@ class Meter:
             self.model_calls[model] = self.model_calls.get(model, 0) + 1
         elif event.type == "tool_call_requested" and step is not None:
             signature = f"{event.data.get('tool')}:{event.data.get('args_hash')}"
-            for counts in (self.run, step):
-                counts.tool_calls += 1
-                counts.repeats = counts.repeats + 1 if counts.last_call == signature else 1
-                counts.last_call = signature
+            self.run.tool_calls += 1
+            step.tool_calls += 1
+            step.repeats = step.repeats + 1 if step.last_call == signature else 1
+            step.last_call = signature
         elif event.type == "budget_raised":
-            self.overrides.update(event.data.get("limits", {}))
+            for key, value in event.data.get("limits", {}).items():
+                self.overrides.setdefault(event.data.get("scopes", {}).get(key, RUN), {})[key] = value
         elif event.type in ("run_paused", "run_stopped", "run_failed", "run_completed"):
             self.active_before = float(event.data.get("active_seconds", self.active_before))
 
     def active_seconds(self) -> float:
         return self.active_before + time.monotonic() - self.segment_start
 
-    def limits(self, configured: Budget) -> Budget:
-        return replace_budget(configured, self.overrides)
+    def limits(self, configured: Budget, scope: str) -> Budget:
+        """The configured limits, with those a person raised for this scope (raised only, never lowered)."""
+        raised = self.overrides.get(scope)
+        if not raised:
+            return configured
+        values = configured.model_dump()
+        for key, value in raised.items():
+            values[key] = value if values[key] is None else max(values[key], value)
+        return Budget(**values)
 
     def check_model_call(self, step_id: str, run_limits: Budget, step_limits: Budget) -> None:
         step = self.steps.setdefault(step_id, Counts())
-        run_limits, step_limits = self.limits(run_limits), self.limits(step_limits)
-        _over("tokens", self.run.tokens, run_limits.tokens, "run")
-        _over("tokens", step.tokens, step_limits.tokens, f"step {step_id}")
-        _over("steps", step.steps, step_limits.steps, f"step {step_id}", what="model turns")
+        run_limits, step_limits = self.limits(run_limits, RUN), self.limits(step_limits, step_id)
+        _over("tokens", self.run.tokens, run_limits.tokens, RUN)
+        _over("tokens", step.tokens, step_limits.tokens, step_id)
+        _over("steps", step.steps, step_limits.steps, step_id, what="model turns")
         self._check_time(step_id, run_limits, step_limits)
 
     def check_tool_call(self, step_id: str, signature: str, run_limits: Budget, step_limits: Budget) -> None:
         step = self.steps.setdefault(step_id, Counts())
-        run_limits, step_limits = self.limits(run_limits), self.limits(step_limits)
-        _over("tool_calls", self.run.tool_calls, run_limits.tool_calls, "run")
-        _over("tool_calls", step.tool_calls, step_limits.tool_calls, f"step {step_id}")
+        run_limits, step_limits = self.limits(run_limits, RUN), self.limits(step_limits, step_id)
+        _over("tool_calls", self.run.tool_calls, run_limits.tool_calls, RUN)
+        _over("tool_calls", step.tool_calls, step_limits.tool_calls, step_id)
         repeats = step.repeats + 1 if step.last_call == signature else 1
         limit = step_limits.repeats or run_limits.repeats
         if limit is not None and repeats > limit:
             raise StopRun(
                 f"repeat detector: step {step_id} made the same call ({signature.split(':')[0]} with the same arguments) "
-                f"{repeats} times in a row (limit {limit}); `lane resume RUN --budget repeats=N` allows more"
+                f"{repeats} times in a row (limit {limit}); `lane resume RUN --budget repeats=N` allows more",
+                key="repeats", scope=step_id,
             )
         self._check_time(step_id, run_limits, step_limits)
 
     def check_step(self, run_limits: Budget) -> None:
-        _over("steps", self.run.steps, self.limits(run_limits).steps, "run")
-        self._check_time(None, self.limits(run_limits), Budget())
+        run_limits = self.limits(run_limits, RUN)
+        _over("steps", self.run.steps, run_limits.steps, RUN)
+        self._check_time(None, run_limits, Budget())
 
     def _check_time(self, step_id: str | None, run_limits: Budget, step_limits: Budget) -> None:
         if run_limits.wall_seconds is not None and self.active_seconds() >= run_limits.wall_seconds:
-            raise StopRun(f"budget: wall_seconds {run_limits.wall_seconds:g} reached (run); `lane resume RUN --budget wall_seconds=N` allows more")
+            raise StopRun(_message("wall_seconds", run_limits.wall_seconds, RUN), key="wall_seconds", scope=RUN)
         if step_id is not None and step_limits.wall_seconds is not None:
             started = self.step_start.get(step_id, self.segment_start)
             if time.monotonic() - max(started, self.segment_start) >= step_limits.wall_seconds:
-                raise StopRun(f"budget: wall_seconds {step_limits.wall_seconds:g} reached (step {step_id}); `lane resume RUN --budget wall_seconds=N` allows more")
+                raise StopRun(_message("wall_seconds", step_limits.wall_seconds, step_id), key="wall_seconds", scope=step_id)
 
 
-def replace_budget(budget: Budget, overrides: dict[str, float]) -> Budget:
-    if not overrides:
-        return budget
-    values = budget.model_dump()
-    values.update(overrides)
-    return Budget(**values)
-
-
-def _over(key: str, used: int, limit: int | None, where: str, *, what: str | None = None) -> None:
+def _over(key: str, used: int, limit: int | None, scope: str, *, what: str | None = None) -> None:
     if limit is not None and used >= limit:
-        raise StopRun(
-            f"budget: {key} {limit} reached ({where}: {used} {what or key.replace('_', ' ')} used); "
-            f"`lane resume RUN --budget {key}=N` allows more"
-        )
+        raise StopRun(_message(key, limit, scope, f": {used} {what or key.replace('_', ' ')} used"), key=key, scope=scope)
+
+
+def _message(key: str, limit: float, scope: str, used: str = "") -> str:
+    where = "run" if scope == RUN else f"step {scope}"
+    return f"budget: {key} {limit:g} reached ({where}{used}); `lane resume RUN --budget {key}=N` allows more"
 
 
 def parse_overrides(pairs: dict[str, Any]) -> dict[str, float]:
@@ -143,8 +153,12 @@ def parse_overrides(pairs: dict[str, Any]) -> dict[str, float]:
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"budget {key} must be a number, not {value!r}") from None
-        if number < 0:
-            raise ValueError(f"budget {key} must not be negative")
+        if not math.isfinite(number) or number < 0 or number > 1e15:
+            raise ValueError(f"budget {key} must be a number from 0 to 10^15, not {value!r}")
         out[key] = int(number) if key != "wall_seconds" else number
+    try:
+        Budget.model_validate(out)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"budget {first['loc'][0]}: {first['msg'].lower()}") from None
     return out
-

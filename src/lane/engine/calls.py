@@ -7,6 +7,7 @@ for an idempotent tool (same idempotency key); otherwise a person is asked.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -35,56 +36,70 @@ class CallRequest:
     tool: str
     args: dict[str, Any]
     level: str  # the autonomy level it runs under
-    allowlist: list[str] | None  # None: a tool step, chosen by the runbook's author
+    allowlists: tuple[tuple[str, list[str]], ...]  # (whose, patterns): the call must match every one
     roles: list[str]  # who may approve it
     limits: Budget  # the step's budget
 
 
+# What was decided about a call without running it, and the outcome the agent sees.
+SETTLED = {"tool_call_refused": "refused", "tool_call_invalid": "error", "tool_call_proposed": "proposed"}
+
+
 async def call_tool(state: RunState, req: CallRequest) -> CallOutcome:
+    """The call's outcome. Once requested, a call is judged on what was recorded, never again."""
     journal, step_id = state.journal, req.step.id
-    requested = journal.find("tool_call_requested", step_id, req.call_id)
-    tool = state.project.tools.get(req.tool)
-    if requested is None:
-        digest = args_hash(req.tool, req.args)
-        state.meter.check_tool_call(step_id, f"{req.tool}:{digest}", state.run_limits, req.limits)
-        requested = journal.record(
-            "tool_call_requested", step_id, req.call_id,
-            tool=req.tool, args=req.args, args_hash=digest, effect=tool.effect if tool else None, level=req.level,
-        )
-    refusal = _refusal(state, req, tool)
-    if refusal or tool is None:
-        _once(state, "tool_call_refused", req, reason=refusal)
-        return CallOutcome("refused", {"error": f"refused: {refusal}"})
-    try:
-        tool.check_args(req.args)
-    except ToolArgsInvalid as exc:
-        _once(state, "tool_call_invalid", req, error=str(exc))
-        return CallOutcome("error", {"error": f"invalid arguments for {req.tool}: {exc}"})
-    action = gate(req.level, tool.effect)
-    if action == "propose":
-        _once(state, "tool_call_proposed", req)
-        return CallOutcome("proposed", {"proposed": True, "note": f"autonomy '{req.level}': the call was recorded as a proposal and not run"})
-    args = req.args
-    if action == "approve":
+    requested = journal.find("tool_call_requested", step_id, req.call_id) or _request(state, req)
+    for type_, status in SETTLED.items():
+        settled = journal.find(type_, step_id, req.call_id)
+        if settled is not None:
+            return CallOutcome(status, settled.data["result"])
+    tool = state.project.tools.get(requested.data["tool"])
+    if tool is None:  # the project changed under a paused run
+        refused = journal.record("tool_call_refused", step_id, req.call_id, reason="the tool is no longer in the project",
+                                 result={"error": f"refused: there is no tool '{req.tool}' any more"})
+        return CallOutcome("refused", refused.data["result"])
+    args = requested.data["args"]
+    if gate(requested.data["level"], requested.data["effect"]) == "approve":
         decision = _approval(state, req, requested, tool)
         if decision.data["decision"] == "rejected":
             return CallOutcome("rejected", {"rejected": True, "reason": decision.data.get("reason") or "rejected by a person"})
         if decision.data.get("edited_args") is not None:
             args = decision.data["edited_args"]
-    return await _execute(state, req, tool, args)
+    return await _execute(state, req, tool, copy.deepcopy(args))
 
 
-def _refusal(state: RunState, req: CallRequest, tool: Tool | None) -> str | None:
+def _request(state: RunState, req: CallRequest) -> Event:
+    """Record the call and, once and for all, whether it is refused, invalid or only proposed."""
+    journal, step_id = state.journal, req.step.id
+    tool = state.project.tools.get(req.tool)
+    digest = args_hash(req.tool, req.args)
+    state.meter.check_tool_call(step_id, f"{req.tool}:{digest}", state.run_limits, req.limits)
+    requested = journal.record(
+        "tool_call_requested", step_id, req.call_id,
+        tool=req.tool, args=copy.deepcopy(req.args), args_hash=digest, effect=tool.effect if tool else None, level=req.level,
+    )
+    refusal = _refusal(req, tool, state)
+    if refusal is not None or tool is None:
+        journal.record("tool_call_refused", step_id, req.call_id, reason=refusal, result={"error": f"refused: {refusal}"})
+        return requested
+    try:
+        tool.check_args(req.args)
+    except ToolArgsInvalid as exc:
+        journal.record("tool_call_invalid", step_id, req.call_id, reason=str(exc), result={"error": f"invalid arguments for {req.tool}: {exc}"})
+        return requested
+    if gate(req.level, tool.effect) == "propose":
+        note = f"autonomy '{req.level}': the call was recorded as a proposal and not run"
+        journal.record("tool_call_proposed", step_id, req.call_id, result={"proposed": True, "note": note})
+    return requested
+
+
+def _refusal(req: CallRequest, tool: Tool | None, state: RunState) -> str | None:
     if tool is None:
         return f"there is no tool '{req.tool}'"
-    if req.allowlist is not None and not state.project.allows(req.allowlist, req.tool):
-        return f"'{req.tool}' is not in this agent's tools ({', '.join(req.allowlist) or 'none'})"
+    for whose, patterns in req.allowlists:
+        if not state.project.allows(patterns, req.tool):
+            return f"'{req.tool}' is not in {whose} tools ({', '.join(patterns) or 'none'})"
     return None
-
-
-def _once(state: RunState, type_: str, req: CallRequest, **data: Any) -> None:
-    if state.journal.find(type_, req.step.id, req.call_id) is None:
-        state.journal.record(type_, req.step.id, req.call_id, **data)
 
 
 def _approval(state: RunState, req: CallRequest, requested: Event, tool: Tool) -> Event:

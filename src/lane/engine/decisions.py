@@ -16,11 +16,11 @@ from lane.engine.approvals import open_requests
 from lane.errors import DecisionError
 from lane.spec.project import ProjectSpec
 from lane.spec.schema import schema_errors
-from lane.store.records import FINISHED, Event, now
+from lane.store.records import FINISHED, Event, RunRecord, now
 from lane.store.url import Store
 from lane.tools.base import ToolArgsInvalid
 
-_UNSET: Any = object()
+UNSET: Any = object()  # "not given", as distinct from a given null
 
 
 @dataclass(frozen=True)
@@ -40,36 +40,35 @@ def decide(
     approve: bool,
     call_id: str | None = None,
     as_role: str | None = None,
-    edit: Any = _UNSET,
-    result: Any = _UNSET,
+    edit: Any = UNSET,
+    result: Any = UNSET,
     reason: str | None = None,
 ) -> Decision:
-    run = store.run(run_id)
-    if run.status in FINISHED:
-        raise DecisionError(f"run {run.run_id} is {run.status}; a finished run takes no decisions")
-    if run.status != "paused":
-        raise DecisionError(f"run {run.run_id} is {run.status}; decisions are taken when it pauses for a person")
-    events = store.events(run.run_id)
-    request = _pick(run.run_id, open_requests(events), call_id)
-    role = _role(project, request, as_role)
-    kind = request.data["kind"]
-    data: dict[str, Any] = {
-        "kind": kind,
-        "decision": "approved" if approve else "rejected",
-        "by": role,
-        "user": _user(),
-        "request_seq": request.seq,
-    }
-    if "args_hash" in request.data:
-        data["args_hash"] = request.data["args_hash"]
-    if not approve:
-        if not reason:
-            raise DecisionError("a rejection needs a reason: --reason TEXT")
-        data["reason"] = reason
-    _check_extras(project, request, approve, edit, result, data)
-    event = Event(events[-1].seq + 1 if events else 1, "decision", request.step_id, request.ref, now(), data)
-    store.append(run.run_id, [event])
-    return Decision(run.run_id, request.ref or "", kind, data["decision"], role)
+    def make(run: RunRecord, events: list[Event]) -> list[Event]:
+        if run.status in FINISHED:
+            raise DecisionError(f"run {run.run_id} is {run.status}; a finished run takes no decisions")
+        if run.status != "paused":
+            raise DecisionError(f"run {run.run_id} is {run.status}; decisions are taken when it pauses for a person")
+        request = _pick(run.run_id, open_requests(events), call_id)
+        data: dict[str, Any] = {
+            "kind": request.data["kind"],
+            "decision": "approved" if approve else "rejected",
+            "by": _role(project, request, as_role),
+            "user": _user(),
+            "request_seq": request.seq,
+        }
+        if "args_hash" in request.data:
+            data["args_hash"] = request.data["args_hash"]
+        if not approve:
+            if not reason:
+                raise DecisionError("a rejection needs a reason: --reason TEXT")
+            data["reason"] = reason
+        _check_extras(project, request, approve, edit, result, data)
+        return [Event(events[-1].seq + 1 if events else 1, "decision", request.step_id, request.ref, now(), data)]
+
+    # Checked and written under one write lock: no resume or other decision can slip in between.
+    [event] = store.append_checked(run_id, make)
+    return Decision(store.run(run_id).run_id, event.ref or "", event.data["kind"], event.data["decision"], event.data["by"])
 
 
 def _pick(run_id: str, pending: list[Event], call_id: str | None) -> Event:
@@ -105,11 +104,11 @@ def _role(project: ProjectSpec, request: Event, as_role: str | None) -> str:
 
 def _check_extras(project: ProjectSpec, request: Event, approve: bool, edit: Any, result: Any, data: dict[str, Any]) -> None:
     kind = request.data["kind"]
-    if result is not _UNSET:
+    if result is not UNSET:
         if kind != "in_doubt" or not approve:
             raise DecisionError("--result is only for approving a call left in doubt by a crash (it took effect with this result)")
         data["result"] = result
-    if edit is _UNSET:
+    if edit is UNSET:
         if approve and kind == "handoff":
             raise DecisionError("the agent's output is invalid; approve it with a corrected one: --edit JSON")
         if approve and kind == "human_step" and request.data.get("mode") == "input":

@@ -40,6 +40,10 @@ class Journal:
             listener(event)
         return event
 
+    def once(self, type_: str, step_id: str | None = None, ref: str | None = None, **data: Any) -> Event:
+        """The recorded event of this type about this step and ref, recording it first if there is none."""
+        return self.find(type_, step_id, ref) or self.record(type_, step_id, ref, **data)
+
     def flush(self, *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
         """Commit everything recorded since the last flush (and the run's status)."""
         if not self._pending and status is None:
@@ -62,6 +66,3 @@ class Journal:
     def at(self, seq: int) -> Event:
         """The event with this sequence number (journals number events 1, 2, 3...)."""
         return self.events[seq - 1]
-
-    def of_type(self, *types: str) -> list[Event]:
-        return [e for e in self.events if e.type in types]

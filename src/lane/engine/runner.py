@@ -39,7 +39,7 @@ async def execute(state: RunState) -> tuple[str, str | None]:
     except PauseRun as signal:
         return end(state, "paused", signal.reason)
     except StopRun as signal:
-        return end(state, "stopped", signal.reason)
+        return end(state, "stopped", signal.reason, key=signal.key, scope=signal.scope)
     except (StepFailed, ExpressionFailed, RunError) as exc:
         reason = str(exc) if isinstance(exc, StepFailed) else f"step {current.id if current else '?'}: {exc}"
         if current is not None:
@@ -69,8 +69,8 @@ async def run_step(state: RunState, step: StepSpec) -> None:
     state.steps[step.id] = {"status": "completed", "output": output, **extra}
 
 
-def end(state: RunState, status: str, reason: str | None) -> tuple[str, str | None]:
-    data: dict[str, Any] = {"reason": reason, "active_seconds": round(state.meter.active_seconds(), 6)}
+def end(state: RunState, status: str, reason: str | None, **extra: Any) -> tuple[str, str | None]:
+    data: dict[str, Any] = {"reason": reason, "active_seconds": round(state.meter.active_seconds(), 6), **extra}
     state.journal.record(ENDINGS[status], **data)
     state.journal.flush(status=status, reason=reason, release=True)
     return status, reason

@@ -7,6 +7,7 @@ from typing import Any
 from lane.engine.approvals import ask, decision_for
 from lane.engine.calls import CallRequest, call_tool
 from lane.engine.state import RunState, StepFailed
+from lane.spec.expressions import as_text
 from lane.spec.files import Budget
 from lane.spec.runbook import StepSpec
 from lane.tools.command import run_command
@@ -17,7 +18,7 @@ async def run_tool_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str,
     if not isinstance(args, dict):
         raise StepFailed(f"the args of step {step.id} must evaluate to a mapping, not {type(args).__name__}")
     level = step.step.autonomy or state.book.file.autonomy
-    request = CallRequest(step, f"{step.id}:1", step.step.tool or "", args, level, None, state.approver_roles(step), Budget())
+    request = CallRequest(step, f"{step.id}:1", step.step.tool or "", args, level, (), state.approver_roles(step), Budget())
     outcome = await call_tool(state, request)
     if outcome.status != "ok":
         detail = outcome.result.get("reason") or outcome.result.get("error") or outcome.result.get("note") if isinstance(outcome.result, dict) else outcome.result
@@ -42,7 +43,7 @@ async def run_human_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str
 
 async def run_check_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str, Any]]:
     argv = step.check.render(state.scope()) if step.check else []
-    argv = [str(a) for a in argv]
+    argv = [a if isinstance(a, str) else as_text(a) for a in argv]
     state.journal.flush()  # a command is an effect: what led to it is on disk first
     cwd = state.project.root / (step.step.cwd or ".")
     result = await run_command(argv, cwd=cwd, timeout=step.step.timeout or 600, max_output=65536)

@@ -93,7 +93,7 @@ def _tool_event(call: dict[str, Any], event: Event) -> None:
     elif kind == "tool_call_refused":
         call.update(status="refused", reason=data.get("reason"))
     elif kind == "tool_call_invalid":
-        call.update(status="invalid", reason=data.get("error"))
+        call.update(status="invalid", reason=data.get("reason"))
     elif kind == "tool_call_proposed":
         call["status"] = "proposed"
     elif kind == "tool_started":

@@ -9,7 +9,7 @@ A provider translates them to its wire format; lane owns the loop around it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -18,10 +18,6 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
 
     def to_json(self) -> dict[str, Any]:
         return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "cost_usd": self.cost_usd}
@@ -85,7 +81,6 @@ class ModelRequest:
     step_id: str = ""
     turn: int = 0  # model turns already taken in this step
     seq: int = 0  # calls already answered by this model in this run
-    settings: dict[str, Any] = field(default_factory=dict)
 
 
 class Model(Protocol):

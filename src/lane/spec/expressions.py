@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,35 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.lexer import describe_token
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+MAX_SIZE = 1_000_000  # characters or items one `*` may build; `**` exponents up to 1000
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with `*` and `**` bounded so an expression cannot exhaust memory or time."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Run values are JSON data: `inputs.items` is the input named items, not dict.items.
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, (int, float)) and abs(right) > 1000:
+                raise SecurityError(f"exponent {right} is too large (at most 1000)")
+            return left**right
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_SIZE:
+                raise SecurityError(f"'*' would build {len(seq) * times} items (at most {MAX_SIZE})")
+        return left * right
+
+
+_ENV = _Sandbox(undefined=StrictUndefined)
+_ENV.filters.pop("random", None)  # replay must see the same values
 _WHOLE = re.compile(r"^\s*\$\{\{(.*?)\}\}\s*$", re.S)
 _PART = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 
@@ -48,8 +75,10 @@ class Expression:
             value = self._fn(**scope)
             if isinstance(value, Undefined):
                 value._fail_with_undefined_error()
+            if isinstance(value, Iterator):  # map, select and friends return generators
+                value = list(value)
             return value
-        except (UndefinedError, SecurityError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
+        except Exception as exc:  # an expression's failure is the run's data, whatever Jinja2 raised
             hint = "; write `| default(none)` after an optional value" if isinstance(exc, UndefinedError) else ""
             raise ExpressionFailed(f"{self.text.strip()!r}: {exc}{hint}") from exc
 
@@ -64,7 +93,7 @@ def compile_expression(text: str) -> Expression:
     except TemplateSyntaxError as exc:
         message = (exc.message or "syntax error").replace("'end of template'", "end of the expression")
         raise ExpressionSyntaxError(text, message.replace("end of template", "end of the expression")) from exc
-    if _DOTTED.match(text) and not any(hasattr(dict, part) for part in text.split(".")[1:]):
+    if _DOTTED.match(text):
         fn = _lookup(text.strip().split("."), fn)
     return Expression(text, tuple(_refs(tree)), fn)
 
@@ -82,7 +111,7 @@ def _lookup(parts: list[str], general: Callable[..., Any]) -> Callable[..., Any]
             if type(value) is not dict:
                 return general(**scope)
             if part not in value:
-                raise UndefinedError(f"'dict object' has no attribute '{part}'")
+                return general(**scope)  # Jinja2 says what is missing, in its words
             value = value[part]
         return general(**scope) if value is _MISSING else value
 
@@ -143,9 +172,20 @@ class Value:
 
 
 def compile_value(raw: Any) -> Value:
-    """Compile every expression inside `raw`; raises ExpressionSyntaxError on the first bad one."""
+    """Compile every expression inside `raw`; raises ExpressionSyntaxError on the first bad one.
+
+    Rendering gives JSON data (YAML dates become ISO text); anything else fails as ExpressionFailed.
+    """
     refs: list[Ref] = []
-    render = _compile(raw, refs)
+    inner = _compile(raw, refs)
+
+    def render(scope: dict[str, Any]) -> Any:
+        value = inner(scope)
+        try:
+            return to_jsonable_python(value)
+        except PydanticSerializationError as exc:
+            raise ExpressionFailed(f"{raw!r} gives {type(value).__name__}, which is not JSON data") from exc
+
     return Value(raw, render, tuple(refs))
 
 
@@ -169,7 +209,7 @@ def expressions_in(raw: Any) -> list[tuple[tuple[str | int, ...], str]]:
 
 def _compile(raw: Any, refs: list[Ref]) -> Callable[[dict[str, Any]], Any]:
     if isinstance(raw, str):
-        whole = _WHOLE.match(raw)
+        whole = _WHOLE.match(raw) if raw.count("${{") == 1 else None
         if whole:
             expr = compile_expression(whole.group(1))
             refs.extend(expr.refs)
@@ -185,7 +225,7 @@ def _compile(raw: Any, refs: list[Ref]) -> Callable[[dict[str, Any]], Any]:
                 exprs.append(expr)
             elif part:
                 exprs.append(part)
-        return lambda scope: "".join(p if isinstance(p, str) else _text(p.evaluate(scope)) for p in exprs)
+        return lambda scope: "".join(p if isinstance(p, str) else as_text(p.evaluate(scope)) for p in exprs)
     if isinstance(raw, dict):
         items = [(k, _compile(v, refs)) for k, v in raw.items()]
         return lambda scope: {k: f(scope) for k, f in items}
@@ -195,7 +235,8 @@ def _compile(raw: Any, refs: list[Ref]) -> Callable[[dict[str, Any]], Any]:
     return lambda scope: raw
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """How a value reads inside text: JSON for data, true/false, empty for null."""
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
     if value is None:

@@ -72,7 +72,7 @@ class Toolset(Strict):
     cwd: str | None = None
     timeout: float = Field(default=60.0, gt=0)
     max_output: int = Field(default=65536, ge=1)
-    extra_args: bool = True
+    extra_args: bool = False
 
 
 class LaneFile(Strict):

@@ -102,6 +102,9 @@ def check_project(root: Path, *, provided_models: frozenset[str] = frozenset()) 
     if config is None:
         return None, problems
     project = ProjectSpec(root, config, source, provided_models=provided_models)
+    if not project.human_roles:
+        problems.append(source.at(("roles",), "the work chart has no human role; add one, e.g. `lead: {kind: human}`: "
+                                  "a person approves gated calls and fixes handoffs the agents cannot", key=True))
     problems += _check_models(project)
     problems += _check_store(project)
     problems += _load_toolsets(project)

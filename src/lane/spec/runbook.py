@@ -44,10 +44,6 @@ class StepSpec:
     def id(self) -> str:
         return self.step.id
 
-    @property
-    def owner(self) -> str | None:
-        """The role that does the step."""
-        return getattr(self.step, self.kind) if self.kind in ("agent", "human") else self.step.owner
 
 
 @dataclass
@@ -60,8 +56,6 @@ class RunbookSpec:
     def name(self) -> str:
         return self.file.runbook
 
-    def step(self, step_id: str) -> StepSpec:
-        return next(s for s in self.steps if s.id == step_id)
 
 
 def check_runbook(book: RunbookFile, source: Source, project: ProjectSpec) -> tuple[RunbookSpec, list[Problem]]:

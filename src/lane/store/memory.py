@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -36,10 +36,21 @@ class MemoryStore:
             run = self._runs[run_id]
             self._runs[run_id] = replace(run, status=status, reason=reason, updated_at=now(), owner=None if release else run.owner)
 
+    def append_checked(self, run_id: str, make: Callable[[RunRecord, list[Event]], list[Event]]) -> list[Event]:
+        run = self.run(run_id)
+        events = make(run, self.events(run.run_id))
+        self.append(run.run_id, events)
+        return events
+
     def claim(self, run_id: str, owner: str) -> RunRecord:
         run = self.run(run_id)
-        self._runs[run.run_id] = replace(run, owner=owner)
+        self._runs[run.run_id] = replace(run, owner=owner, status="running", reason=None)
         return run
+
+    def release(self, run_id: str, owner: str) -> None:
+        run = self.run(run_id)
+        if run.owner == owner:
+            self._runs[run.run_id] = replace(run, owner=None)
 
     def run(self, run_id: str) -> RunRecord:
         run = self._runs.get(run_id)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-RUN_STATUSES = ("running", "paused", "completed", "failed", "stopped")
 FINISHED = ("completed", "failed")
 
 

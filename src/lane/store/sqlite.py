@@ -11,7 +11,7 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -50,13 +50,19 @@ class SQLiteStore:
     def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        except sqlite3.Error as exc:
+            raise UsageError(f"cannot open the store {path}: {exc}") from None
         try:
             self._refuse_newer()  # before anything is written: a newer lane's file is left as it is
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise UsageError(f"{path} is not a lane store lane can read ({exc}); move it aside to start a new one") from None
         except BaseException:
             self._db.close()
             raise
@@ -118,19 +124,38 @@ class SQLiteStore:
             db.execute("ROLLBACK")
             raise
 
+    def append_checked(self, run_id: str, make: Callable[[RunRecord, list[Event]], list[Event]]) -> list[Event]:
+        """Under one write lock: read the run and its journal, let `make` say what to add (or raise), commit it."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            run = self.run(run_id)
+            events = make(run, self.events(run.run_id))
+            db.executemany("INSERT INTO events (run_id, seq, type, step_id, ref, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(run.run_id, e.seq, e.type, e.step_id, e.ref, e.at, _dumps(e.data)) for e in events])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return events
+
     def claim(self, run_id: str, owner: str) -> RunRecord:
-        """Make `owner` the process executing the run; refuses while another live one is."""
+        """Make `owner` the process executing the run (status `running`); refuses while another live one is."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             run = self.run(run_id)
             if run.owner and run.owner != owner and _alive(run.owner):
                 raise RunBusy(f"run {run_id} is being executed by process {run.owner}; wait for it or stop it", run_id=run_id)
-            self._db.execute("UPDATE runs SET owner = ?, updated_at = ? WHERE run_id = ?", (owner, now(), run.run_id))
+            self._db.execute("UPDATE runs SET owner = ?, status = 'running', reason = NULL, updated_at = ? WHERE run_id = ?", (owner, now(), run.run_id))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         return run
+
+    def release(self, run_id: str, owner: str) -> None:
+        """`owner` stops executing the run and leaves its status as it is (interrupted: resumable)."""
+        self._db.execute("UPDATE runs SET owner = NULL WHERE run_id = ? AND owner = ?", (run_id, owner))
 
     # -- reading --------------------------------------------------------------
 

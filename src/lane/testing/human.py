@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lane.engine.decisions import _UNSET
+from lane.engine.decisions import UNSET
 
 if TYPE_CHECKING:
     from lane.project import Run
@@ -15,12 +15,12 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Answer:
     approve: bool
-    edit: Any = _UNSET
-    result: Any = _UNSET
+    edit: Any = UNSET
+    result: Any = UNSET
     reason: str = ""
 
 
-def approve(edit: Any = _UNSET, *, result: Any = _UNSET) -> Answer:
+def approve(edit: Any = UNSET, *, result: Any = UNSET) -> Answer:
     return Answer(True, edit, result)
 
 
