@@ -16,7 +16,7 @@ from lane.engine.budgets import AGENT_STEP_DEFAULTS, merge
 from lane.engine.calls import CallRequest, call_tool
 from lane.engine.state import RunState, StepFailed
 from lane.errors import ModelError
-from lane.models.base import ModelRequest, ModelResponse, ToolCall, ToolSpec
+from lane.models.base import ModelRequest, ModelResponse, Task, ToolCall, ToolSpec
 from lane.spec.runbook import StepSpec
 from lane.spec.schema import schema_errors
 
@@ -65,10 +65,16 @@ class AgentStep:
         except (ContextTooLarge, OSError) as exc:
             raise StepFailed(str(exc)) from exc
         self.state.journal.record(
-            "context_assembled", self.step.id, agent=self.agent.name, model=self.model_id, messages=ctx.messages,
+            "context_assembled", self.step.id, agent=self.agent.name, model=self.model_id, messages=ctx.messages, inputs=inputs,
             sources=ctx.sources, tools=[t.name for t in self.tool_specs()], estimated_tokens=ctx.estimated_tokens,
         )
         return list(ctx.messages)
+
+    def task(self) -> Task:
+        recorded = self.state.journal.find("context_assembled", self.step.id)
+        inputs = recorded.data.get("inputs") if recorded is not None else None
+        examples = tuple((e.with_, e.output) for e in self.step.step.examples or ())
+        return Task(self.agent.direction, self.step.step.goal or "", inputs, examples)
 
     def tool_specs(self) -> list[ToolSpec]:
         tools = self.state.project.tools
@@ -88,6 +94,8 @@ class AgentStep:
         request = ModelRequest(
             messages=self.messages, tools=tuple(self.tool_specs()), output_schema=self.schema,
             step_id=self.step.id, turn=self.turn, seq=self.state.meter.model_calls.get(self.model_id, 0),
+            tool_choice="required" if self.step.step.tool_choice == "required" and self.calls == 0 else "auto",
+            task=self.task(),
         )
         try:
             response = await model.request(request)

@@ -51,6 +51,7 @@ class ModelResponse:
     tool_calls: tuple[ToolCall, ...] = ()
     output: Any = NO_OUTPUT
     usage: Usage = Usage()
+    prompt: str | None = None  # the exact text sent, from providers that render their own prompt
 
     @property
     def has_output(self) -> bool:
@@ -61,6 +62,8 @@ class ModelResponse:
         if self.has_output:
             data["output"] = self.output
         data["usage"] = self.usage.to_json()
+        if self.prompt is not None:
+            data["prompt"] = self.prompt
         return data
 
     @classmethod
@@ -70,7 +73,18 @@ class ModelResponse:
             tool_calls=tuple(ToolCall(c["name"], c["args"]) for c in data.get("tool_calls", ())),
             output=data["output"] if "output" in data else NO_OUTPUT,
             usage=Usage.from_json(data.get("usage")),
+            prompt=data.get("prompt"),
         )
+
+
+@dataclass(frozen=True)
+class Task:
+    """The step as structure, for providers that write their own prompt (a small base model wants few-shot text)."""
+
+    direction: str
+    goal: str
+    inputs: Any
+    examples: tuple[tuple[Any, Any], ...] = ()  # (inputs, output)
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,8 @@ class ModelRequest:
     step_id: str = ""
     turn: int = 0  # model turns already taken in this step
     seq: int = 0  # calls already answered by this model in this run
+    tool_choice: str = "auto"  # auto: call a tool or answer; required: call a tool now
+    task: Task | None = None
 
 
 class Model(Protocol):

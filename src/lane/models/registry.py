@@ -10,7 +10,6 @@ from lane.models.scripted import ScriptedModel
 
 PROVIDERS = ("local", "scripted", "openai", "anthropic", "ollama")
 COMING = {
-    "local": "the built-in local model",
     "openai": "OpenAI models",
     "anthropic": "Anthropic models",
     "ollama": "Ollama models",
@@ -26,6 +25,11 @@ def load_model(model_id: str, project_dir: Path) -> Model:
     provider, _, rest = model_id.partition(":")
     if provider == "scripted":
         return ScriptedModel.from_file(project_dir / rest, name=rest)
+    if provider == "local":
+        from lane.models.local import LocalModel
+        from lane.models.weights import default_weights
+
+        return LocalModel(model_id, project_dir / rest if rest else default_weights())
     what = COMING.get(provider, f"provider {provider!r}")
     raise ModelUnavailable(
         f"model {model_id!r}: {what} are not available in this version of lane yet; "

@@ -124,6 +124,7 @@ class Step(Strict):
     output: dict[str, Any] | None = None
     examples: list[Example] | None = None
     tools: list[str] | None = None
+    tool_choice: Literal["auto", "required"] = "auto"
     repairs: int | None = Field(default=None, ge=0)
     budget: Budget | None = None
     # tool steps
@@ -144,7 +145,7 @@ class Step(Strict):
 
 STEP_KINDS = ("agent", "tool", "human", "check")
 STEP_KEYS: dict[str, set[str]] = {
-    "agent": {"goal", "with", "output", "examples", "tools", "repairs", "budget"},
+    "agent": {"goal", "with", "output", "examples", "tools", "tool_choice", "repairs", "budget"},
     "tool": {"args", "autonomy", "approver"},
     "human": {"approve", "input", "prompt", "output"},
     "check": {"cwd", "timeout"},

@@ -136,6 +136,8 @@ def _check_models(project: ProjectSpec) -> list[Problem]:
 
 def _check_script_file(project: ProjectSpec, model: str, source: Source, loc: Loc) -> list[Problem]:
     provider, _, file = model.partition(":")
+    if provider == "local" and file and not (project.root / file).is_file():
+        return [source.at(loc, f"no GGUF model file {file!r} for model {model!r}")]
     if provider == "scripted" and model not in project.provided_models and not (project.root / file).is_file():
         return [source.at(loc, f"no script file {file!r} for model {model!r}")]
     return []

@@ -1,0 +1,172 @@
+"""Local models: a GGUF file run in-process by llama.cpp (`lane[local]`).
+
+The built-in model is small and a base model: it continues text rather than
+following chat instructions, so it gets few-shot text (the step's direction,
+goal, tools, `examples:`, this input, then `Output:` or `Call:`), and after a
+tool result it answers rather than calling again.
+
+A small base model cannot be trusted to write valid JSON, so it does not have
+to: every reply is decoded under a grammar built from a JSON schema. With tools,
+the schema is "call one of these tools with arguments of its schema, or give
+the output"; without, it is the step's output schema. The model is loaded once
+per process and shared by every step and run that names it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from lane.errors import ModelError, ModelUnavailable
+from lane.models.base import ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
+from lane.models.weights import INSTALL
+
+N_CTX = 4096
+MAX_TOKENS = 512
+
+_LOADED: dict[Path, tuple[Any, threading.Lock]] = {}
+_LOADING = threading.Lock()
+
+
+_QUIET: Any = None
+
+
+def _llama() -> Any:
+    global _QUIET
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ModelUnavailable(f"local models need llama.cpp; install it with: {INSTALL}") from None
+    if _QUIET is None:  # llama.cpp logs to stderr from C even with verbose=False; lane's output stays clean
+        _QUIET = llama_cpp.llama_log_callback(lambda level, text, data: None)
+        llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p(0))
+    return llama_cpp
+
+
+def load(path: Path) -> tuple[Any, threading.Lock]:
+    """The model at `path`, loaded once per process, with the lock that serialises its use."""
+    path = path.resolve()
+    with _LOADING:
+        if path not in _LOADED:
+            llama_cpp = _llama()
+            if not path.is_file():
+                raise ModelUnavailable(f"no GGUF model file at {path}")
+            try:
+                llm = llama_cpp.Llama(model_path=str(path), n_ctx=N_CTX, n_threads=os.cpu_count() or 1, verbose=False)
+            except (ValueError, RuntimeError) as exc:
+                raise ModelUnavailable(f"llama.cpp cannot load {path}: {exc}") from None
+            _LOADED[path] = (llm, threading.Lock())
+        return _LOADED[path]
+
+
+class LocalModel:
+    def __init__(self, model_id: str, path: Path, *, max_tokens: int = MAX_TOKENS, temperature: float = 0.0) -> None:
+        self.id = model_id
+        self.path = path
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self._llm, self._lock = load(path)
+        self._grammars: dict[str, Any] = {}
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        schema = reply_schema(request)
+        prompt = render_prompt(request, schema)
+        grammar = self._grammar(schema) if schema is not None else None
+        result = await asyncio.to_thread(self._complete, prompt, grammar)
+        usage = result.get("usage", {})
+        text = result["choices"][0]["text"]
+        return parse_reply(text, request, Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))), prompt)
+
+    def _complete(self, prompt: str, grammar: Any) -> dict[str, Any]:
+        with self._lock:  # one llama.cpp context: one generation at a time
+            try:
+                result: dict[str, Any] = self._llm(
+                    prompt, grammar=grammar, max_tokens=self.max_tokens, temperature=self.temperature, stop=None if grammar else ["\n"],
+                )
+            except ValueError as exc:  # llama-cpp-python says "Requested tokens (N) exceed context window of M"
+                raise ModelError(f"local model {self.id}: {exc}; shorten the step's context") from None
+        return result
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = _llama().LlamaGrammar.from_json_schema(key, verbose=False)
+        return self._grammars[key]
+
+
+def reply_schema(request: ModelRequest) -> dict[str, Any] | None:
+    """What the reply must be: the output (by its schema), or with tools a call of one of them."""
+    if not request.tools:
+        return request.output_schema
+    calls = [
+        {"type": "object", "properties": {"tool": {"const": t.name}, "args": t.parameters}, "required": ["tool", "args"]}
+        for t in request.tools
+    ]
+    if request.tool_choice == "required":
+        return calls[0] if len(calls) == 1 else {"anyOf": calls}
+    output = request.output_schema or {"type": "string"}
+    if request.messages and request.messages[-1]["role"] == "tool":
+        # A small base model copies the last pattern it saw: after a result it would call again and
+        # again. It answers instead; a step that needs several calls wants a larger model.
+        return output
+    return {"anyOf": [*calls, output]}
+
+
+def render_prompt(request: ModelRequest, schema: dict[str, Any] | None) -> str:
+    """Few-shot text a base model can continue: direction, task, tools, examples, this input, what happened, a cue."""
+    task = request.task
+    if task is None:
+        return "\n\n".join(str(m.get("content") or "") for m in request.messages) + "\n\nOutput:"
+    head = [task.direction.strip(), f"Task: {task.goal}"]
+    if request.tools:
+        head.append(_tools_text(request.tools))
+    lines = ["\n\n".join(p for p in head if p), ""]
+    for inputs, output in task.examples:
+        lines += [f"Input: {_json(inputs)}", f"Output: {_json(output)}", ""]
+    lines.append(f"Input: {_json(task.inputs)}")
+    for message in request.messages[2:]:  # after the system and task messages: this step's turns
+        lines.append(_turn_text(message))
+    lines.append("Call:" if request.tool_choice == "required" and request.tools else "Output:")
+    return "\n".join(lines)
+
+
+def _tools_text(tools: tuple[ToolSpec, ...]) -> str:
+    lines = ['Tools (to use one, write Call: {"tool": NAME, "args": {...}}):']
+    for tool in tools:
+        args = ", ".join(f"{name}: {spec.get('type', 'any')}" for name, spec in tool.parameters.get("properties", {}).items())
+        summary = tool.description.splitlines()[0] if tool.description else ""
+        lines.append(f"- {tool.name}({args}): {summary}")
+    return "\n".join(lines)
+
+
+def _turn_text(message: dict[str, Any]) -> str:
+    role = message["role"]
+    if role == "assistant" and message.get("tool_calls"):
+        call = message["tool_calls"][0]
+        return "Call: " + _json({"tool": call["name"], "args": call["args"]})
+    if role == "assistant":
+        return "Output: " + _json(message["output"] if "output" in message else message.get("content"))
+    if role == "tool":
+        return "Result: " + _json(message.get("content"))
+    return f"Note: {message.get('content')}"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def parse_reply(text: str, request: ModelRequest, usage: Usage, prompt: str) -> ModelResponse:
+    """The model's reply as lane's response: a tool call, an output, or text."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ModelResponse(text=text.strip(), usage=usage, prompt=prompt)  # free text, or a reply cut off by max_tokens
+    names = {t.name for t in request.tools}
+    if isinstance(data, dict) and data.get("tool") in names and isinstance(data.get("args"), dict) and len(data) == 2:
+        return ModelResponse(tool_calls=(ToolCall(str(data["tool"]), dict(data["args"])),), usage=usage, prompt=prompt)
+    return ModelResponse(output=data, usage=usage, prompt=prompt)
