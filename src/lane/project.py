@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,11 @@ from lane.models.base import Model
 from lane.spec.project import ProjectSpec, load_project
 from lane.spec.runbook import RunbookSpec
 from lane.spec.schema import schema_errors
-from lane.store.records import FINISHED, RunRecord
+from lane.store.records import FINISHED, Event, RunRecord
 from lane.store.sqlite import process_owner
 from lane.store.url import Store, open_store
 
+OnEvent = Callable[[Event], None]
 _MODELS: dict[str, Model] = {}  # models load once per process, shared by every project and run
 
 
@@ -104,11 +106,14 @@ class Project:
 
     # -- running --------------------------------------------------------------
 
-    def run(self, runbook: str, inputs: dict[str, Any] | None = None) -> Run:
-        """Start a run and execute it until it completes, pauses, stops or fails."""
-        return asyncio.run(self.run_async(runbook, inputs))
+    def run(self, runbook: str, inputs: dict[str, Any] | None = None, *, on_event: OnEvent | None = None) -> Run:
+        """Start a run and execute it until it completes, pauses, stops or fails.
 
-    async def run_async(self, runbook: str, inputs: dict[str, Any] | None = None) -> Run:
+        `on_event` is called with each journal event as it is recorded (for progress displays).
+        """
+        return asyncio.run(self.run_async(runbook, inputs, on_event=on_event))
+
+    async def run_async(self, runbook: str, inputs: dict[str, Any] | None = None, *, on_event: OnEvent | None = None) -> Run:
         book = self.spec.runbooks.get(runbook)
         if book is None:
             names = ", ".join(sorted(self.spec.runbooks)) or "none"
@@ -125,14 +130,16 @@ class Project:
         run_id = secrets.token_hex(6)
         self.store.create_run(run_id, book.name, book.file.version, inputs, owner)
         journal = Journal(self.store, run_id)
+        if on_event is not None:
+            journal.listeners.append(on_event)
         journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
         return await self._execute(run_id, book, journal, owner)
 
-    def resume(self, run_id: str, *, budget: dict[str, Any] | None = None) -> Run:
+    def resume(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None) -> Run:
         """Continue a paused, stopped or interrupted run; `budget` raises the limit that stopped it (`{"tool_calls": 80}`)."""
-        return asyncio.run(self.resume_async(run_id, budget=budget))
+        return asyncio.run(self.resume_async(run_id, budget=budget, on_event=on_event))
 
-    async def resume_async(self, run_id: str, *, budget: dict[str, Any] | None = None) -> Run:
+    async def resume_async(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None) -> Run:
         try:
             overrides = parse_overrides(budget or {})
         except ValueError as exc:
@@ -146,6 +153,8 @@ class Project:
         owner = process_owner(secrets.token_hex(4))
         self.store.claim(record.run_id, owner)
         journal = Journal(self.store, record.run_id, self.store.events(record.run_id))
+        if on_event is not None:
+            journal.listeners.append(on_event)
         journal.record("run_resumed", previous_status=record.status)
         if overrides:
             journal.record("budget_raised", limits=overrides, scopes=_scopes(journal, overrides))

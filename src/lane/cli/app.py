@@ -29,6 +29,7 @@ app = typer.Typer(
 
 ProjectDir = Annotated[Path, typer.Option("--project", "-p", help="The project folder (holds lane.yaml).", show_default="current folder")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress; only the outcome.")]
 EXIT = {"completed": 0, "failed": 1, "stopped": 1, "paused": 3}
 
 
@@ -66,11 +67,15 @@ def run(
     input_file: Annotated[Path | None, typer.Option("--input-file", help="A JSON or YAML file with all the inputs.")] = None,
     project: ProjectDir = Path("."),
     as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
-    """Start a run and execute it until it completes, fails, stops or waits for a person (exit 3)."""
+    """Start a run and execute it until it completes, fails, stops or waits for a person (exit 3).
+
+    On a terminal it shows which step is running, what it waits for, tokens and time.
+    """
     from lane.cli import commands
 
-    commands.run(project, runbook, input or [], input_file, as_json)
+    commands.run(project, runbook, input or [], input_file, as_json, quiet)
 
 
 @app.command()
@@ -128,11 +133,12 @@ def resume(
     budget: Annotated[list[str] | None, typer.Option("--budget", help="KEY=N raises a limit for this run: tool_calls, steps, tokens, wall_seconds, repeats.")] = None,
     project: ProjectDir = Path("."),
     as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Continue a paused, stopped or interrupted run from its journal; finished steps are not run again."""
     from lane.cli import commands
 
-    commands.resume(project, run_id, budget or [], as_json)
+    commands.resume(project, run_id, budget or [], as_json, quiet)
 
 
 @app.command()

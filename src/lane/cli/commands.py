@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -80,24 +80,38 @@ def validate(project: Path, as_json: bool) -> None:
             render.valid(project)
 
 
-def run(project: Path, runbook: str, pairs: list[str], input_file: Path | None, as_json: bool) -> None:
+def run(project: Path, runbook: str, pairs: list[str], input_file: Path | None, as_json: bool, quiet: bool) -> None:
     from lane.cli.inputs import parse_inputs
 
     with errors():
         inputs = parse_inputs(pairs, input_file)
         proj = _load(project)
-        result = proj.run(runbook, inputs)
+        with _progress(as_json or quiet) as on_event:
+            result = proj.run(runbook, inputs, on_event=on_event)
         _finish(result, as_json)
 
 
-def resume(project: Path, run_id: str, pairs: list[str], as_json: bool) -> None:
+def resume(project: Path, run_id: str, pairs: list[str], as_json: bool, quiet: bool) -> None:
     from lane.cli.inputs import parse_pairs
 
     with errors():
         budget = parse_pairs(pairs, "--budget", json_values=False)
         proj = _load(project)
-        result = proj.resume(run_id, budget=budget)
+        with _progress(as_json or quiet) as on_event:
+            result = proj.resume(run_id, budget=budget, on_event=on_event)
         _finish(result, as_json)
+
+
+@contextmanager
+def _progress(off: bool) -> Iterator[Callable[[Any], None] | None]:
+    """Live progress on a terminal; nothing at all otherwise, so piped output stays clean."""
+    if off or not render.out.is_terminal:
+        yield None
+        return
+    from lane.cli.progress import RunProgress
+
+    with RunProgress(render.out) as progress:
+        yield progress.on_event
 
 
 def _finish(result: Any, as_json: bool) -> NoReturn:

@@ -50,9 +50,11 @@ def outcome(run: Any, project: Path | None = None) -> None:
     """The run's status and the commands that act on it (with --project when it is elsewhere)."""
     at = f" --project {escape(str(project))}" if project is not None else ""
     style = STATUS_STYLE.get(run.status, "")
-    out.print(f"run [bold]{run.run_id}[/] [{style}]{run.status}[/]" + (f": {escape(run.reason)}" if run.reason else ""))
+    pending = run.pending if run.status == "paused" else []
+    reason = f"waiting for {len(pending)} decision{'s' if len(pending) != 1 else ''}" if pending else run.reason
+    out.print(f"run [bold]{run.run_id}[/] [{style}]{run.status}[/]" + (f": {escape(reason)}" if reason else ""))
     if run.status == "paused":
-        for item in run.pending:
+        for item in pending:
             call = item["call_id"]
             call, kind = _e(item["call_id"]), item["kind"]
             out.print(f"  waiting: [bold]{call}[/] ({kind.replace('_', ' ')}) for {_e(', '.join(item['roles']))}: {_e(item['question'])}")

@@ -1,0 +1,59 @@
+"""Live progress for `lane run` and `lane resume` on a terminal: which step, what it waits for, tokens, time.
+
+Fed by journal events as they are recorded; drawn by Rich's refresh thread, so the
+clock keeps moving while a local model generates on the main thread. Off when
+output is not a terminal, with --json, or with --quiet.
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.spinner import Spinner
+
+from lane.store.records import Event
+
+
+class RunProgress:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.began = time.monotonic()
+        self.step_began = self.began
+        self.step = ""
+        self.doing = "starting"
+        self.tokens = 0
+        self._spinner = Spinner("dots")
+        self._live = Live(self, console=console, refresh_per_second=8, transient=True)
+
+    def __enter__(self) -> RunProgress:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._live.__exit__(kind, exc, tb)
+
+    def __rich__(self) -> RenderableType:
+        now = time.monotonic()
+        step = f"step [bold]{escape(self.step)}[/] · " if self.step else ""
+        self._spinner.update(text=f"{step}{escape(self.doing)} · {self.tokens} tokens · {now - self.step_began:.1f} s (run {now - self.began:.1f} s)")
+        return self._spinner
+
+    def on_event(self, event: Event) -> None:
+        kind, data = event.type, event.data
+        if kind == "step_started":
+            self.step, self.doing, self.step_began = event.step_id or "", f"{data.get('kind', '')} step", time.monotonic()
+        elif kind == "model_called":
+            self.doing = f"waiting for {data.get('model')} ({event.ref})"
+        elif kind == "model_responded":
+            usage = data.get("response", {}).get("usage", {})
+            self.tokens += int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+            self.doing = "read the model's reply"
+        elif kind == "tool_started":
+            self.doing = f"running {event.ref}"
+        elif kind in ("step_finished", "step_skipped", "step_failed"):
+            mark = {"step_finished": "[green]done[/]", "step_skipped": "[dim]skipped[/]", "step_failed": "[red]failed[/]"}[kind]
+            self.console.print(f"  {escape(event.step_id or '')} {mark} {time.monotonic() - self.step_began:.1f} s")
