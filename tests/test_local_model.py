@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -134,10 +135,12 @@ def test_an_agent_calls_its_tool_through_the_engine_then_hands_off_valid_output(
 
 def test_the_model_is_loaded_once_per_process(project: lane.Project) -> None:
     from lane.models import local
+    from lane.models.weights import default_weights
 
     project.run("classify", {"email": EMAILS[0]})
+    first = local.load(default_weights())[0]
     project.run("classify", {"email": EMAILS[1]})
-    assert len(local._LOADED) == 1
+    assert local.load(default_weights())[0] is first
 
 
 def test_local_path_runs_any_gguf_file(tmp_path: Path) -> None:
@@ -152,6 +155,13 @@ def test_local_path_runs_any_gguf_file(tmp_path: Path) -> None:
         run = proj.run("classify", {"email": EMAILS[2]})
         assert run.status == "completed", run.reason
         assert proj.show(run.run_id)["steps"][0]["context"]["model"] == "local:weights/any.gguf"
+    other = write_project(tmp_path / "other", files)  # another file at the same relative path: PATH is what is loaded
+    (other / "weights").mkdir()
+    (other / "weights" / "any.gguf").write_bytes(b"GGUF but not really")
+    with lane.Project.load(other) as proj:
+        run = proj.run("classify", {"email": EMAILS[2]})
+        assert run.status == "failed"
+        assert f"llama.cpp cannot load {other / 'weights' / 'any.gguf'}" in (run.reason or "")
 
 
 def test_without_the_extra_the_error_says_how_to_install_it(tmp_path: Path) -> None:
@@ -166,3 +176,107 @@ def test_without_the_extra_the_error_says_how_to_install_it(tmp_path: Path) -> N
     view = json.loads(result.stdout)
     assert view["status"] == "failed"
     assert "install it with: pip install 'lane[local]'" in view["reason"]
+
+
+def _one_step(root: Path, output: str, *, agent: str = "triager", extra: str = "") -> Path:
+    files = dict(FILES)
+    files["runbooks/one.yaml"] = f"""
+        runbook: one
+        inputs: {{type: object, properties: {{email: {{type: string}}}}}}
+        steps:
+          - id: one
+            agent: {agent}
+            goal: Answer the email.
+            with: {{email: "${{{{ inputs.email }}}}"}}
+            output: {output}
+            {extra}
+    """
+    return write_project(root, files)
+
+
+def test_bounds_llama_cpp_cannot_build_are_left_to_lanes_own_check(tmp_path: Path) -> None:
+    root = _one_step(tmp_path / "p", "{type: object, properties: {reply: {type: string, maxLength: 3000}}, required: [reply]}")
+    with lane.Project.load(root) as proj:
+        run = proj.run("one", {"email": EMAILS[0]})
+    assert run.status == "completed", run.reason  # it used to kill the process (llama.cpp segfaults)
+
+
+def test_a_schema_llama_cpp_cannot_convert_fails_the_step_clearly(tmp_path: Path) -> None:
+    root = _one_step(tmp_path / "p", "{type: object, properties: {code: {type: string, pattern: '[a-z]+'}}, required: [code]}")
+    with lane.Project.load(root) as proj:
+        run = proj.run("one", {"email": EMAILS[0]})
+    assert run.status == "failed"
+    assert "llama.cpp cannot turn this JSON schema into a grammar" in (run.reason or "")
+    assert "internal error" not in (run.reason or "")
+
+
+def test_a_reply_cut_off_at_max_tokens_is_an_error_not_a_loop(tmp_path: Path) -> None:
+    root = _one_step(tmp_path / "p", "{type: object, properties: {tags: {type: array, items: {enum: [billing, bug]}}}, required: [tags]}")
+    with lane.Project.load(root) as proj:
+        run = proj.run("one", {"email": EMAILS[0]})
+        assert run.status == "failed"
+        assert "the reply was cut off at 512 tokens" in (run.reason or "")
+        assert len(proj.show(run.run_id)["steps"][0]["turns"]) == 0
+
+
+def test_a_tool_with_enum_and_model_arguments_works_on_the_local_model(tmp_path: Path) -> None:
+    root = _one_step(tmp_path / "p", "{type: object, properties: {reply: {type: string, maxLength: 200}}, required: [reply]}",
+                     agent="writer", extra="tool_choice: required")
+    (root / "tools" / "crm.py").write_text(textwrap.dedent('''
+        from enum import Enum
+        from pydantic import BaseModel
+        from lane import tool
+
+        class Priority(str, Enum):
+            low = "low"
+            high = "high"
+
+        class Contact(BaseModel):
+            email: str
+
+        @tool(effect="read")
+        def find_customer(contact: Contact, priority: Priority) -> dict:
+            """Look a customer up."""
+            return {"name": "Dana", "priority": priority.value, "email": contact.email}
+    '''))
+    with lane.Project.load(root) as proj:
+        run = proj.run("one", {"email": "dana@example.com: charged twice"})
+        assert run.status == "completed", run.reason
+        call = proj.show(run.run_id)["steps"][0]["tool_calls"][0]
+        assert call["status"] == "ok" and call["args"]["priority"] in ("low", "high")
+
+
+def test_the_prompt_holds_the_context_files_and_a_resume_sends_what_was_recorded(tmp_path: Path) -> None:
+    files = dict(FILES)
+    files["agents/writer.md"] = FILES["agents/writer.md"].replace("autonomy: auto", "autonomy: ask\n        context: {always: [canon/policy.md]}")
+    files["canon/policy.md"] = "Refunds take five days."
+    files["tools/crm.py"] = FILES["tools/crm.py"].replace('effect="read"', 'effect="write"')
+    root = write_project(tmp_path / "p", files)
+    with lane.Project.load(root) as proj:
+        run = proj.run("reply", {"from": "dana@example.com", "body": "Refund?"})
+        assert run.status == "paused", run.reason
+        first = proj.show(run.run_id)["steps"][0]["turns"][0]["response"]["prompt"]
+        assert "Refunds take five days." in first and first.startswith("You write short replies")
+    (root / "agents" / "writer.md").write_text((root / "agents" / "writer.md").read_text().replace("You write short replies", "You write in French"))
+    with lane.Project.load(root) as proj:
+        proj.approve(run.run_id)
+        run = proj.resume(run.run_id)
+        later = proj.show(run.run_id)["steps"][0]["turns"][1]["response"]["prompt"]
+        assert later.startswith("You write short replies") and "Refunds take five days." in later
+
+
+def test_weights_are_assembled_once_even_by_processes_at_the_same_time(tmp_path: Path) -> None:
+    import os
+
+    code = "from lane.models.weights import default_weights; print(default_weights())"
+    env = {**os.environ, "LANE_CACHE": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[1] for o in outs]
+    target = Path(outs[0][0].strip())
+    assert {o[0].strip() for o in outs} == {str(target)} and target.stat().st_size > 200_000_000
+    assert not list(target.parent.glob("*.partial"))
+    with open(target, "r+b") as f:  # a damaged cache file is noticed and replaced
+        f.truncate(1000)
+    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and target.stat().st_size > 200_000_000

@@ -148,3 +148,17 @@ def test_a_missing_value_fails_the_step_and_says_how_to_make_it_optional(tmp_pat
         run = project.run("flow", {})
         assert run.status == "failed"
         assert run.reason == "step draft: 'inputs.topic': 'dict object' has no attribute 'topic'; write `| default(none)` after an optional value"
+
+
+def test_tool_choice_required_holds_for_every_model(tmp_path: Path) -> None:
+    files = dict(BASE)
+    files["lane.yaml"] = BASE["lane.yaml"] + "    toolsets: {t: {python: tools/t.py}}\n"
+    files["agents/writer.md"] = BASE["agents/writer.md"].replace("repairs: 2", "repairs: 2\n        tools: [t.look]")
+    files["runbooks/flow.yaml"] = BASE["runbooks/flow.yaml"].replace("            with: {topic: \"${{ inputs.topic }}\"}", "            with: {topic: \"${{ inputs.topic }}\"}\n            tool_choice: required")
+    files["tools/t.py"] = 'from lane import tool\n\n@tool(effect="read")\ndef look() -> dict:\n    """Look."""\n    return {"seen": True}\n'
+    turns = [{"output": {"title": "Too soon"}}, {"tool_calls": [{"name": "t.look", "args": {}}]}, {"output": {"title": "After"}}]
+    with lane.Project.load(write_project(tmp_path / "p", files), models={"scripted:model": ScriptedModel(turns)}) as project:
+        run = project.run("flow", {"topic": "x"})
+        step = project.show(run.run_id)["steps"][0]
+        assert step["output"] == {"title": "After"}
+        assert {"role": "user", "content": "Call one of your tools before you answer."} in step["messages"]

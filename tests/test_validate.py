@@ -647,3 +647,15 @@ def test_a_work_chart_without_a_person_is_a_problem(tmp_path: Path) -> None:
         "lane.yaml:2:1: the work chart has no human role; add one, e.g. `lead: {kind: human}`: "
         "a person approves gated calls and fixes handoffs the agents cannot"
     ]
+
+
+def test_tool_choice_required_without_tools_is_a_problem(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    (root / "agents").mkdir(parents=True)
+    (root / "runbooks").mkdir()
+    (root / "lane.yaml").write_text("project: x\nmodels: {default: local}\nroles:\n  me: {kind: human}\n  bot: {kind: agent}\n")
+    (root / "agents" / "bot.md").write_text("---\nname: bot\n---\nYou work.\n")
+    (root / "runbooks" / "r.yaml").write_text("runbook: r\nsteps:\n  - id: a\n    agent: bot\n    goal: Work.\n    tool_choice: required\n")
+    result = lane("validate", cwd=root)
+    assert result.returncode == 2
+    assert result.stdout.splitlines() == ["runbooks/r.yaml:6:18: tool_choice: required, but agent 'bot' has no tools in this step"]

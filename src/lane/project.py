@@ -63,6 +63,18 @@ class Run:
         return self.project.show(self.run_id)
 
 
+def _quietly(on_event: OnEvent) -> OnEvent:
+    """A progress callback that fails must not fail the run it watches."""
+
+    def call(event: Event) -> None:
+        try:
+            on_event(event)
+        except Exception:  # noqa: S110 - the display's problem, not the run's
+            pass
+
+    return call
+
+
 def _scopes(journal: Journal, overrides: dict[str, float]) -> dict[str, str]:
     """A raised budget applies where that budget stopped the run (a step), else to the whole run."""
     ending = journal.events[-2] if len(journal.events) > 1 else None  # before run_resumed
@@ -131,7 +143,7 @@ class Project:
         self.store.create_run(run_id, book.name, book.file.version, inputs, owner)
         journal = Journal(self.store, run_id)
         if on_event is not None:
-            journal.listeners.append(on_event)
+            journal.listeners.append(_quietly(on_event))
         journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
         return await self._execute(run_id, book, journal, owner)
 
@@ -154,7 +166,7 @@ class Project:
         self.store.claim(record.run_id, owner)
         journal = Journal(self.store, record.run_id, self.store.events(record.run_id))
         if on_event is not None:
-            journal.listeners.append(on_event)
+            journal.listeners.append(_quietly(on_event))
         journal.record("run_resumed", previous_status=record.status)
         if overrides:
             journal.record("budget_raised", limits=overrides, scopes=_scopes(journal, overrides))

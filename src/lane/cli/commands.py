@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -105,7 +106,7 @@ def resume(project: Path, run_id: str, pairs: list[str], as_json: bool, quiet: b
 @contextmanager
 def _progress(off: bool) -> Iterator[Callable[[Any], None] | None]:
     """Live progress on a terminal; nothing at all otherwise, so piped output stays clean."""
-    if off or not render.out.is_terminal:
+    if off or not render.out.is_terminal or not os.isatty(1):  # FORCE_COLOR makes Rich think a pipe is a terminal
         yield None
         return
     from lane.cli.progress import RunProgress

@@ -54,6 +54,9 @@ class RunProgress:
             self.doing = "read the model's reply"
         elif kind == "tool_started":
             self.doing = f"running {event.ref}"
-        elif kind in ("step_finished", "step_skipped", "step_failed"):
-            mark = {"step_finished": "[green]done[/]", "step_skipped": "[dim]skipped[/]", "step_failed": "[red]failed[/]"}[kind]
+        elif kind == "step_skipped":
+            self.step_began = time.monotonic()
+            self.console.print(f"  {escape(event.step_id or '')} [dim]skipped[/]")
+        elif kind in ("step_finished", "step_failed"):
+            mark = "[green]done[/]" if kind == "step_finished" else "[red]failed[/]"
             self.console.print(f"  {escape(event.step_id or '')} {mark} {time.monotonic() - self.step_began:.1f} s")

@@ -51,6 +51,9 @@ class AgentStep:
             if response.tool_calls:
                 await self.run_tool_calls(response.tool_calls)
                 continue
+            if self.step.step.tool_choice == "required" and self.calls == 0:
+                self.messages.append({"role": "user", "content": "Call one of your tools before you answer."})
+                continue
             done, output = self.take_handoff(response)
             if done:
                 return output
@@ -66,15 +69,16 @@ class AgentStep:
             raise StepFailed(str(exc)) from exc
         self.state.journal.record(
             "context_assembled", self.step.id, agent=self.agent.name, model=self.model_id, messages=ctx.messages, inputs=inputs,
+            goal=self.step.step.goal or "", examples=[{"with": e.with_, "output": e.output} for e in self.step.step.examples or ()],
             sources=ctx.sources, tools=[t.name for t in self.tool_specs()], estimated_tokens=ctx.estimated_tokens,
         )
         return list(ctx.messages)
 
     def task(self) -> Task:
-        recorded = self.state.journal.find("context_assembled", self.step.id)
-        inputs = recorded.data.get("inputs") if recorded is not None else None
-        examples = tuple((e.with_, e.output) for e in self.step.step.examples or ())
-        return Task(self.agent.direction, self.step.step.goal or "", inputs, examples)
+        """The step as structure, from what was recorded when its context was assembled (a resume sees the same)."""
+        data = self.state.journal.find("context_assembled", self.step.id).data  # type: ignore[union-attr]
+        examples = tuple((e["with"], e["output"]) for e in data.get("examples", ()))
+        return Task(data["messages"][0]["content"], data.get("goal", ""), data.get("inputs"), examples)
 
     def tool_specs(self) -> list[ToolSpec]:
         tools = self.state.project.tools

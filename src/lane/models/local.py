@@ -14,6 +14,7 @@ per process and shared by every step and run that names it.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import json
 import os
@@ -78,9 +79,15 @@ class LocalModel:
         grammar = self._grammar(schema) if schema is not None else None
         # Generation runs on this thread: in a worker thread it measured 5-30% slower, and one
         # llama.cpp context generates one reply at a time anyway.
+        await asyncio.sleep(0)  # a Ctrl-C that came in meanwhile stops the run before the next generation
         result = self._complete(prompt, grammar)
+        await asyncio.sleep(0)
         usage = result.get("usage", {})
-        text = result["choices"][0]["text"]
+        choice = result["choices"][0]
+        text = choice["text"]
+        if grammar is not None and choice.get("finish_reason") == "length":
+            raise ModelError(f"local model {self.id}: the reply was cut off at {self.max_tokens} tokens; "
+                             "bound the output schema (maxLength, maxItems) or make the step ask for less")
         return parse_reply(text, request, Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))), prompt)
 
     def _complete(self, prompt: str, grammar: Any) -> dict[str, Any]:
@@ -96,8 +103,34 @@ class LocalModel:
     def _grammar(self, schema: dict[str, Any]) -> Any:
         key = json.dumps(schema, sort_keys=True)
         if key not in self._grammars:
-            self._grammars[key] = _llama().LlamaGrammar.from_json_schema(key, verbose=False)
+            relaxed = json.dumps(grammar_schema(schema), sort_keys=True)
+            try:
+                self._grammars[key] = _llama().LlamaGrammar.from_json_schema(relaxed, verbose=False)
+            except Exception as exc:  # the converter raises bare AssertionErrors and ValueErrors
+                raise ModelError(f"local model {self.id}: llama.cpp cannot turn this JSON schema into a grammar ({exc}); "
+                                 "simplify the step's output schema or the tool's arguments") from None
         return self._grammars[key]
+
+
+GRAMMAR_MAX_REPEAT = 1000  # llama.cpp crashes (not raises) on repetition counts much above this
+
+
+def grammar_schema(schema: Any) -> Any:
+    """The schema the grammar is built from: large length and item bounds dropped.
+
+    lane still validates the handoff against the full schema; the grammar only
+    shapes decoding, and llama.cpp cannot build one with huge repetition counts.
+    """
+    if isinstance(schema, list):
+        return [grammar_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in ("minLength", "maxLength", "minItems", "maxItems") and isinstance(value, int) and value > GRAMMAR_MAX_REPEAT:
+            continue
+        out[key] = grammar_schema(value)
+    return out
 
 
 def reply_schema(request: ModelRequest) -> dict[str, Any] | None:

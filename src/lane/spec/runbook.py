@@ -114,6 +114,10 @@ def _check_step(step: Step, index: int, book: RunbookSpec, project: ProjectSpec)
         problems.append(source.at(loc, f"human step '{step.id}' needs exactly one of 'approve' (a value to sign off) or 'input' (a JSON schema to fill)"))
     if kind == "check" and not step.check:
         problems.append(source.at((*loc, "check"), "a check needs a command: a list such as [pytest, -q]"))
+    if kind == "agent" and step.tool_choice == "required" and step.agent in project.agents:
+        usable = step.tools if step.tools is not None else project.agents[step.agent].file.tools
+        if not usable:
+            problems.append(source.at((*loc, "tool_choice"), f"tool_choice: required, but agent '{step.agent}' has no tools in this step"))
     if kind == "agent" and step.agent in project.agents and step.tools is not None:
         allowed = project.agents[step.agent].file.tools
         for i, name in enumerate(step.tools):

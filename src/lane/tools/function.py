@@ -30,7 +30,7 @@ class FunctionTool:
         self.description = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p)
         try:
             self._args_model, self._ctx_param = _args_model(fn, {p.arg_name: p.description or "" for p in doc.params})
-            schema = self._args_model.model_json_schema()
+            schema = _inline_defs(self._args_model.model_json_schema())
         except PydanticUserError as exc:  # a type pydantic cannot validate or describe
             first = str(exc).strip().splitlines()[0].split(". ", 1)[0]
             raise TypeError(
@@ -89,6 +89,28 @@ def _field(default: Any, description: str | None, alias: str) -> Any:
     from pydantic import Field
 
     return Field(default=default, description=description or None, alias=alias)
+
+
+def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace `#/$defs/X` references with the definitions, so the schema stands on its own wherever it is
+    nested (tool arguments sit inside larger schemas). A definition that refers to itself stays a reference."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any, seen: frozenset[str]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs and ref[8:] not in seen:
+                name = ref[8:]
+                return walk({**defs[name], **{k: v for k, v in node.items() if k != "$ref"}}, seen | {name})
+            return {k: walk(v, seen) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, seen) for v in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema, frozenset())
+    if any(f"#/$defs/{name}" in str(inlined) for name in defs):
+        inlined["$defs"] = defs  # recursive types keep their definitions
+    return inlined
 
 
 def _describe(exc: ValidationError) -> str:
