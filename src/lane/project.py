@@ -63,16 +63,19 @@ class Run:
         return self.project.show(self.run_id)
 
 
-def _quietly(on_event: OnEvent) -> OnEvent:
-    """A progress callback that fails must not fail the run it watches."""
+def _journal(store: Store, run_id: str, events: list[Event], on_event: OnEvent | None) -> Journal:
+    """The run's journal, reporting each new event to `on_event`; a callback that fails cannot fail the run."""
+    journal = Journal(store, run_id, events)
+    if on_event is not None:
 
-    def call(event: Event) -> None:
-        try:
-            on_event(event)
-        except Exception:  # noqa: S110 - the display's problem, not the run's
-            pass
+        def report(event: Event) -> None:
+            try:
+                on_event(event)
+            except Exception:  # noqa: S110 - the display's problem, not the run's
+                pass
 
-    return call
+        journal.listeners.append(report)
+    return journal
 
 
 def _scopes(journal: Journal, overrides: dict[str, float]) -> dict[str, str]:
@@ -141,9 +144,7 @@ class Project:
         owner = process_owner(secrets.token_hex(4))
         run_id = secrets.token_hex(6)
         self.store.create_run(run_id, book.name, book.file.version, inputs, owner)
-        journal = Journal(self.store, run_id)
-        if on_event is not None:
-            journal.listeners.append(_quietly(on_event))
+        journal = _journal(self.store, run_id, [], on_event)
         journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
         return await self._execute(run_id, book, journal, owner)
 
@@ -164,9 +165,7 @@ class Project:
             raise UsageError(f"run {record.run_id} is of runbook {record.runbook} v{record.version}, which this project no longer has")
         owner = process_owner(secrets.token_hex(4))
         self.store.claim(record.run_id, owner)
-        journal = Journal(self.store, record.run_id, self.store.events(record.run_id))
-        if on_event is not None:
-            journal.listeners.append(_quietly(on_event))
+        journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event)
         journal.record("run_resumed", previous_status=record.status)
         if overrides:
             journal.record("budget_raised", limits=overrides, scopes=_scopes(journal, overrides))

@@ -39,10 +39,17 @@ class AgentStep:
         self.rejected = 0
         self.messages: list[dict[str, Any]] = []
         self.sent = 0  # messages already journaled as sent
+        allows = state.project.allows
+        self.tools = tuple(
+            ToolSpec(t.name, t.description, t.parameters)
+            for name, t in state.project.tools.items()
+            if all(allows(patterns, name) for _, patterns in self.allowlists)
+        )
 
     async def run(self) -> Any:
         self.messages = self.context()
         self.sent = len(self.messages)
+        self.task = self.recorded_task()
         while True:
             response = await self.ask_model()
             self.messages.append(_assistant(response))
@@ -70,20 +77,15 @@ class AgentStep:
         self.state.journal.record(
             "context_assembled", self.step.id, agent=self.agent.name, model=self.model_id, messages=ctx.messages, inputs=inputs,
             goal=self.step.step.goal or "", examples=[{"with": e.with_, "output": e.output} for e in self.step.step.examples or ()],
-            sources=ctx.sources, tools=[t.name for t in self.tool_specs()], estimated_tokens=ctx.estimated_tokens,
+            sources=ctx.sources, tools=[t.name for t in self.tools], estimated_tokens=ctx.estimated_tokens,
         )
         return list(ctx.messages)
 
-    def task(self) -> Task:
+    def recorded_task(self) -> Task:
         """The step as structure, from what was recorded when its context was assembled (a resume sees the same)."""
         data = self.state.journal.find("context_assembled", self.step.id).data  # type: ignore[union-attr]
         examples = tuple((e["with"], e["output"]) for e in data.get("examples", ()))
         return Task(data["messages"][0]["content"], data.get("goal", ""), data.get("inputs"), examples)
-
-    def tool_specs(self) -> list[ToolSpec]:
-        tools = self.state.project.tools
-        allows = self.state.project.allows
-        return [ToolSpec(t.name, t.description, t.parameters) for name, t in tools.items() if all(allows(p, name) for _, p in self.allowlists)]
 
     async def ask_model(self) -> ModelResponse:
         journal, ref = self.state.journal, f"turn:{self.turn}"
@@ -96,10 +98,10 @@ class AgentStep:
         journal.record("model_called", self.step.id, ref, model=self.model_id, added=self.messages[self.sent :])
         journal.flush()
         request = ModelRequest(
-            messages=self.messages, tools=tuple(self.tool_specs()), output_schema=self.schema,
+            messages=self.messages, tools=self.tools, output_schema=self.schema,
             step_id=self.step.id, turn=self.turn, seq=self.state.meter.model_calls.get(self.model_id, 0),
             tool_choice="required" if self.step.step.tool_choice == "required" and self.calls == 0 else "auto",
-            task=self.task(),
+            task=self.task,
         )
         try:
             response = await model.request(request)
