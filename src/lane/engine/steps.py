@@ -21,7 +21,8 @@ async def run_tool_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str,
     request = CallRequest(step, f"{step.id}:1", step.step.tool or "", args, level, (), state.approver_roles(step), Budget())
     outcome = await call_tool(state, request)
     if outcome.status != "ok":
-        detail = outcome.result.get("reason") or outcome.result.get("error") or outcome.result.get("note") if isinstance(outcome.result, dict) else outcome.result
+        result = outcome.result if isinstance(outcome.result, dict) else {"error": outcome.result}
+        detail = result.get("reason") or result.get("error") or result.get("note")
         raise StepFailed(f"tool step {step.id} ({step.step.tool}) {outcome.status}: {detail}")
     return outcome.result, {}
 
