@@ -38,6 +38,29 @@ def lane_json(*args: str, cwd: Path) -> Any:
     return json.loads(result.stdout)
 
 
+def on_a_terminal(args: list[str], cwd: Path) -> str:
+    """Run the real `lane` on a pseudo-terminal and return what the person would see."""
+    import pty
+    import re
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "lane", *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=60)
+    os.close(master)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))  # colours and cursor moves
+
+
 @pytest.fixture
 def project_dir(tmp_path: Path) -> Path:
     return tmp_path / "project"

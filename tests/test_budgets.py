@@ -108,7 +108,7 @@ def test_the_token_budget_counts_reported_usage(tmp_path: Path) -> None:
         run = project.run("loop")
         assert run.status == "stopped"
         assert run.reason.startswith("budget: tokens 250 reached (run: 360 tokens used)")
-        assert project.show(run.run_id)["usage"] == {"input_tokens": 300, "output_tokens": 60, "cost_usd": 0.0}
+        assert project.show(run.run_id)["usage"] == {"input_tokens": 300, "output_tokens": 60, "cost_usd": 0.0, "unpriced_calls": 0}
 
 
 def test_a_bad_budget_override_is_refused_and_changes_nothing(tmp_path: Path) -> None:

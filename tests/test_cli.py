@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import lane, lane_json, write_project
+from conftest import lane, lane_json, on_a_terminal, write_project
 
 
 def test_init_writes_a_project_that_validates_and_runs(tmp_path: Path) -> None:
@@ -73,42 +73,15 @@ def test_every_command_takes_project_and_explains_itself(tmp_path: Path) -> None
     assert "lane init" in top.stdout
 
 
-def _on_a_terminal(args: list[str], cwd: Path) -> str:
-    """Run the real `lane` on a pseudo-terminal and return what the person would see."""
-    import os
-    import pty
-    import subprocess
-    import sys
-
-    master, slave = pty.openpty()
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
-    proc = subprocess.Popen([sys.executable, "-m", "lane", *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    proc.wait(timeout=60)
-    os.close(master)
-    import re
-
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))  # colours and cursor moves
-
-
 def test_run_shows_live_progress_on_a_terminal_and_nothing_extra_when_piped(tmp_path: Path) -> None:
     assert lane("init", "p", cwd=tmp_path).returncode == 0
     root = tmp_path / "p"
-    seen = _on_a_terminal(["run", "support-triage", "--input-file", "inbox/double-charge.json"], root)
+    seen = on_a_terminal(["run", "support-triage", "--input-file", "inbox/double-charge.json"], root)
     for step in ("classify", "lookup", "draft"):
         assert f"{step} done" in seen, seen
     assert "paused" in seen
     piped = lane("run", "support-triage", "--input-file", "inbox/double-charge.json", cwd=root)
     assert piped.returncode == 3
     assert "classify done" not in piped.stdout and "\x1b[" not in piped.stdout
-    quiet = _on_a_terminal(["run", "support-triage", "--input-file", "inbox/double-charge.json", "--quiet"], root)
+    quiet = on_a_terminal(["run", "support-triage", "--input-file", "inbox/double-charge.json", "--quiet"], root)
     assert "classify done" not in quiet and "paused" in quiet

@@ -94,7 +94,7 @@ def test_run_pauses_at_the_gate_then_approve_and_resume_complete_it(project_dir:
     sent = summarize["context"]["messages"]
     assert sent[0] == {"role": "system", "content": "You summarise tickets in one line."}
     assert "Summarise the ticket." in sent[1]["content"] and "The printer is on fire" in sent[1]["content"]
-    assert summarize["usage"] == {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    assert summarize["usage"] == {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "unpriced_calls": 0}
 
     [call] = publish["tool_calls"]
     assert (call["call_id"], call["tool"], call["args"], call["effect"]) == ("publish:1", "notes.publish", {"text": "printer on fire"}, "external")

@@ -133,6 +133,24 @@ def test_an_agent_calls_its_tool_through_the_engine_then_hands_off_valid_output(
     assert isinstance(step["output"]["reply"], str) and 0 < len(step["output"]["reply"]) <= 400
 
 
+def test_a_streamed_reply_is_the_same_reply_with_the_same_usage(project: lane.Project) -> None:
+    whole = project.show(project.run("classify", {"email": EMAILS[3]}).run_id)["steps"][0]
+    pieces: list[str] = []
+    streamed = project.show(project.run("classify", {"email": EMAILS[3]}, on_stream=pieces.append).run_id)["steps"][0]
+    assert len(pieces) > 2
+    assert json.loads("".join(pieces)) == streamed["output"] == whole["output"]
+    assert streamed["usage"] == whole["usage"]
+
+
+def test_per_agent_settings_reach_the_model(tmp_path: Path) -> None:
+    files = dict(FILES)
+    files["agents/writer.md"] = FILES["agents/writer.md"].replace("autonomy: auto", "autonomy: auto\n        settings: {max_tokens: 4}")
+    with lane.Project.load(write_project(tmp_path / "p", files)) as proj:
+        run = proj.run("reply", {"from": "dana@example.com", "body": "I was charged twice."})
+    assert run.status == "failed"
+    assert "the reply was cut off at 4 tokens" in (run.reason or "")
+
+
 def test_the_model_is_loaded_once_per_process(project: lane.Project) -> None:
     from lane.models import local
     from lane.models.weights import default_weights

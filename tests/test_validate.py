@@ -506,6 +506,30 @@ CASES = [
         id="unknown-provider-in-agent",
     ),
     pytest.param(
+        [sub("lane.yaml", "default: scripted:script.yaml", "default: scripted:script.yaml\n  fast: openai")],
+        ["lane.yaml:4:9: 'openai' needs a model name after the colon, such as openai:gpt-4.1-mini"],
+        id="hosted-model-without-a-name",
+    ),
+    pytest.param(
+        [sub("lane.yaml", "default: scripted:script.yaml", "default: scripted:script.yaml\n  office: {provider: openai, base_url: 'localhost:8080', api_key: sk-live-123}")],
+        [
+            "lane.yaml:4:3: model 'office' needs `model:`, the name the server knows it by",
+            "lane.yaml:4:40: base_url must be an http:// or https:// URL such as http://127.0.0.1:8080/v1, not 'localhost:8080'",
+            "lane.yaml:4:67: api_key must name an environment variable, as env:NAME; keys are never written in project files",
+        ],
+        id="model-mapping-problems",
+    ),
+    pytest.param(
+        [sub("lane.yaml", "project: base", "project: base\nretry: {attempts: 0, delay: -1}")],
+        ["lane.yaml:2:19: 'attempts' must be at least 1, not 0", "lane.yaml:2:29: 'delay' must be at least 0, not -1"],
+        id="retry-policy-out-of-range",
+    ),
+    pytest.param(
+        [sub(TRIAGER, "autonomy: guarded", "settings: {temperature: 5, max_tokns: 10}\nautonomy: guarded")],
+        [f"{TRIAGER}:4:25: 'temperature' must be at most 2, not 5", f"{TRIAGER}:4:28: unknown key 'max_tokns' (did you mean 'max_tokens'?)"],
+        id="agent-settings",
+    ),
+    pytest.param(
         [sub("lane.yaml", "scripted:script.yaml", "scripted:scripts.yaml")],
         ["lane.yaml:3:12: no script file 'scripts.yaml' for model 'scripted:scripts.yaml'"],
         id="script-file-missing",

@@ -9,7 +9,15 @@
     │   ├── RunBusy                another live process is executing the run
     │   ├── ModelError             a model could not answer
     │   │   ├── ModelUnavailable   the provider is not available in this installation
-    │   │   └── ScriptExhausted    a scripted model ran out of turns
+    │   │   ├── ScriptExhausted    a scripted model ran out of turns
+    │   │   └── ModelCallFailed    a provider's server did not answer well; the run pauses, never fails
+    │   │       ├── ModelUnreachable       connection refused or reset          (retried)
+    │   │       ├── ModelTimedOut          no answer within the timeout         (retried)
+    │   │       ├── ModelRateLimited       429; Retry-After is honoured         (retried)
+    │   │       ├── ModelServerFailed      5xx, unavailable, overloaded         (retried)
+    │   │       ├── ModelReplyMalformed    an answer that is not the protocol   (retried)
+    │   │       ├── ModelAuthFailed        401/403, or no API key set           (not retried)
+    │   │       └── ModelRequestRejected   400/404/422, quota, context window   (not retried)
     │   └── ToolError              a tool could not be loaded or run
     └── ControlSignal              not failures: the engine's own flow
         ├── PauseRun               the run waits for a person
@@ -89,6 +97,48 @@ class ModelUnavailable(ModelError):
 
 class ScriptExhausted(ModelError):
     """A scripted model was asked for more turns than its file holds."""
+
+
+class ModelCallFailed(ModelError):
+    """A provider's server failed to answer well. Retryable ones are retried per the retry policy; then the run pauses."""
+
+    retryable = True
+    kind = "failed"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+        self.retry_after = retry_after
+        self.status = status
+        super().__init__(message)
+
+
+class ModelUnreachable(ModelCallFailed):
+    kind = "unreachable"
+
+
+class ModelTimedOut(ModelCallFailed):
+    kind = "timeout"
+
+
+class ModelRateLimited(ModelCallFailed):
+    kind = "rate_limited"
+
+
+class ModelServerFailed(ModelCallFailed):
+    kind = "server_error"
+
+
+class ModelReplyMalformed(ModelCallFailed):
+    kind = "malformed"
+
+
+class ModelAuthFailed(ModelCallFailed):
+    retryable = False
+    kind = "auth"
+
+
+class ModelRequestRejected(ModelCallFailed):
+    retryable = False
+    kind = "rejected"
 
 
 class ToolError(RunError):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from lane.store.sqlite import process_owner
 from lane.store.url import Store, open_store
 
 OnEvent = Callable[[Event], None]
+OnStream = Callable[[str], None]
 _MODELS: dict[str, Model] = {}  # models load once per process, shared by every project and run
 
 
@@ -61,6 +63,21 @@ class Run:
 
     def show(self) -> dict[str, Any]:
         return self.project.show(self.run_id)
+
+
+def _guarded(on_stream: OnStream | None) -> OnStream | None:
+    """A stream callback that fails cannot fail the run."""
+    if on_stream is None:
+        return None
+    callback = on_stream
+
+    def guarded(piece: str) -> None:
+        try:
+            callback(piece)
+        except Exception:  # noqa: BLE001 - a display must not break a run
+            pass
+
+    return guarded
 
 
 def _journal(store: Store, run_id: str, events: list[Event], on_event: OnEvent | None) -> Journal:
@@ -121,14 +138,16 @@ class Project:
 
     # -- running --------------------------------------------------------------
 
-    def run(self, runbook: str, inputs: dict[str, Any] | None = None, *, on_event: OnEvent | None = None) -> Run:
+    def run(self, runbook: str, inputs: dict[str, Any] | None = None, *, on_event: OnEvent | None = None, on_stream: OnStream | None = None) -> Run:
         """Start a run and execute it until it completes, pauses, stops or fails.
 
-        `on_event` is called with each journal event as it is recorded (for progress displays).
+        `on_event` is called with each journal event as it is recorded, and `on_stream` with
+        each piece of a model's reply as it arrives (for progress displays).
         """
-        return asyncio.run(self.run_async(runbook, inputs, on_event=on_event))
+        return asyncio.run(self.run_async(runbook, inputs, on_event=on_event, on_stream=on_stream))
 
-    async def run_async(self, runbook: str, inputs: dict[str, Any] | None = None, *, on_event: OnEvent | None = None) -> Run:
+    async def run_async(self, runbook: str, inputs: dict[str, Any] | None = None, *, on_event: OnEvent | None = None,
+                        on_stream: OnStream | None = None) -> Run:
         book = self.spec.runbooks.get(runbook)
         if book is None:
             names = ", ".join(sorted(self.spec.runbooks)) or "none"
@@ -146,13 +165,15 @@ class Project:
         self.store.create_run(run_id, book.name, book.file.version, inputs, owner)
         journal = _journal(self.store, run_id, [], on_event)
         journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
-        return await self._execute(run_id, book, journal, owner)
+        return await self._execute(run_id, book, journal, owner, on_stream)
 
-    def resume(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None) -> Run:
+    def resume(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None,
+               on_stream: OnStream | None = None) -> Run:
         """Continue a paused, stopped or interrupted run; `budget` raises the limit that stopped it (`{"tool_calls": 80}`)."""
-        return asyncio.run(self.resume_async(run_id, budget=budget, on_event=on_event))
+        return asyncio.run(self.resume_async(run_id, budget=budget, on_event=on_event, on_stream=on_stream))
 
-    async def resume_async(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None) -> Run:
+    async def resume_async(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None,
+                           on_stream: OnStream | None = None) -> Run:
         try:
             overrides = parse_overrides(budget or {})
         except ValueError as exc:
@@ -169,10 +190,10 @@ class Project:
         journal.record("run_resumed", previous_status=record.status)
         if overrides:
             journal.record("budget_raised", limits=overrides, scopes=_scopes(journal, overrides))
-        return await self._execute(record.run_id, book, journal, owner)
+        return await self._execute(record.run_id, book, journal, owner, on_stream)
 
-    async def _execute(self, run_id: str, book: RunbookSpec, journal: Journal, owner: str) -> Run:
-        state = RunState(run_id, self.spec, book, journal, self.store.run(run_id).inputs, self._models)
+    async def _execute(self, run_id: str, book: RunbookSpec, journal: Journal, owner: str, on_stream: OnStream | None) -> Run:
+        state = RunState(run_id, self.spec, book, journal, self.store.run(run_id).inputs, self._models, on_stream=_guarded(on_stream))
         try:
             status, reason = await execute(state)
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -182,6 +203,9 @@ class Project:
             journal.record("run_failed", reason=f"internal error: {type(exc).__name__}: {exc}")
             journal.flush(status="failed", reason=f"internal error: {exc}", release=True)
             raise
+        finally:
+            with contextlib.suppress(Exception):
+                await self._models.aclose()
         return Run(self, run_id, status, reason)
 
     # -- people ---------------------------------------------------------------

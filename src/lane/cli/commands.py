@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lane.cli import render
 from lane.cli.app import EXIT, emit_json
 from lane.errors import LaneError, ProjectInvalid, RunError, UsageError
+
+if TYPE_CHECKING:
+    from lane.cli.progress import RunProgress
 
 EXAMPLES = {"support-triage": "support_triage"}
 
@@ -87,8 +90,8 @@ def run(project: Path, runbook: str, pairs: list[str], input_file: Path | None, 
     with errors():
         inputs = parse_inputs(pairs, input_file)
         proj = _load(project)
-        with _progress(as_json or quiet) as on_event:
-            result = proj.run(runbook, inputs, on_event=on_event)
+        with _progress(as_json or quiet) as progress:
+            result = proj.run(runbook, inputs, on_event=progress and progress.on_event, on_stream=progress and progress.on_stream)
         _finish(result, as_json)
 
 
@@ -98,13 +101,13 @@ def resume(project: Path, run_id: str, pairs: list[str], as_json: bool, quiet: b
     with errors():
         budget = parse_pairs(pairs, "--budget", json_values=False)
         proj = _load(project)
-        with _progress(as_json or quiet) as on_event:
-            result = proj.resume(run_id, budget=budget, on_event=on_event)
+        with _progress(as_json or quiet) as progress:
+            result = proj.resume(run_id, budget=budget, on_event=progress and progress.on_event, on_stream=progress and progress.on_stream)
         _finish(result, as_json)
 
 
 @contextmanager
-def _progress(off: bool) -> Iterator[Callable[[Any], None] | None]:
+def _progress(off: bool) -> Iterator[RunProgress | None]:
     """Live progress on a terminal; nothing at all otherwise, so piped output stays clean."""
     if off or not render.out.is_terminal or not os.isatty(1):  # FORCE_COLOR makes Rich think a pipe is a terminal
         yield None
@@ -112,7 +115,7 @@ def _progress(off: bool) -> Iterator[Callable[[Any], None] | None]:
     from lane.cli.progress import RunProgress
 
     with RunProgress(render.out) as progress:
-        yield progress.on_event
+        yield progress
 
 
 def _finish(result: Any, as_json: bool) -> NoReturn:

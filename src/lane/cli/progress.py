@@ -26,6 +26,8 @@ class RunProgress:
         self.step = ""
         self.doing = "starting"
         self.tokens = 0
+        self.streamed = 0  # pieces of the reply in progress
+        self.tail = ""
         self._spinner = Spinner("dots")
         self._live = Live(self, console=console, refresh_per_second=8, transient=True)
 
@@ -39,11 +41,18 @@ class RunProgress:
     def __rich__(self) -> RenderableType:
         now = time.monotonic()
         step = f"step [bold]{escape(self.step)}[/] · " if self.step else ""
-        self._spinner.update(text=f"{step}{escape(self.doing)} · {self.tokens} tokens · {now - self.step_began:.1f} s (run {now - self.began:.1f} s)")
+        doing = f"{self.doing}: {self.streamed} tokens in · {self.tail!r}" if self.streamed else self.doing
+        self._spinner.update(text=f"{step}{escape(doing)} · {self.tokens} tokens · {now - self.step_began:.1f} s (run {now - self.began:.1f} s)")
         return self._spinner
+
+    def on_stream(self, piece: str) -> None:
+        self.streamed += 1
+        self.tail = (self.tail + piece).replace("\n", " ")[-40:]
 
     def on_event(self, event: Event) -> None:
         kind, data = event.type, event.data
+        if kind in ("model_called", "model_responded", "model_failed"):
+            self.streamed, self.tail = 0, ""
         if kind == "step_started":
             self.step, self.doing, self.step_began = event.step_id or "", f"{data.get('kind', '')} step", time.monotonic()
         elif kind == "model_called":
@@ -52,6 +61,10 @@ class RunProgress:
             usage = data.get("response", {}).get("usage", {})
             self.tokens += int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
             self.doing = "read the model's reply"
+        elif kind == "model_failed":
+            again = f"; trying again in {data['retry_in']:g} s" if data.get("retry_in") is not None else ""
+            self.console.print(f"  [yellow]{escape(str(data.get('error')))}[/]{escape(again)}")
+            self.doing = "waiting to try the model again" if again else "model failed"
         elif kind == "tool_started":
             self.doing = f"running {event.ref}"
         elif kind == "step_skipped":

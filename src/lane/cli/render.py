@@ -87,12 +87,19 @@ def timeline(view: dict[str, Any]) -> None:
     style = STATUS_STYLE.get(view["status"], "")
     out.print(f"[bold]run {view['run_id']}[/] · {_e(view['runbook'])} v{view['version']} · [{style}]{view['status']}[/]" + (f" · {escape(view['reason'])}" if view["reason"] else ""))
     usage = view["usage"]
-    out.print(f"started {view['started_at'][:19].replace('T', ' ')} · tokens {usage['input_tokens']} in / {usage['output_tokens']} out")
+    out.print(f"started {view['started_at'][:19].replace('T', ' ')} · {_usage(usage)}")
     out.print(f"inputs: {escape(_short(json.dumps(view['inputs'], ensure_ascii=False), 200))}")
     for step in view["steps"]:
         _step(step)
     for item in view["pending"]:
         out.print(f"[yellow]waiting[/] {escape(item['call_id'])}: {escape(item['question'])}")
+
+
+def _usage(usage: dict[str, Any]) -> str:
+    cost = f"${usage['cost_usd']:.4f}"
+    if usage.get("unpriced_calls"):
+        cost += f" + {usage['unpriced_calls']} call{'s' if usage['unpriced_calls'] != 1 else ''} of unknown price"
+    return f"tokens {usage['input_tokens']} in / {usage['output_tokens']} out · {cost}"
 
 
 def _step(step: dict[str, Any]) -> None:
@@ -103,6 +110,10 @@ def _step(step: dict[str, Any]) -> None:
         ctx = step["context"]
         read = f" · read: {_e(', '.join(ctx['sources']))}" if ctx["sources"] else ""
         out.print(f"  agent {_e(ctx['agent'])} on {_e(ctx['model'])} · saw ~{ctx['estimated_tokens']} tokens · tools: {_e(', '.join(ctx['tools']) or 'none')}{read}")
+        out.print(f"  {_usage(step['usage'])}")
+    for failure in step.get("model_failures", ()):
+        again = f"; tried again after {failure['retry_in']:g} s" if failure.get("retry_in") is not None else ""
+        out.print(f"  [yellow]{escape(failure['turn'])} attempt {failure['attempt']} failed[/]: {escape(_short(failure['error'] or '', 160))}{escape(again)}")
     for turn in step["turns"]:
         r = turn["response"]
         said = r.get("text") or ("calls " + ", ".join(c["name"] for c in r.get("tool_calls", [])) if r.get("tool_calls") else json.dumps(r.get("output"), ensure_ascii=False))

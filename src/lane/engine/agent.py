@@ -7,6 +7,7 @@ journal first: a recorded response or tool result is reused, never redone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -15,8 +16,10 @@ from lane.engine.approvals import ask, decision_for
 from lane.engine.budgets import AGENT_STEP_DEFAULTS, merge
 from lane.engine.calls import CallRequest, call_tool
 from lane.engine.state import RunState, StepFailed
-from lane.errors import ModelError
-from lane.models.base import ModelRequest, ModelResponse, Task, ToolCall, ToolSpec
+from lane.errors import ModelAuthFailed, ModelCallFailed, ModelError, PauseRun
+from lane.models.base import ModelRequest, ModelResponse, Settings, Task, ToolCall, ToolSpec
+from lane.models.registry import model_id
+from lane.spec.files import RetryPolicy
 from lane.spec.runbook import StepSpec
 from lane.spec.schema import schema_errors
 
@@ -26,7 +29,10 @@ class AgentStep:
         self.state = state
         self.step = step
         self.agent = state.project.agents[step.step.agent or ""]
-        self.model_id = state.project.model_id(self.agent.file.model)
+        self.model_spec = state.project.model_spec(self.agent.file.model)
+        self.model_id = model_id(self.model_spec)
+        self.retry = retry_policy(state.project.config.retry, self.model_spec.retry)
+        self.settings = Settings(**self.agent.file.settings.model_dump())
         # A call must be on the agent's allowlist and, where the step narrows it, on the step's too.
         self.allowlists: tuple[tuple[str, list[str]], ...] = (("this agent's", self.agent.file.tools),)
         if step.step.tools is not None:
@@ -93,7 +99,6 @@ class AgentStep:
         if recorded is not None:
             return ModelResponse.from_json(recorded.data["response"])
         self.state.meter.check_model_call(self.step.id, self.state.run_limits, self.limits)
-        model = self.state.models.get(self.model_id, self.state.project)
         # What this turn adds to the conversation (tool results, repair requests): recorded as sent.
         journal.record("model_called", self.step.id, ref, model=self.model_id, added=self.messages[self.sent :])
         journal.flush()
@@ -101,15 +106,37 @@ class AgentStep:
             messages=self.messages, tools=self.tools, output_schema=self.schema,
             step_id=self.step.id, turn=self.turn, seq=self.state.meter.model_calls.get(self.model_id, 0),
             tool_choice="required" if self.step.step.tool_choice == "required" and self.calls == 0 else "auto",
-            task=self.task,
+            task=self.task, settings=self.settings, on_stream=self.state.on_stream,
         )
-        try:
-            response = await model.request(request)
-        except ModelError as exc:
-            exc.run_id = self.state.run_id
-            raise
+        response = await self.call_model(request, ref)
         journal.record("model_responded", self.step.id, ref, model=self.model_id, response=response.to_json())
         return response
+
+    async def call_model(self, request: ModelRequest, ref: str) -> ModelResponse:
+        """One answer, retrying a provider's failures per the retry policy; when they run out the run pauses."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                model = self.state.models.get(self.model_spec, self.state.project)
+                return await model.request(request)
+            except ModelCallFailed as exc:
+                if isinstance(exc, ModelAuthFailed):
+                    await self.state.models.forget(self.model_spec, self.state.project)
+                wait = self.retry.wait(attempt, exc.retry_after) if exc.retryable else None
+                self.state.journal.record(
+                    "model_failed", self.step.id, ref, model=self.model_id, kind=exc.kind, status=exc.status,
+                    error=str(exc), attempt=attempt, retry_in=wait,
+                )
+                self.state.journal.flush()
+                if wait is None:
+                    tried = f" after {attempt} attempts" if attempt > 1 else ""
+                    raise PauseRun(f"step {self.step.id}: {exc}{tried}; `lane resume` tries again") from exc
+                await asyncio.sleep(wait)
+                self.state.meter.check_model_call(self.step.id, self.state.run_limits, self.limits)  # the wait counts too
+            except ModelError as exc:
+                exc.run_id = self.state.run_id
+                raise
 
     async def run_tool_calls(self, calls: tuple[ToolCall, ...]) -> None:
         for call in calls:
@@ -151,6 +178,13 @@ class AgentStep:
         if decision.data["decision"] == "rejected":
             raise StepFailed(f"the handoff of step {self.step.id} was rejected by {decision.data['by']}: {decision.data.get('reason') or ''}".rstrip(": "))
         return decision.data["edited"]
+
+
+def retry_policy(project: RetryPolicy, model: RetryPolicy | None) -> RetryPolicy:
+    """The project's policy, with what a model's own `retry:` sets."""
+    if model is None:
+        return project
+    return project.model_copy(update=model.model_dump(exclude_unset=True))
 
 
 _NOT_JSON: Any = object()

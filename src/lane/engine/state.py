@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lane.engine.budgets import RUN_DEFAULTS, Meter, merge
 from lane.engine.journal import Journal
 from lane.models.base import Model
-from lane.models.registry import load_model
-from lane.spec.files import Budget
+from lane.models.registry import load_model, model_id
+from lane.spec.files import Budget, ModelSpec
 from lane.spec.project import ProjectSpec
 from lane.spec.runbook import RunbookSpec, StepSpec
 
@@ -25,14 +26,33 @@ class ModelCache:
     shared: dict[str, Model] = field(default_factory=dict)
     provided: dict[str, Model] = field(default_factory=dict)
 
-    def get(self, model_id: str, project: ProjectSpec) -> Model:
-        if model_id in self.provided:
-            return self.provided[model_id]
-        key = f"{project.root}::{model_id}"
+    def get(self, spec: ModelSpec, project: ProjectSpec) -> Model:
+        provided = self.provided.get(model_id(spec))
+        if provided is not None:
+            return provided
+        key = self._key(spec, project)
         model = self.shared.get(key)
         if model is None:
-            model = self.shared[key] = load_model(model_id, project.root)
+            model = self.shared[key] = load_model(spec, project.root)
         return model
+
+    async def forget(self, spec: ModelSpec, project: ProjectSpec) -> None:
+        """Build this model afresh next time (after its key was refused: it is read from the environment again)."""
+        model = self.shared.pop(self._key(spec, project), None)
+        close = getattr(model, "aclose", None)
+        if close is not None:
+            await close()
+
+    async def aclose(self) -> None:
+        """Close what models hold open for a run (HTTP clients live on one event loop); they reopen on use."""
+        for model in (*self.shared.values(), *self.provided.values()):
+            close = getattr(model, "aclose", None)
+            if close is not None:
+                await close()
+
+    @staticmethod
+    def _key(spec: ModelSpec, project: ProjectSpec) -> str:
+        return f"{project.root}::{spec.model_dump_json()}"
 
 
 @dataclass
@@ -44,6 +64,7 @@ class RunState:
     inputs: dict[str, Any]
     models: ModelCache
     meter: Meter = field(default_factory=Meter)
+    on_stream: Callable[[str], None] | None = None
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -18,10 +18,12 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
             continue
         step = steps.setdefault(event.step_id, _blank(event.step_id, event.data.get("kind", "?")))
         _apply(step, calls, event)
-    usage = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    usage = _no_usage()
     for step in steps.values():
+        step.pop("_asked", None)
         for key in usage:
             usage[key] += step["usage"][key]
+    usage["cost_usd"] = round(usage["cost_usd"], 8)
     return {
         **run.to_json(),
         "inputs": run.inputs,
@@ -34,9 +36,24 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
 def _blank(step_id: str, kind: str) -> dict[str, Any]:
     return {
         "id": step_id, "kind": kind, "status": "pending", "started_at": None, "finished_at": None, "seconds": None,
-        "output": None, "context": None, "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
+        "output": None, "context": None, "usage": _no_usage(),
         "turns": [], "messages": [], "tool_calls": [], "decisions": [], "error": None,
     }
+
+
+def _no_usage() -> dict[str, Any]:
+    """Tokens in and out, USD, and how many calls had no known price (their cost is not in cost_usd)."""
+    return {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "unpriced_calls": 0}
+
+
+def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
+    total["input_tokens"] += usage.get("input_tokens", 0)
+    total["output_tokens"] += usage.get("output_tokens", 0)
+    cost = usage.get("cost_usd", 0.0)
+    if cost is None:
+        total["unpriced_calls"] += 1
+    else:
+        total["cost_usd"] += cost
 
 
 def _apply(step: dict[str, Any], calls: dict[str, dict[str, Any]], event: Event) -> None:
@@ -57,13 +74,19 @@ def _apply(step: dict[str, Any], calls: dict[str, dict[str, Any]], event: Event)
         step["context"] = {k: data.get(k) for k in ("agent", "model", "messages", "sources", "tools", "estimated_tokens")}
         step["messages"] = list(data.get("messages", []))
     elif kind == "model_called":
-        step["messages"].extend(data.get("added", []))
+        asked = step.setdefault("_asked", set())
+        if event.ref not in asked:  # a turn asked again after a resume adds nothing new
+            asked.add(event.ref)
+            step["messages"].extend(data.get("added", []))
     elif kind == "model_responded":
         response = data.get("response", {})
         step["messages"].append({"role": "assistant", **{k: v for k, v in response.items() if k != "usage"}})
         step["turns"].append({"turn": event.ref, "at": event.at, "model": data.get("model"), "response": response})
-        for key in step["usage"]:
-            step["usage"][key] += response.get("usage", {}).get(key, 0)
+        _add_usage(step["usage"], response.get("usage", {}))
+    elif kind == "model_failed":
+        step.setdefault("model_failures", []).append(
+            {k: data.get(k) for k in ("model", "kind", "status", "error", "attempt", "retry_in")} | {"turn": event.ref, "at": event.at}
+        )
     elif kind == "handoff_rejected":
         step.setdefault("handoff_rejections", []).append({"errors": data.get("errors"), "output": data.get("output")})
     elif kind == "approval_requested":

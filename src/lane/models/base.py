@@ -9,6 +9,7 @@ A provider translates them to its wire format; lane owns the loop around it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # None: the provider's price for this model is not known
 
     def to_json(self) -> dict[str, Any]:
         return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "cost_usd": self.cost_usd}
@@ -88,6 +89,15 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Settings:
+    """Per-agent model settings; None leaves the provider's default."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None  # seconds per attempt
+
+
+@dataclass(frozen=True)
 class ModelRequest:
     messages: list[dict[str, Any]]
     tools: tuple[ToolSpec, ...] = ()
@@ -97,6 +107,8 @@ class ModelRequest:
     seq: int = 0  # calls already answered by this model in this run
     tool_choice: str = "auto"  # auto: call a tool or answer; required: call a tool now
     task: Task | None = None
+    settings: Settings = Settings()
+    on_stream: Callable[[str], None] | None = None  # called with each piece of the reply as it arrives
 
 
 class Model(Protocol):

@@ -15,6 +15,7 @@ per process and shared by every step and run that names it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import ctypes
 import json
 import os
@@ -48,12 +49,22 @@ def _llama() -> Any:
     return llama_cpp
 
 
+def _free_all() -> None:
+    """Free every loaded model before llama.cpp's own exit handlers run: freed after them, it crashes the process."""
+    while _LOADED:
+        llm, lock = _LOADED.popitem()[1]
+        with lock:
+            llm.close()
+
+
 def load(path: Path) -> tuple[Any, threading.Lock]:
     """The model at `path`, loaded once per process, with the lock that serialises its use."""
     path = path.resolve()
     with _LOADING:
         if path not in _LOADED:
             llama_cpp = _llama()
+            if not _LOADED:
+                atexit.register(_free_all)  # after llama_cpp's import, so it runs before llama_cpp's handlers
             if not path.is_file():
                 raise ModelUnavailable(f"no GGUF model file at {path}")
             try:
@@ -77,28 +88,47 @@ class LocalModel:
         schema = reply_schema(request)
         prompt = render_prompt(request, schema)
         grammar = self._grammar(schema) if schema is not None else None
+        max_tokens = request.settings.max_tokens or self.max_tokens
+        temperature = self.temperature if request.settings.temperature is None else request.settings.temperature
+        options = {"grammar": grammar, "max_tokens": max_tokens, "temperature": temperature, "stop": None if grammar else ["\n"]}
         # Generation runs on this thread: in a worker thread it measured 5-30% slower, and one
         # llama.cpp context generates one reply at a time anyway.
         await asyncio.sleep(0)  # a Ctrl-C that came in meanwhile stops the run before the next generation
-        result = self._complete(prompt, grammar)
+        result = self._complete(prompt, options, request.on_stream)
         await asyncio.sleep(0)
         usage = result.get("usage", {})
         choice = result["choices"][0]
         text = choice["text"]
         if grammar is not None and choice.get("finish_reason") == "length":
-            raise ModelError(f"local model {self.id}: the reply was cut off at {self.max_tokens} tokens; "
+            raise ModelError(f"local model {self.id}: the reply was cut off at {max_tokens} tokens; "
                              "bound the output schema (maxLength, maxItems) or make the step ask for less")
         return parse_reply(text, request, Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))), prompt)
 
-    def _complete(self, prompt: str, grammar: Any) -> dict[str, Any]:
+    def _complete(self, prompt: str, options: dict[str, Any], on_stream: Any) -> dict[str, Any]:
         with self._lock:  # one llama.cpp context: one generation at a time
             try:
-                result: dict[str, Any] = self._llm(
-                    prompt, grammar=grammar, max_tokens=self.max_tokens, temperature=self.temperature, stop=None if grammar else ["\n"],
-                )
+                if on_stream is None:
+                    result: dict[str, Any] = self._llm(prompt, **options)
+                else:
+                    result = self._streamed(prompt, options, on_stream)
             except ValueError as exc:  # llama-cpp-python says "Requested tokens (N) exceed context window of M"
                 raise ModelError(f"local model {self.id}: {exc}; shorten the step's context") from None
         return result
+
+    def _streamed(self, prompt: str, options: dict[str, Any], on_stream: Any) -> dict[str, Any]:
+        """The same generation, piece by piece; llama.cpp's stream has no usage, so tokens are counted here."""
+        pieces: list[str] = []
+        finish = None
+        for chunk in self._llm(prompt, stream=True, **options):
+            choice = chunk["choices"][0]
+            if choice["text"]:
+                pieces.append(choice["text"])
+                on_stream(choice["text"])
+            finish = choice.get("finish_reason") or finish
+        text = "".join(pieces)
+        usage = {"prompt_tokens": len(self._llm.tokenize(prompt.encode())),
+                 "completion_tokens": len(self._llm.tokenize(text.encode(), add_bos=False)) if text else 0}
+        return {"choices": [{"text": text, "finish_reason": finish}], "usage": usage}
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
         key = json.dumps(schema, sort_keys=True)

@@ -1,37 +1,37 @@
-"""Model ids (`provider:model`) to models."""
+"""Model specs (`provider:model`, or a mapping under `models:`) to models."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from lane.errors import ModelUnavailable
 from lane.models.base import Model
 from lane.models.scripted import ScriptedModel
+from lane.spec.files import ModelSpec
 
-PROVIDERS = ("local", "scripted", "openai", "anthropic", "ollama")
-COMING = {
-    "openai": "OpenAI models",
-    "anthropic": "Anthropic models",
-    "ollama": "Ollama models",
-}
+HOSTED = ("openai", "anthropic", "ollama")
+PROVIDERS = ("local", "scripted", *HOSTED)
 
 
 def provider_of(model_id: str) -> str:
     return model_id.split(":", 1)[0]
 
 
-def load_model(model_id: str, project_dir: Path) -> Model:
-    """The model for a resolved id (aliases already followed)."""
-    provider, _, rest = model_id.partition(":")
-    if provider == "scripted":
-        return ScriptedModel.from_file(project_dir / rest, name=rest)
-    if provider == "local":
+def model_id(spec: ModelSpec) -> str:
+    return f"{spec.provider}:{spec.model}" if spec.model else spec.provider
+
+
+def load_model(spec: ModelSpec, project_dir: Path) -> Model:
+    """The model for a resolved spec (aliases already followed)."""
+    name = spec.model or ""
+    if spec.provider == "scripted":
+        return ScriptedModel.from_file(project_dir / name, name=name)
+    if spec.provider == "local":
         from lane.models.local import LocalModel
         from lane.models.weights import default_weights
 
-        return LocalModel(model_id, project_dir / rest if rest else default_weights())
-    what = COMING.get(provider, f"provider {provider!r}")
-    raise ModelUnavailable(
-        f"model {model_id!r}: {what} are not available in this version of lane yet; "
-        "rehearse the runbook with `model: scripted:FILE` (see docs/files.md)"
-    )
+        return LocalModel(model_id(spec), project_dir / name if name else default_weights())
+    from lane.models.hosted import HostedModel
+
+    # Streams from the official APIs only, unless asked: servers differ in how they stream (see hosted.py).
+    stream = spec.stream if spec.stream is not None else spec.base_url is None and spec.provider in ("openai", "anthropic")
+    return HostedModel(model_id(spec), spec.provider, name, base_url=spec.base_url, api_key=spec.api_key, stream=stream)

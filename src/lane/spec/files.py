@@ -35,11 +35,36 @@ class Budget(Strict):
     repeats: int | None = Field(default=None, ge=2)
 
 
+class RetryPolicy(Strict):
+    """How a failed model call is retried: `attempts` in all, waiting `delay` seconds, doubling up to `max_delay`."""
+
+    attempts: int = Field(default=4, ge=1)
+    delay: float = Field(default=1.0, ge=0)
+    max_delay: float = Field(default=30.0, ge=0)
+    max_retry_after: float = Field(default=120.0, ge=0)  # a longer Retry-After pauses the run instead of waiting
+
+    def wait(self, attempt: int, retry_after: float | None) -> float | None:
+        """Seconds to wait before the next attempt after `attempt` failed, or None when no attempt is left."""
+        if attempt >= self.attempts:
+            return None
+        if retry_after is not None:
+            return retry_after if retry_after <= self.max_retry_after else None
+        return min(self.max_delay, self.delay * 2.0 ** min(attempt - 1, 30))
+
+
 class ModelSpec(Strict):
     provider: str
     model: str | None = None
     base_url: str | None = None
     api_key: str | None = None
+    retry: RetryPolicy | None = None
+    stream: bool | None = None  # stream replies to the progress display; default: yes, except by base_url
+
+
+class ModelSettings(Strict):
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    timeout: float | None = Field(default=None, gt=0)
 
 
 def _model_entry_kind(value: Any) -> str:
@@ -82,6 +107,7 @@ class LaneFile(Strict):
     roles: dict[str, Role]
     toolsets: dict[str, Toolset] = {}
     budgets: Budget = Budget()
+    retry: RetryPolicy = RetryPolicy()
     store: str = "sqlite:///.lane/lane.db"
 
 
@@ -100,6 +126,7 @@ class AgentFile(Strict):
     name: str
     description: str = ""
     model: str | None = None
+    settings: ModelSettings = ModelSettings()
     autonomy: Autonomy = "ask"
     tools: list[str] = []
     context: ContextPlan = ContextPlan()
@@ -229,6 +256,13 @@ def _problem(model: type[Strict], source: Source, base: Loc, data: Any, err: Any
         return source.at(full, f"'{name}' needs at least {least} item{'s' if least != 1 else ''}")
     if kind == "string_pattern_mismatch" and name == "id":
         return source.at(full, f"step id {err.get('input')!r} must be a name of letters, digits and '_' that does not start with a digit")
+    bounds = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
+              "greater_than": ("more than", "gt"), "less_than": ("less than", "lt")}
+    if kind in bounds:
+        words, key = bounds[kind]
+        bound = err.get("ctx", {}).get(key)
+        bound = int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+        return source.at(full, f"'{name}' must be {words} {bound}, not {err.get('input')!r}")
     expected = _EXPECTED.get(kind)
     if expected:
         return source.at(full, f"'{name}' must be {expected}, not {_kind(err.get('input'))}")

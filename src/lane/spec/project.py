@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lane.errors import Problem, ProjectInvalid, UsageError
-from lane.models.registry import PROVIDERS, provider_of
+from lane.models.registry import HOSTED, PROVIDERS, model_id, provider_of
 from lane.spec.files import AgentFile, LaneFile, ModelSpec, RunbookFile, Toolset, check_model
 from lane.spec.runbook import RunbookSpec, check_runbook
 from lane.spec.script import check_script
@@ -50,15 +51,24 @@ class ProjectSpec:
     def human_roles(self) -> list[str]:
         return [name for name, role in self.config.roles.items() if role.kind == "human"]
 
-    def model_id(self, name: str | None) -> str:
-        """Follow aliases in `models:` to a `provider:model` id."""
+    def model_spec(self, name: str | None) -> ModelSpec:
+        """Follow aliases in `models:` to the model: a mapping as written, or an id as a mapping."""
         name = name or "default"
         for _ in range(10):
             target = self.config.models.get(name)
             if target is None:
                 break
-            name = target if isinstance(target, str) else f"{target.provider}:{target.model or ''}"
-        return "local" if name == "default" else name
+            if isinstance(target, ModelSpec):
+                return target
+            name = target
+        if name == "default":
+            name = "local"
+        provider, _, model = name.partition(":")
+        return ModelSpec(provider=provider, model=model or None)
+
+    def model_id(self, name: str | None) -> str:
+        """The `provider:model` id of the model an agent names (`local` for the built-in one)."""
+        return model_id(self.model_spec(name))
 
     def allows(self, allowlist: list[str], tool: str) -> bool:
         return any(fnmatch.fnmatchcase(tool, pattern) for pattern in allowlist)
@@ -123,15 +133,35 @@ def _check_store(project: ProjectSpec) -> list[Problem]:
 
 def _check_models(project: ProjectSpec) -> list[Problem]:
     problems = []
+    source = project.source
     for name, target in project.config.models.items():
-        provider = target.provider if isinstance(target, ModelSpec) else provider_of(target)
-        loc: Loc = ("models", name, "provider") if isinstance(target, ModelSpec) else ("models", name)
-        if isinstance(target, str) and target in project.config.models:
-            continue
-        problems += _check_provider(provider, project.source, loc)
         if isinstance(target, str):
-            problems += _check_script_file(project, target, project.source, loc)
+            if target not in project.config.models:
+                problems += _check_provider(provider_of(target), source, ("models", name))
+                problems += _check_model_name(target, source, ("models", name))
+                problems += _check_script_file(project, target, source, ("models", name))
+            continue
+        loc: Loc = ("models", name)
+        problems += _check_provider(target.provider, source, (*loc, "provider"))
+        if target.provider in HOSTED and not target.model:
+            problems.append(source.at(loc, f"model '{name}' needs `model:`, the name the server knows it by", key=True))
+        if target.base_url is not None:
+            if target.provider not in HOSTED:
+                problems.append(source.at((*loc, "base_url"), f"base_url is for {', '.join(HOSTED)} models, not {target.provider}"))
+            elif not re.match(r"https?://[^/\s]+", target.base_url):
+                problems.append(source.at((*loc, "base_url"), f"base_url must be an http:// or https:// URL such as http://127.0.0.1:8080/v1, not {target.base_url!r}"))
+        if target.api_key is not None and not re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", target.api_key):
+            problems.append(source.at((*loc, "api_key"), "api_key must name an environment variable, as env:NAME; "
+                                      "keys are never written in project files"))
     return problems
+
+
+def _check_model_name(model: str, source: Source, loc: Loc) -> list[Problem]:
+    provider, _, name = model.partition(":")
+    if provider in HOSTED and not name:
+        example = {"openai": "openai:gpt-4.1-mini", "anthropic": "anthropic:claude-sonnet-4-5", "ollama": "ollama:llama3.2"}[provider]
+        return [source.at(loc, f"'{model}' needs a model name after the colon, such as {example}")]
+    return []
 
 
 def _check_script_file(project: ProjectSpec, model: str, source: Source, loc: Loc) -> list[Problem]:
@@ -250,6 +280,7 @@ def _check_agent(project: ProjectSpec, agent: AgentFile, source: Source) -> list
     problems: list[Problem] = []
     if agent.model is not None and agent.model not in project.config.models:
         problems += _check_provider(provider_of(agent.model), source, ("model",))
+        problems += _check_model_name(agent.model, source, ("model",))
         problems += _check_script_file(project, agent.model, source, ("model",))
     for i, pattern in enumerate(agent.tools):
         if not any(project.allows([pattern], t) for t in project.tools) and not project.unloaded_tool(pattern):
