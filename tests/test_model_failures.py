@@ -363,13 +363,18 @@ TOOLS = {
 }
 
 
-def test_tool_calls_and_repairs_go_back_to_the_server_paired_by_id(tmp_path: Path, provider: Provider) -> None:
-    root = make_project(tmp_path, provider.url)
+def with_crm(root: Path) -> Path:
+    """The project, with the triager allowed one read tool."""
     write_project(root, TOOLS)
     text = (root / "lane.yaml").read_text().replace("retry:", "toolsets: {crm: {python: tools/crm.py}}\nretry:")
     (root / "lane.yaml").write_text(text)
     agent = (root / "agents/triager.md").read_text().replace("autonomy: auto", "autonomy: auto\ntools: [crm.find_customer]")
     (root / "agents/triager.md").write_text(agent)
+    return root
+
+
+def test_tool_calls_and_repairs_go_back_to_the_server_paired_by_id(tmp_path: Path, provider: Provider) -> None:
+    root = with_crm(make_project(tmp_path, provider.url))
     provider.plan = [
         reply_with({"tool_calls": [call("crm_find_customer", {"email": "dana@example.com"}, "srv-1")]}),
         reply_with({"tool_calls": [call("final_output", {"category": "refunds"}, "srv-2")]}),  # not in the enum: repaired
@@ -391,6 +396,21 @@ def test_tool_calls_and_repairs_go_back_to_the_server_paired_by_id(tmp_path: Pat
     assert json.loads(given["tool_calls"][0]["function"]["arguments"]) == {"category": "refunds"}
     assert repair["role"] == "tool" and repair["tool_call_id"] == given["tool_calls"][0]["id"]
     assert "category" in repair["content"]  # the schema error, sent back as the output tool's result
+
+
+def test_a_turn_asked_again_after_a_resume_shows_its_messages_once(tmp_path: Path, provider: Provider) -> None:
+    root = with_crm(make_project(tmp_path, provider.url, attempts=1))
+    provider.plan = [
+        reply_with({"tool_calls": [call("crm_find_customer", {"email": "dana@example.com"})]}),
+        (500, {}, b"{}"),  # the turn after the tool result fails: the run pauses there
+    ]
+    project = lane.Project.load(root)
+    run = project.run("classify", {"email": "charged twice"})
+    assert run.status == "paused"
+    assert project.resume(run.run_id).status == "completed"
+    roles = [m["role"] for m in project.show(run.run_id)["steps"][0]["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    assert json.loads(provider.requests[-1]["body"]["messages"][-1]["content"]) == {"name": "Dana", "plan": "Team"}
 
 
 def test_an_output_named_value_is_kept_as_it_is(tmp_path: Path, provider: Provider) -> None:

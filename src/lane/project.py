@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
@@ -36,6 +36,7 @@ from lane.store.url import Store, open_store
 
 OnEvent = Callable[[Event], None]
 OnStream = Callable[[str], None]
+T = TypeVar("T")
 _MODELS: dict[str, Model] = {}  # models load once per process, shared by every project and run
 
 
@@ -65,32 +66,26 @@ class Run:
         return self.project.show(self.run_id)
 
 
-def _guarded(on_stream: OnStream | None) -> OnStream | None:
-    """A stream callback that fails cannot fail the run."""
-    if on_stream is None:
+def _guarded(callback: Callable[[T], None] | None) -> Callable[[T], None] | None:
+    """The callback, made unable to fail the run: a display's problem is not the run's."""
+    if callback is None:
         return None
-    callback = on_stream
+    report = callback
 
-    def guarded(piece: str) -> None:
+    def guarded(item: T) -> None:
         try:
-            callback(piece)
-        except Exception:  # noqa: BLE001 - a display must not break a run
+            report(item)
+        except Exception:  # noqa: S110, BLE001
             pass
 
     return guarded
 
 
 def _journal(store: Store, run_id: str, events: list[Event], on_event: OnEvent | None) -> Journal:
-    """The run's journal, reporting each new event to `on_event`; a callback that fails cannot fail the run."""
+    """The run's journal, reporting each new event to `on_event`."""
     journal = Journal(store, run_id, events)
-    if on_event is not None:
-
-        def report(event: Event) -> None:
-            try:
-                on_event(event)
-            except Exception:  # noqa: S110 - the display's problem, not the run's
-                pass
-
+    report = _guarded(on_event)
+    if report is not None:
         journal.listeners.append(report)
     return journal
 

@@ -16,7 +16,7 @@ from lane.engine.approvals import ask, decision_for
 from lane.engine.budgets import AGENT_STEP_DEFAULTS, merge
 from lane.engine.calls import CallRequest, call_tool
 from lane.engine.state import RunState, StepFailed
-from lane.errors import ModelAuthFailed, ModelCallFailed, ModelError, PauseRun
+from lane.errors import ModelCallFailed, ModelError, PauseRun
 from lane.models.base import ModelRequest, ModelResponse, Settings, Task, ToolCall, ToolSpec
 from lane.models.registry import model_id
 from lane.spec.files import RetryPolicy
@@ -121,8 +121,6 @@ class AgentStep:
                 model = self.state.models.get(self.model_spec, self.state.project)
                 return await model.request(request)
             except ModelCallFailed as exc:
-                if isinstance(exc, ModelAuthFailed):
-                    await self.state.models.forget(self.model_spec, self.state.project)
                 wait = self.retry.wait(attempt, exc.retry_after) if exc.retryable else None
                 self.state.journal.record(
                     "model_failed", self.step.id, ref, model=self.model_id, kind=exc.kind, status=exc.status,

@@ -36,13 +36,6 @@ class ModelCache:
             model = self.shared[key] = load_model(spec, project.root)
         return model
 
-    async def forget(self, spec: ModelSpec, project: ProjectSpec) -> None:
-        """Build this model afresh next time (after its key was refused: it is read from the environment again)."""
-        model = self.shared.pop(self._key(spec, project), None)
-        close = getattr(model, "aclose", None)
-        if close is not None:
-            await close()
-
     async def aclose(self) -> None:
         """Close what models hold open for a run (HTTP clients live on one event loop); they reopen on use."""
         for model in (*self.shared.values(), *self.provided.values()):

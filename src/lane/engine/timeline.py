@@ -13,14 +13,14 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
     """The run as JSON: run fields, steps in runbook order, each with context, usage and tool calls."""
     steps: dict[str, dict[str, Any]] = {sid: _blank(sid, kind) for sid, kind in step_order}
     calls: dict[str, dict[str, Any]] = {}
+    asked: set[tuple[str, str | None]] = set()  # (step, turn) whose messages are in
     for event in events:
         if event.step_id is None:
             continue
         step = steps.setdefault(event.step_id, _blank(event.step_id, event.data.get("kind", "?")))
-        _apply(step, calls, event)
+        _apply(step, calls, asked, event)
     usage = _no_usage()
     for step in steps.values():
-        step.pop("_asked", None)
         for key in usage:
             usage[key] += step["usage"][key]
     usage["cost_usd"] = round(usage["cost_usd"], 8)
@@ -56,7 +56,7 @@ def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
         total["cost_usd"] += cost
 
 
-def _apply(step: dict[str, Any], calls: dict[str, dict[str, Any]], event: Event) -> None:
+def _apply(step: dict[str, Any], calls: dict[str, dict[str, Any]], asked: set[tuple[str, str | None]], event: Event) -> None:
     data, kind = event.data, event.type
     if kind == "step_started":
         step.update(status="running", kind=data.get("kind", step["kind"]))
@@ -74,9 +74,8 @@ def _apply(step: dict[str, Any], calls: dict[str, dict[str, Any]], event: Event)
         step["context"] = {k: data.get(k) for k in ("agent", "model", "messages", "sources", "tools", "estimated_tokens")}
         step["messages"] = list(data.get("messages", []))
     elif kind == "model_called":
-        asked = step.setdefault("_asked", set())
-        if event.ref not in asked:  # a turn asked again after a resume adds nothing new
-            asked.add(event.ref)
+        if (step["id"], event.ref) not in asked:  # a turn asked again after a resume adds nothing new
+            asked.add((step["id"], event.ref))
             step["messages"].extend(data.get("added", []))
     elif kind == "model_responded":
         response = data.get("response", {})

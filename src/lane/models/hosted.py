@@ -78,9 +78,8 @@ class HostedModel:
         self.base_url = base_url
         # A server by base_url gets only the key `api_key` names: never OPENAI_API_KEY or ANTHROPIC_API_KEY.
         self.key_variable = api_key.removeprefix("env:") if api_key else None if base_url else KEY_VARIABLES.get(provider)
-        key = os.environ.get(self.key_variable) if self.key_variable else None
-        needs_key = api_key is not None or (base_url is None and provider in ("openai", "anthropic"))
-        self.key = self._require(key) if needs_key else key or "not-needed"
+        self.needs_key = api_key is not None or (base_url is None and provider in ("openai", "anthropic"))
+        self.key = self._read_key()
         self.where = f"model {model_id}" + (f" at {_shown_url(base_url)}" if base_url else "")
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
@@ -93,8 +92,14 @@ class HostedModel:
                 client = self._clients[loop] = self._build()
             return client
 
+    def _read_key(self) -> str:
+        key = os.environ.get(self.key_variable) if self.key_variable else None
+        return self._require(key) if self.needs_key else key or "not-needed"
+
     def _build(self) -> _Client:
         from pydantic_ai.models import create_async_httpx2_client
+
+        self.key = self._read_key()  # each run's client reads the key again: a fixed key counts on resume
 
         http = create_async_httpx2_client()  # each request sets its own timeout (the agent's settings)
         if self.provider == "anthropic":
