@@ -7,6 +7,14 @@ from pathlib import Path
 
 from conftest import lane, lane_json, on_a_terminal, write_project
 
+EMAIL = "email=inbox/01-double-charge.eml"
+
+
+def rehearse(root: Path) -> None:
+    """Put the example on its scripted rehearsal model: the one-line switch the README describes."""
+    config = root / "lane.yaml"
+    config.write_text(config.read_text().replace("default: local", "default: rehearsal", 1))
+
 
 def test_init_writes_a_project_that_validates_and_runs(tmp_path: Path) -> None:
     made = lane("init", "proj", cwd=tmp_path)
@@ -14,28 +22,15 @@ def test_init_writes_a_project_that_validates_and_runs(tmp_path: Path) -> None:
     assert "lane validate --project proj" in made.stdout
     root = tmp_path / "proj"
     assert lane("validate", "--project", "proj", cwd=tmp_path).returncode == 0
-    started = lane("run", "support-triage", "--input-file", "inbox/double-charge.json", "--json", cwd=root)
+    rehearse(root)
+    started = lane("run", "support-triage", "--input", EMAIL, "--json", cwd=root)
     assert started.returncode == 3, started.stderr
     run_id = json.loads(started.stdout)["run_id"]
     assert lane("approve", run_id, cwd=root).returncode == 0
     assert lane("resume", run_id, cwd=root).returncode == 0
-    assert (root / "outbox" / f"{run_id}.txt").read_text().endswith("Acme Support\n")
+    assert (root / "outbox" / f"{run_id}.eml").read_text().endswith("Acme Support\n")
     again = lane("init", "proj", cwd=tmp_path)
     assert again.returncode == 2 and "exists already" in again.stderr
-
-
-def test_demo_yes_runs_the_example_to_the_end(tmp_path: Path) -> None:
-    result = lane("demo", "--yes", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "completed" in result.stdout and "1 reply in" in result.stdout
-    assert len(list((tmp_path / "demo" / "outbox").glob("*.txt"))) == 1
-
-
-def test_demo_without_a_terminal_leaves_runs_waiting_and_says_how_to_approve(tmp_path: Path) -> None:
-    result = lane("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "paused" in result.stdout and "lane approve" in result.stdout
-    assert not (tmp_path / "demo" / "outbox").exists()
 
 
 def test_inputs_from_pairs_files_and_dotted_keys(tmp_path: Path) -> None:
@@ -76,12 +71,13 @@ def test_every_command_takes_project_and_explains_itself(tmp_path: Path) -> None
 def test_run_shows_live_progress_on_a_terminal_and_nothing_extra_when_piped(tmp_path: Path) -> None:
     assert lane("init", "p", cwd=tmp_path).returncode == 0
     root = tmp_path / "p"
-    seen = on_a_terminal(["run", "support-triage", "--input-file", "inbox/double-charge.json"], root)
+    rehearse(root)
+    seen = on_a_terminal(["run", "support-triage", "--input", EMAIL], root)
     for step in ("classify", "lookup", "draft"):
         assert f"{step} done" in seen, seen
     assert "paused" in seen
-    piped = lane("run", "support-triage", "--input-file", "inbox/double-charge.json", cwd=root)
+    piped = lane("run", "support-triage", "--input", EMAIL, cwd=root)
     assert piped.returncode == 3
     assert "classify done" not in piped.stdout and "\x1b[" not in piped.stdout
-    quiet = on_a_terminal(["run", "support-triage", "--input-file", "inbox/double-charge.json", "--quiet"], root)
+    quiet = on_a_terminal(["run", "support-triage", "--input", EMAIL, "--quiet"], root)
     assert "classify done" not in quiet and "paused" in quiet

@@ -490,9 +490,20 @@ CASES = [
         id="rules-not-available",
     ),
     pytest.param(
-        [sub(RB, "version: 1\n", "version: 1\nkpis: {done: {value: steps.done.status, target: 1}}\n")],
-        [f"{RB}:3:1: KPIs ('kpis') are not available in this version of lane yet; remove the key"],
-        id="kpis-not-available",
+        [sub(RB, "version: 1\n", "version: 1\nkpis: {done: {value: steps.done.status, target: most}}\n")],
+        [f"{RB}:3:49: target 'most' must be a comparison with a number, such as \">= 0.8\" or \"< 30\""],
+        id="kpi-target-not-a-comparison",
+    ),
+    pytest.param(
+        [sub(RB, "version: 1\n", "version: 1\nkpis:\n  sent: {value: steps.publsh.status}\n  cost: {value: run.dollars}\n")],
+        [f"{RB}:4:17: no step 'publsh' (did you mean 'publish'?)",
+         f"{RB}:5:17: 'run' has id, status, tokens, seconds, not 'dollars'"],
+        id="kpi-unknown-names",
+    ),
+    pytest.param(
+        [sub(RB, "args: {text: \"${{ steps.review.output.text }}\"}", "args: {text: \"${{ run.tokens }}\"}")],
+        [f"{RB}:30:18: 'run.tokens' is known only when the run ends; use it in kpis"],
+        id="run-totals-only-in-kpis",
     ),
     # -- models, scripts and autonomy -------------------------------------------------------------------
     pytest.param(

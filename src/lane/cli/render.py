@@ -43,7 +43,7 @@ def initialized(directory: Path) -> None:
     out.print(f"Wrote a lane project in [bold]{where}[/]. Next:")
     flag = "" if str(directory) in (".", "") else f" --project {where}"
     out.print(f"  lane validate{flag}")
-    out.print(f"  lane run support-triage --input-file {where}/inbox/double-charge.json{flag}")
+    out.print(f"  lane run support-triage --input email=inbox/01-double-charge.eml{flag}")
 
 
 def outcome(run: Any, project: Path | None = None) -> None:
@@ -93,6 +93,11 @@ def timeline(view: dict[str, Any]) -> None:
         _step(step)
     for item in view["pending"]:
         out.print(f"[yellow]waiting[/] {escape(item['call_id'])}: {escape(item['question'])}")
+    if view["kpis"]:
+        shown = ", ".join(f"{_e(k)} {escape(json.dumps(v, ensure_ascii=False))}" for k, v in view["kpis"].items())
+        out.print(f"\nkpis: {shown}")
+        for name, why in view["kpi_errors"].items():
+            out.print(f"  [yellow]{_e(name)} not computed[/]: {escape(why)}")
 
 
 def _usage(usage: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from lane.engine.agent import AgentStep
 from lane.engine.state import RunState, StepFailed
 from lane.engine.steps import run_check_step, run_human_step, run_tool_step
 from lane.errors import PauseRun, RunError, StopRun
+from lane.feedback.kpis import measure
 from lane.spec.expressions import ExpressionFailed
 from lane.spec.runbook import StepSpec
 
@@ -70,7 +71,12 @@ async def run_step(state: RunState, step: StepSpec) -> None:
 
 
 def end(state: RunState, status: str, reason: str | None, **extra: Any) -> tuple[str, str | None]:
-    data: dict[str, Any] = {"reason": reason, "active_seconds": round(state.meter.active_seconds(), 6), **extra}
+    seconds = round(state.meter.active_seconds(), 6)
+    if state.book.kpis and status != "paused":  # a paused run has not ended; its KPIs come when it does
+        run = {"id": state.run_id, "status": status, "tokens": state.meter.run.tokens, "seconds": round(seconds, 2)}
+        values, errors = measure(state.book.kpis, {**state.scope(), "run": run}, [s.id for s in state.book.steps])
+        state.journal.record("kpis_recorded", values=values, **({"errors": errors} if errors else {}))
+    data: dict[str, Any] = {"reason": reason, "active_seconds": seconds, **extra}
     state.journal.record(ENDINGS[status], **data)
     state.journal.flush(status=status, reason=reason, release=True)
     return status, reason

@@ -24,7 +24,9 @@ async def run_tool_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str,
         result = outcome.result if isinstance(outcome.result, dict) else {"error": outcome.result}
         detail = result.get("reason") or result.get("error") or result.get("note")
         raise StepFailed(f"tool step {step.id} ({step.step.tool}) {outcome.status}: {detail}")
-    return outcome.result, {}
+    used = state.journal.find("approval_used", step.id, request.call_id)
+    edited = used is not None and state.journal.at(used.data["decision_seq"]).data.get("edited_args") is not None
+    return outcome.result, {"edited": edited}
 
 
 async def run_human_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str, Any]]:

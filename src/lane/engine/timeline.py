@@ -14,7 +14,10 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
     steps: dict[str, dict[str, Any]] = {sid: _blank(sid, kind) for sid, kind in step_order}
     calls: dict[str, dict[str, Any]] = {}
     asked: set[tuple[str, str | None]] = set()  # (step, turn) whose messages are in
+    kpis: dict[str, Any] = {}
     for event in events:
+        if event.type == "kpis_recorded":  # the latest ending's measures
+            kpis = {"values": event.data["values"], "errors": event.data.get("errors", {})}
         if event.step_id is None:
             continue
         step = steps.setdefault(event.step_id, _blank(event.step_id, event.data.get("kind", "?")))
@@ -28,6 +31,8 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
         **run.to_json(),
         "inputs": run.inputs,
         "usage": usage,
+        "kpis": kpis.get("values", {}),
+        "kpi_errors": kpis.get("errors", {}),
         "pending": [_pending(e) for e in open_requests(events)] if run.status == "paused" else [],
         "steps": list(steps.values()),
     }

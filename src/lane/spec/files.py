@@ -180,6 +180,14 @@ STEP_KEYS: dict[str, set[str]] = {
 COMMON_STEP_KEYS = {"id", "description", "when", "owner", "agent", "tool", "human", "check"}
 
 
+class Kpi(Strict):
+    """A measure recorded when a run ends: `value` is an expression; `target` such as ">= 0.8" applies across runs."""
+
+    value: str
+    target: str | None = Field(default=None, pattern=r"^\s*(>=|<=|>|<|==)\s*-?\d+(\.\d+)?\s*$")
+    description: str = ""
+
+
 class RunbookFile(Strict):
     runbook: str
     version: int = Field(default=1, ge=1)
@@ -190,13 +198,13 @@ class RunbookFile(Strict):
     autonomy: Autonomy = "guarded"
     approver: str | None = None
     budgets: Budget = Budget()
+    kpis: dict[str, Kpi] = {}
 
 
 # Keys that DESIGN.md names for features this version does not have yet:
 # refused with a message that says so, rather than silently ignored.
 LATER_KEYS: dict[type[BaseModel], dict[str, str]] = {
     LaneFile: {"rules": "tool rules", "secrets": "secret references"},
-    RunbookFile: {"kpis": "KPIs"},
 }
 
 
@@ -256,6 +264,8 @@ def _problem(model: type[Strict], source: Source, base: Loc, data: Any, err: Any
         return source.at(full, f"'{name}' needs at least {least} item{'s' if least != 1 else ''}")
     if kind == "string_pattern_mismatch" and name == "id":
         return source.at(full, f"step id {err.get('input')!r} must be a name of letters, digits and '_' that does not start with a digit")
+    if kind == "string_pattern_mismatch" and name == "target":
+        return source.at(full, f"target {err.get('input')!r} must be a comparison with a number, such as \">= 0.8\" or \"< 30\"")
     bounds = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
               "greater_than": ("more than", "gt"), "less_than": ("less than", "lt")}
     if kind in bounds:

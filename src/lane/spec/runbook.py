@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from lane.spec.project import ProjectSpec
 
 CHECK_OUTPUT = {"type": "object", "properties": {k: {} for k in ("exit_code", "stdout", "stderr", "seconds", "timed_out", "truncated")}}
-STEP_FIELDS = {"output": "any step", "status": "any step", "edited": "human steps"}
+STEP_FIELDS = {"output": "any step", "status": "any step", "edited": "human and tool steps"}
+EDITABLE = ("human", "tool")  # steps whose value a person may edit before it is used
+RUN_FIELDS = ("id",)
+RUN_END_FIELDS = ("id", "status", "tokens", "seconds")  # known once the run ends: for kpis
 
 
 @dataclass
@@ -51,6 +54,7 @@ class RunbookSpec:
     file: RunbookFile
     source: Source
     steps: list[StepSpec] = field(default_factory=list)
+    kpis: dict[str, Expression] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -74,6 +78,12 @@ def check_runbook(book: RunbookFile, source: Source, project: ProjectSpec) -> tu
         step_spec, found = _check_step(step, index, spec, project)
         problems += found
         spec.steps.append(step_spec)
+    every = {s.id: s for s in spec.steps}
+    for name, kpi in book.kpis.items():
+        expr, found = _expression(kpi.value, source, ("kpis", name, "value"), spec, every, project, at_end=True)
+        problems += found
+        if expr is not None:
+            spec.kpis[name] = expr
     return spec, problems
 
 
@@ -146,12 +156,14 @@ def _unknown_tool(name: str, project: ProjectSpec) -> str:
     return f"unknown tool '{name}'{hint}"
 
 
-def _expression(text: str, source: Source, loc: Loc, book: RunbookSpec, earlier: dict[str, StepSpec], project: ProjectSpec) -> tuple[Expression | None, list[Problem]]:
+def _expression(text: str, source: Source, loc: Loc, book: RunbookSpec, earlier: dict[str, StepSpec], project: ProjectSpec,
+                *, at_end: bool = False) -> tuple[Expression | None, list[Problem]]:
     try:
         expr = compile_expression(text)
     except ExpressionSyntaxError as exc:
         return None, [source.at(loc, str(exc))]
-    return expr, [source.at(loc, msg) for msg in (_check_ref(ref, book, earlier) for ref in expr.refs) if msg]
+    problems = [source.at(loc, msg) for msg in (_check_ref(ref, book, earlier, at_end=at_end) for ref in expr.refs) if msg]
+    return (None if problems else expr), problems
 
 
 def _value(raw: Any, source: Source, loc: Loc, book: RunbookSpec, earlier: dict[str, StepSpec], project: ProjectSpec) -> tuple[Value | None, list[Problem]]:
@@ -168,12 +180,17 @@ def _value(raw: Any, source: Source, loc: Loc, book: RunbookSpec, earlier: dict[
     return compile_value(raw), []
 
 
-def _check_ref(ref: Ref, book: RunbookSpec, earlier: dict[str, StepSpec]) -> str | None:
+def _check_ref(ref: Ref, book: RunbookSpec, earlier: dict[str, StepSpec], *, at_end: bool = False) -> str | None:
     root = ref[0]
     if root == "inputs":
         return _check_property(ref[1:], book.file.inputs, "inputs")
     if root == "run":
-        return None if len(ref) < 2 or ref[1] == "id" else f"'run' has only 'id', not '{ref[1]}'"
+        fields = RUN_END_FIELDS if at_end else RUN_FIELDS
+        if len(ref) < 2 or ref[1] in fields:
+            return None
+        if ref[1] in RUN_END_FIELDS:
+            return f"'run.{ref[1]}' is known only when the run ends; use it in kpis"
+        return f"'run' has {'only ' if len(fields) == 1 else ''}{', '.join(fields)}, not '{ref[1]}'"
     if root != "steps":
         near = difflib.get_close_matches(str(root), ["inputs", "steps", "run"], n=1)
         return f"unknown name '{root}'" + (f" (did you mean '{near[0]}'?)" if near else "; expressions can use inputs, steps and run")
@@ -185,13 +202,13 @@ def _check_ref(ref: Ref, book: RunbookSpec, earlier: dict[str, StepSpec]) -> str
         if step_id in all_ids:
             return f"step '{step_id}' does not run before this one, so its output is not produced yet"
         near = difflib.get_close_matches(step_id, list(earlier), n=1)
-        return f"no earlier step '{step_id}'" + (f" (did you mean '{near[0]}'?)" if near else "")
+        return f"no {'' if at_end else 'earlier '}step '{step_id}'" + (f" (did you mean '{near[0]}'?)" if near else "")
     target = earlier[step_id]
     if len(ref) < 3:
         return None
     field_name = str(ref[2])
-    if field_name not in STEP_FIELDS or (field_name == "edited" and target.kind != "human"):
-        fields = [f for f in STEP_FIELDS if f != "edited" or target.kind == "human"]
+    if field_name not in STEP_FIELDS or (field_name == "edited" and target.kind not in EDITABLE):
+        fields = [f for f in STEP_FIELDS if f != "edited" or target.kind in EDITABLE]
         return f"steps.{step_id} has no '{field_name}' (it has {', '.join(fields)})"
     if field_name == "output":
         return _check_property(ref[3:], _output_schema(target), f"steps.{step_id}.output")

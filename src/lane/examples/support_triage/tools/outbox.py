@@ -1,5 +1,6 @@
-"""The outbox: replies are written as files, one per run."""
+"""The outbox: each sent reply is written as outbox/RUN.eml."""
 
+from email.message import EmailMessage
 from pathlib import Path
 
 from lane import ToolContext, tool
@@ -8,15 +9,23 @@ OUTBOX = Path(__file__).resolve().parent.parent / "outbox"
 
 
 @tool(effect="external", idempotent=True)
-def send(to: str, body: str, ctx: ToolContext) -> dict[str, object]:
-    """Send a reply: writes it to outbox/RUN.txt.
+def send(to: str, subject: str, body: str, ctx: ToolContext) -> dict[str, object]:
+    """Send a reply: writes it to outbox/RUN.eml.
 
     Args:
         to: The address to reply to.
+        subject: The reply's subject line.
         body: The text of the reply.
     """
+    message = EmailMessage()
+    message["From"] = "support@acme.example"
+    message["To"] = to
+    message["Subject"] = subject
+    message["Idempotency-Key"] = ctx.idempotency_key  # a retried send writes the same file once
+    message.set_content(body)
     OUTBOX.mkdir(exist_ok=True)
-    path = OUTBOX / f"{ctx.run_id}.txt"
-    # The idempotency key makes a retried send write the same file once.
-    path.write_text(f"To: {to}\nIdempotency-Key: {ctx.idempotency_key}\n\n{body}\n")
+    path = OUTBOX / f"{ctx.run_id}.eml"
+    partial = path.with_suffix(".eml.partial")
+    partial.write_bytes(bytes(message))
+    partial.replace(path)
     return {"sent": True, "path": f"outbox/{path.name}"}

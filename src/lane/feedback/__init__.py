@@ -1,0 +1,1 @@
+"""Feedback: how a runbook's success is measured (KPIs per run, summarised across runs)."""
