@@ -75,7 +75,7 @@ def end(state: RunState, status: str, reason: str | None, **extra: Any) -> tuple
     if state.book.kpis and status != "paused":  # a paused run has not ended; its KPIs come when it does
         run = {"id": state.run_id, "status": status, "tokens": state.meter.run.tokens, "seconds": round(seconds, 2)}
         values, errors = measure(state.book.kpis, {**state.scope(), "run": run}, [s.id for s in state.book.steps])
-        state.journal.record("kpis_recorded", values=values, **({"errors": errors} if errors else {}))
+        state.journal.record("kpis_recorded", values=values, errors=errors)
     data: dict[str, Any] = {"reason": reason, "active_seconds": seconds, **extra}
     state.journal.record(ENDINGS[status], **data)
     state.journal.flush(status=status, reason=reason, release=True)

@@ -17,7 +17,7 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
     kpis: dict[str, Any] = {}
     for event in events:
         if event.type == "kpis_recorded":  # the latest ending's measures
-            kpis = {"values": event.data["values"], "errors": event.data.get("errors", {})}
+            kpis = {"values": event.data["values"], "errors": event.data["errors"]}
         if event.step_id is None:
             continue
         step = steps.setdefault(event.step_id, _blank(event.step_id, event.data.get("kind", "?")))

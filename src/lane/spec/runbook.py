@@ -208,8 +208,8 @@ def _check_ref(ref: Ref, book: RunbookSpec, earlier: dict[str, StepSpec], *, at_
         return None
     field_name = str(ref[2])
     if field_name not in STEP_FIELDS or (field_name == "edited" and target.kind not in EDITABLE):
-        fields = [f for f in STEP_FIELDS if f != "edited" or target.kind in EDITABLE]
-        return f"steps.{step_id} has no '{field_name}' (it has {', '.join(fields)})"
+        has = [f for f in STEP_FIELDS if f != "edited" or target.kind in EDITABLE]
+        return f"steps.{step_id} has no '{field_name}' (it has {', '.join(has)})"
     if field_name == "output":
         return _check_property(ref[3:], _output_schema(target), f"steps.{step_id}.output")
     return None
