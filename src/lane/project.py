@@ -59,8 +59,8 @@ class Run:
     def reject(self, call_id: str | None = None, *, reason: str, as_role: str | None = None) -> Decision:
         return self.project.reject(self.run_id, call_id, as_role=as_role, reason=reason)
 
-    def resume(self, *, budget: dict[str, Any] | None = None) -> Run:
-        return self.project.resume(self.run_id, budget=budget)
+    def resume(self, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None, on_stream: OnStream | None = None) -> Run:
+        return self.project.resume(self.run_id, budget=budget, on_event=on_event, on_stream=on_stream)
 
     def show(self) -> dict[str, Any]:
         return self.project.show(self.run_id)

@@ -145,11 +145,22 @@ def resume(
 def demo(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve every request without asking.")] = False,
     directory: Annotated[Path | None, typer.Option("--dir", "--project", "-p", help="Where to put the demo project (default: a new temporary folder).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Run on another model, e.g. openai:gpt-4.1-mini, or rehearsal (canned turns). Default: local.")] = None,
 ) -> None:
-    """Copy the support-triage example to a fresh folder and run it over its inbox."""
+    """Copy the support-triage example to a fresh folder and run it over every email in its inbox.
+
+    Each email is one run: read it, classify it (the model), look the customer up,
+    find the help article, name the topic (the model), fill the reply template,
+    then stop for the support lead, who approves, edits or rejects the reply
+    before it is written to outbox/. Ends with a table and the runbook's KPIs.
+
+    On a terminal you decide each reply; with --yes every reply is approved;
+    with neither, the runs wait and the demo shows how to decide them with
+    `lane approve`. Exit: 0 all done, 1 an email failed, 3 runs wait for you.
+    """
     from lane.cli import demo as demo_command
 
-    demo_command.demo(yes, directory)
+    demo_command.demo(yes, directory, model)
 
 
 def emit_json(data: Any) -> None:

@@ -19,8 +19,10 @@ from lane.store.records import Event
 
 
 class RunProgress:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, label: str = "", step_lines: bool = True) -> None:
         self.console = console
+        self.label = label  # what this run is about, such as the email's file
+        self.step_lines = step_lines  # print a line as each step ends
         self.began = time.monotonic()
         self.step_began = self.began
         self.step = ""
@@ -40,7 +42,8 @@ class RunProgress:
 
     def __rich__(self) -> RenderableType:
         now = time.monotonic()
-        step = f"step [bold]{escape(self.step)}[/] · " if self.step else ""
+        step = f"[bold]{escape(self.label)}[/] · " if self.label else ""
+        step += f"step [bold]{escape(self.step)}[/] · " if self.step else ""
         doing = f"{self.doing}: {self.streamed} tokens in · {self.tail!r}" if self.streamed else self.doing
         self._spinner.update(text=f"{step}{escape(doing)} · {self.tokens} tokens · {now - self.step_began:.1f} s (run {now - self.began:.1f} s)")
         return self._spinner
@@ -67,9 +70,9 @@ class RunProgress:
             self.doing = "waiting to try the model again" if again else "model failed"
         elif kind == "tool_started":
             self.doing = f"running {event.ref}"
-        elif kind == "step_skipped":
+        elif kind == "step_skipped" and self.step_lines:
             self.step_began = time.monotonic()
             self.console.print(f"  {escape(event.step_id or '')} [dim]skipped[/]")
-        elif kind in ("step_finished", "step_failed"):
+        elif kind in ("step_finished", "step_failed") and self.step_lines:
             mark = "[green]done[/]" if kind == "step_finished" else "[red]failed[/]"
             self.console.print(f"  {escape(event.step_id or '')} {mark} {time.monotonic() - self.step_began:.1f} s")

@@ -45,6 +45,7 @@ async def execute(state: RunState) -> tuple[str, str | None]:
         reason = str(exc) if isinstance(exc, StepFailed) else f"step {current.id if current else '?'}: {exc}"
         if current is not None:
             state.journal.record("step_failed", current.id, error=reason)
+            state.steps[current.id] = {"status": "failed", "output": None, "error": reason}
         return end(state, "failed", reason)
     return end(state, "completed", None)
 

@@ -105,7 +105,7 @@ def _apply(step: dict[str, Any], calls: dict[str, dict[str, Any]], asked: set[tu
                 record[key] = data[key]
         if data.get("kind") in ("tool_call", "in_doubt"):
             call = _call(step, calls, event)
-            call["decision"] = record
+            call["decision"] = {"edited_args": None} | record  # the documented shape, edited or not
             call["status"] = "approved" if data["decision"] == "approved" else "rejected"
         else:
             step["decisions"].append(record)

@@ -55,7 +55,7 @@ class KpiSummary:
             held = round(self.figure * self.runs)
             text = f"{held}/{self.runs} ({self.figure:.0%})"
         elif self.kind == "median" and self.figure is not None:
-            text = f"median {self.figure:g} over {self.runs} runs"
+            text = f"median {self.figure:.4g} over {self.runs} runs"
         else:
             text = ", ".join(f"{value} {count}" for value, count in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])))
         if self.target is not None and self.met is not None:
