@@ -67,8 +67,8 @@ def init(directory: Path, example: str) -> None:
 def copy_example(package: str, directory: Path) -> None:
     source = resources.files("lane.examples") / package
     with resources.as_file(source) as path:
-        shutil.copytree(path, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", ".lane", "outbox"))
-    (directory / ".gitignore").write_text(".lane/\noutbox/\n")
+        shutil.copytree(path, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", ".lane", "outbox", "*.db"))
+    (directory / ".gitignore").write_text(".lane/\noutbox/\n*.db\n")
 
 
 def validate(project: Path, as_json: bool) -> None:
