@@ -54,7 +54,7 @@ def test_the_readme_commands_work_from_a_fresh_copy(tmp_path: Path) -> None:
     # The main job, on a terminal as a newcomer runs it: approve each reply as it comes.
     first = fresh_copy(tmp_path / "first")
     child = pexpect.spawn("bash", ["-c", demo_line], cwd=str(first), env=clean_env(), encoding="utf-8", timeout=1200, dimensions=(50, 120))
-    child.expect(r"demo project: (\S+)")
+    child.expect(r"demo project: (?:\x1b\[[0-9;]*m)*([^\s\x1b]+)")
     demo = Path(child.match.group(1))
     approved = 0
     while child.expect_exact(["[a/e/r]", pexpect.EOF]) == 0:
