@@ -156,7 +156,8 @@ def demo(
 
     On a terminal you decide each reply; with --yes every reply is approved;
     with neither, the runs wait and the demo shows how to decide them with
-    `lane approve`. Exit: 0 all done, 1 an email failed, 3 runs wait for you.
+    `lane approve`. Exit: 0 every email answered (a reply you rejected is held,
+    not failed), 1 an email failed, 3 runs wait for you.
     """
     from lane.cli import demo as demo_command
 

@@ -53,15 +53,22 @@ def demo(yes: bool, directory: Path | None, model: str | None) -> None:
         if (target / "lane.yaml").exists():
             raise UsageError(f"{target} already holds a project; pick another --dir")
         copy_example("support_triage", target)
-        if model:
-            _use_model(target / "lane.yaml", model)
+        try:
+            if model:
+                _use_model(target / "lane.yaml", model)
+            project = Project.load(target)
+        except Exception:
+            (target / "lane.yaml").unlink(missing_ok=True)  # so the same --dir can be used again once fixed
+            raise
         render.out.print(f"demo project: [bold]{escape(str(target))}[/] (a copy of the support-triage example)")
-        project = Project.load(target)
         render.out.print(f"model: {escape(project.spec.model_id(None))} · one run per email in inbox/ · the support lead approves each reply\n")
         interactive = not yes and sys.stdin.isatty() and render.out.is_terminal
-        decide: Decide | None = _approve_all if yes else (_ask if interactive else None)
-        emails = sorted(p for p in (target / "inbox").iterdir() if p.is_file() and not p.name.startswith("."))
-        rows = [_one(project, email, decide) for email in emails]
+        lead = _Lead(_approve_all if yes else (_ask if interactive else None))
+        emails = sorted(p for p in (target / "inbox").glob("*.eml") if p.is_file())
+        others = sorted(p.name for p in (target / "inbox").iterdir() if p not in emails and not p.name.startswith("."))
+        if others:
+            render.out.print(f"[yellow]skipped[/] in inbox/ (not .eml files): {escape(', '.join(others))}")
+        rows = [_one(project, email, lead) for email in emails]
         _summary(project, rows, target)
         if any(r.status == "paused" for r in rows):
             raise SystemExit(3)
@@ -77,12 +84,30 @@ def _use_model(config: Path, model: str) -> None:
     config.write_text(text.replace("  default: local\n", f"  default: {model}\n", 1), encoding="utf-8")
 
 
-def _one(project: Project, email: Path, decide: Decide | None) -> Row:
+class _Lead:
+    """Who decides at the gates: everything approved, a person asked, or no one (the runs wait)."""
+
+    def __init__(self, decide: Decide | None) -> None:
+        self.decide = decide
+
+    def decides(self, run: Run) -> bool:
+        """Decide what `run` waits for; False when no one can (or the person left with Ctrl-D)."""
+        if self.decide is None:
+            return False
+        try:
+            for item in run.pending:
+                self.decide(run, item)
+        except EOFError:
+            render.out.print("\n[yellow]no more answers[/]: the remaining runs wait for the support lead")
+            self.decide = None
+            return False
+        return True
+
+
+def _one(project: Project, email: Path, lead: _Lead) -> Row:
     path = f"inbox/{email.name}"
     run = _progress(project, email.name, lambda **watch: project.run(RUNBOOK, {"email": path}, **watch))
-    while run.status == "paused" and decide is not None:
-        for item in run.pending:
-            decide(run, item)
+    while run.status == "paused" and lead.decides(run):
         run = _progress(project, email.name, run.resume)
     row = _row(project, email.name, run)
     style = {"sent": "green", "held": "yellow", "waiting": "yellow", "failed": "red"}[row.reply]
@@ -126,8 +151,15 @@ def _ask(run: Run, item: dict[str, Any]) -> None:
         run.approve(item["call_id"], as_role=role)
     elif answer == "e":
         body = _edit(str(args["body"]))
-        run.approve(item["call_id"], as_role=role, edit={**args, "body": body})
-        render.out.print("[green]approved with your edit[/]")
+        if not body.strip():
+            render.out.print("[yellow]an empty reply is not sent[/]; decide again")
+            _ask(run, item)
+        elif body.strip() == str(args["body"]).strip():
+            run.approve(item["call_id"], as_role=role)
+            render.out.print("[green]approved[/] (unchanged)")
+        else:
+            run.approve(item["call_id"], as_role=role, edit={**args, "body": body})
+            render.out.print("[green]approved with your edit[/]")
     else:
         reason = Prompt.ask("why? (recorded with the decision)", default="not right for this customer")
         run.reject(item["call_id"], as_role=role, reason=reason)

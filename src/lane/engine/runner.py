@@ -73,7 +73,7 @@ async def run_step(state: RunState, step: StepSpec) -> None:
 
 def end(state: RunState, status: str, reason: str | None, **extra: Any) -> tuple[str, str | None]:
     seconds = round(state.meter.active_seconds(), 6)
-    if state.book.kpis and status != "paused":  # a paused run has not ended; its KPIs come when it does
+    if state.book.kpis and status in ("completed", "failed"):  # paused and stopped runs go on; their KPIs come when they end
         run = {"id": state.run_id, "status": status, "tokens": state.meter.run.tokens, "seconds": round(seconds, 2)}
         values, errors = measure(state.book.kpis, {**state.scope(), "run": run}, [s.id for s in state.book.steps])
         state.journal.record("kpis_recorded", values=values, errors=errors)

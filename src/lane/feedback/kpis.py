@@ -5,7 +5,9 @@
       tokens: {value: run.tokens}
 
 A value is an expression over the run's steps, inputs and `run` (`id`, `status`,
-`tokens`, `seconds`). A step that did not run reads as `{status: "not run", output: none}`;
+`tokens`, `seconds`), computed when the run completes or fails. A step that did
+not run reads as `{status: "not run", output: none}`, and `edited` is none unless
+the step finished;
 a value that cannot be computed is recorded as null with the reason.
 Across runs, a yes/no KPI is the share of runs where it held, a number its median,
 anything else a count of each value; a target compares that figure.
@@ -22,13 +24,14 @@ from typing import Any
 
 from lane.spec.expressions import Expression, ExpressionFailed
 
-NOT_RUN = {"status": "not run", "output": None, "edited": False}
+NOT_RUN = {"status": "not run", "output": None}
 _COMPARE = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 
 
 def measure(kpis: dict[str, Expression], scope: dict[str, Any], step_ids: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Each KPI's value for one run, and why any could not be computed."""
-    steps = {step_id: scope["steps"].get(step_id, NOT_RUN) for step_id in step_ids}
+    # `edited` is unknown (none), not false, for a step that did not finish: no one approved anything there.
+    steps = {step_id: {"edited": None, **scope["steps"].get(step_id, NOT_RUN)} for step_id in step_ids}
     scope = {**scope, "steps": steps}
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}

@@ -1,6 +1,8 @@
 """The customer database: data/customers.db, built from data/customers.sql when missing."""
 
+import os
 import sqlite3
+import tempfile
 from pathlib import Path
 
 from lane import tool
@@ -11,13 +13,16 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 def _connect() -> sqlite3.Connection:
     db = DATA / "customers.db"
     if not db.exists():
-        building = db.with_suffix(".db.new")
-        building.unlink(missing_ok=True)
-        with sqlite3.connect(building) as fresh:
-            fresh.executescript((DATA / "customers.sql").read_text(encoding="utf-8"))
-        fresh.close()
-        building.replace(db)  # whole or not at all: a crash mid-build leaves no half database
-    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        handle, name = tempfile.mkstemp(prefix=".customers-", suffix=".db", dir=DATA)
+        os.close(handle)
+        try:
+            with sqlite3.connect(name) as fresh:
+                fresh.executescript((DATA / "customers.sql").read_text(encoding="utf-8"))
+            fresh.close()
+            os.replace(name, db)  # whole or not at all: a crash mid-build leaves no half database
+        finally:
+            Path(name).unlink(missing_ok=True)
+    connection = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
     connection.row_factory = sqlite3.Row
     return connection
 

@@ -30,7 +30,12 @@ def read(path: str) -> dict[str, object]:
     if "@" not in address:
         raise ValueError(f"{path} has no sender: an email file needs a 'From: Name <address>' header line, then a blank line and the text")
     part = message.get_body(preferencelist=("plain",))
-    body = part.get_content().strip() if part is not None else ""
+    if part is None:
+        raise ValueError(f"{path} has no plain-text part (only HTML or attachments); save it as plain text")
+    try:
+        body = str(part.get_content()).strip()
+    except (LookupError, UnicodeError) as exc:
+        raise ValueError(f"{path}: its text cannot be decoded ({exc}); save it as UTF-8") from None
     if not body:
         raise ValueError(f"{path} has no text after its headers; write the message after a blank line")
     return {"from": address.lower(), "name": name, "subject": str(message.get("Subject", "")).strip(), "body": body}

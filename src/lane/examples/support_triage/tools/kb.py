@@ -10,12 +10,17 @@ from lane import tool
 KB = Path(__file__).resolve().parent.parent / "kb"
 
 
+FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n(.*)\Z", re.S)
+
+
 def _articles() -> list[dict[str, object]]:
     articles = []
     for file in sorted(KB.glob("*.md")):
-        _, front, text = file.read_text(encoding="utf-8").split("---\n", 2)
-        meta = YAML(typ="safe").load(front)
-        articles.append({**meta, "slug": file.stem, "path": f"kb/{file.name}", "text": text.strip()})
+        found = FRONT.match(file.read_text(encoding="utf-8").replace("\r\n", "\n"))
+        meta = YAML(typ="safe").load(found.group(1)) if found else None
+        if not isinstance(meta, dict) or "title" not in meta:
+            raise ValueError(f"kb/{file.name} needs front matter between --- lines with a title, a category and keywords")
+        articles.append({**meta, "slug": file.stem, "path": f"kb/{file.name}", "text": found.group(2).strip() if found else ""})
     return articles
 
 
