@@ -68,6 +68,7 @@ def test_the_readme_commands_work_from_a_fresh_copy(tmp_path: Path) -> None:
     second = fresh_copy(tmp_path / "second")
     tests = subprocess.run(["bash", "-c", test_line], cwd=second, env=clean_env(), stdin=subprocess.DEVNULL,
                            capture_output=True, text=True, timeout=2000)
-    tail = (tests.stdout + tests.stderr)[-3000:]
-    assert tests.returncode == 0, tail
-    assert re.search(r"\d+ passed", tail) and " failed" not in tail, tail
+    tail = tests.stdout[-3000:]
+    assert tests.returncode == 0, tail + tests.stderr[-2000:]
+    summary = tail.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary) and "failed" not in summary, tail
