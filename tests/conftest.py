@@ -13,6 +13,19 @@ from typing import Any
 import pytest
 
 LANE = [sys.executable, "-m", "lane"]
+CLASSIFY_RUNBOOK = """
+    runbook: classify
+    inputs: {type: object, properties: {email: {type: string}}, required: [email]}
+    steps:
+      - id: classify
+        agent: triager
+        goal: Classify the email.
+        with: {email: "${{ inputs.email }}"}
+        output:
+          type: object
+          properties: {category: {enum: [billing, bug, other]}}
+          required: [category]
+"""  # one agent step, three categories: for tests of how a model is called
 
 
 def write_project(root: Path, files: dict[str, str]) -> Path:

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 import lane
+from conftest import CLASSIFY_RUNBOOK, on_a_terminal, write_project
 from conftest import lane as run_lane
-from conftest import on_a_terminal, write_project
 
 pytest.importorskip("pydantic_ai", reason="install lane[hosted]")
 
@@ -126,19 +126,7 @@ def make_project(root: Path, base_url: str, *, attempts: int = 3, api_key: str =
             ---
             You sort support email into categories.
         """,
-        "runbooks/classify.yaml": """
-            runbook: classify
-            inputs: {type: object, properties: {email: {type: string}}, required: [email]}
-            steps:
-              - id: classify
-                agent: triager
-                goal: Classify the email.
-                with: {email: "${{ inputs.email }}"}
-                output:
-                  type: object
-                  properties: {category: {enum: [billing, bug, other]}}
-                  required: [category]
-        """,
+        "runbooks/classify.yaml": CLASSIFY_RUNBOOK,
     })
 
 

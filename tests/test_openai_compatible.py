@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import lane
-from conftest import write_project
+from conftest import CLASSIFY_RUNBOOK, write_project
 
 pytest.importorskip("pydantic_ai", reason="install lane[hosted]")
 pytest.importorskip("llama_cpp.server.app", reason="install llama-cpp-python[server]")
@@ -76,19 +76,7 @@ def make_project(root: Path, url: str) -> Path:
             ---
             You sort support email into categories: billing, bug or other.
         """,
-        "runbooks/classify.yaml": """
-            runbook: classify
-            inputs: {type: object, properties: {email: {type: string}}, required: [email]}
-            steps:
-              - id: classify
-                agent: triager
-                goal: Classify the email.
-                with: {email: "${{ inputs.email }}"}
-                output:
-                  type: object
-                  properties: {category: {enum: [billing, bug, other]}}
-                  required: [category]
-        """,
+        "runbooks/classify.yaml": CLASSIFY_RUNBOOK,
     })
 
 

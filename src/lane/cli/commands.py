@@ -90,8 +90,8 @@ def run(project: Path, runbook: str, pairs: list[str], input_file: Path | None, 
     with errors():
         inputs = parse_inputs(pairs, input_file)
         proj = _load(project)
-        with _progress(as_json or quiet) as progress:
-            result = proj.run(runbook, inputs, on_event=progress and progress.on_event, on_stream=progress and progress.on_stream)
+        with progress(as_json or quiet) as shown:
+            result = proj.run(runbook, inputs, on_event=shown and shown.on_event, on_stream=shown and shown.on_stream)
         _finish(result, as_json)
 
 
@@ -101,21 +101,21 @@ def resume(project: Path, run_id: str, pairs: list[str], as_json: bool, quiet: b
     with errors():
         budget = parse_pairs(pairs, "--budget", json_values=False)
         proj = _load(project)
-        with _progress(as_json or quiet) as progress:
-            result = proj.resume(run_id, budget=budget, on_event=progress and progress.on_event, on_stream=progress and progress.on_stream)
+        with progress(as_json or quiet) as shown:
+            result = proj.resume(run_id, budget=budget, on_event=shown and shown.on_event, on_stream=shown and shown.on_stream)
         _finish(result, as_json)
 
 
 @contextmanager
-def _progress(off: bool) -> Iterator[RunProgress | None]:
+def progress(off: bool = False, *, label: str = "", step_lines: bool = True) -> Iterator[RunProgress | None]:
     """Live progress on a terminal; nothing at all otherwise, so piped output stays clean."""
     if off or not render.out.is_terminal or not os.isatty(1):  # FORCE_COLOR makes Rich think a pipe is a terminal
         yield None
         return
     from lane.cli.progress import RunProgress
 
-    with RunProgress(render.out) as progress:
-        yield progress
+    with RunProgress(render.out, label=label, step_lines=step_lines) as shown:
+        yield shown
 
 
 def _finish(result: Any, as_json: bool) -> NoReturn:

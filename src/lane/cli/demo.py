@@ -21,13 +21,14 @@ from rich.panel import Panel
 from rich.table import Table
 
 from lane.cli import render
-from lane.cli.commands import copy_example, errors
+from lane.cli.commands import copy_example, errors, progress
 from lane.errors import UsageError
 
 if TYPE_CHECKING:
     from lane.project import Project, Run
 
 RUNBOOK = "support-triage"
+REPLY_STYLE = {"sent": "green", "held": "yellow", "waiting": "yellow", "failed": "red"}
 Decide = Callable[["Run", dict[str, Any]], None]
 
 
@@ -106,24 +107,20 @@ class _Lead:
 
 def _one(project: Project, email: Path, lead: _Lead) -> Row:
     path = f"inbox/{email.name}"
-    run = _progress(project, email.name, lambda **watch: project.run(RUNBOOK, {"email": path}, **watch))
+    run = _watched(email.name, lambda **watch: project.run(RUNBOOK, {"email": path}, **watch))
     while run.status == "paused" and lead.decides(run):
-        run = _progress(project, email.name, run.resume)
+        run = _watched(email.name, run.resume)
     row = _row(project, email.name, run)
-    style = {"sent": "green", "held": "yellow", "waiting": "yellow", "failed": "red"}[row.reply]
+    style = REPLY_STYLE[row.reply]
     detail = f" · {escape(row.note)}" if row.note else ""
     render.out.print(f"{escape(email.name)}: {escape(row.category)} · {escape(row.customer)} · [{style}]{row.reply}[/]{detail}")
     return row
 
 
-def _progress(project: Project, label: str, start: Callable[..., Run]) -> Run:
+def _watched(label: str, start: Callable[..., Run]) -> Run:
     """Run `start` with live progress on a terminal: which email, which step, tokens."""
-    if not render.out.is_terminal or not os.isatty(1):
-        return start()
-    from lane.cli.progress import RunProgress
-
-    with RunProgress(render.out, label=label, step_lines=False) as progress:
-        return start(on_event=progress.on_event, on_stream=progress.on_stream)
+    with progress(label=label, step_lines=False) as shown:
+        return start(on_event=shown.on_event, on_stream=shown.on_stream) if shown else start()
 
 
 def _approve_all(run: Run, item: dict[str, Any]) -> None:
@@ -187,7 +184,7 @@ def _row(project: Project, email: str, run: Run) -> Row:
     classified = steps.get("classify", {}).get("output") or {}
     customer = steps.get("lookup", {}).get("output")
     send = steps.get("send", {})
-    rejected = any(c.get("decision", {}) and c["decision"].get("decision") == "rejected" for c in send.get("tool_calls", []))
+    rejected = any(c["status"] == "rejected" for c in send.get("tool_calls", []))
     if run.status == "completed":
         reply, note = "sent", ""
     elif run.status == "paused":
@@ -209,7 +206,7 @@ def _summary(project: Project, rows: list[Row], target: Path) -> None:
     table = Table("email", "run", "category", "customer", "reply", "tokens", "seconds", box=None, pad_edge=False,
                   title="support-triage over the inbox", title_justify="left", title_style="bold")
     for row in rows:
-        style = {"sent": "green", "held": "yellow", "waiting": "yellow", "failed": "red"}[row.reply]
+        style = REPLY_STYLE[row.reply]
         table.add_row(escape(row.email), row.run_id, escape(row.category), escape(row.customer), f"[{style}]{row.reply}[/]", str(row.tokens), f"{row.seconds:.1f}")
     render.out.print()
     width = render.out.width
