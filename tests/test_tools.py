@@ -586,6 +586,33 @@ def test_ctrl_c_during_a_command_kills_it_and_its_children(tmp_path: Path) -> No
     assert "Traceback" not in err and "never retrieved" not in err, err
 
 
+def test_a_command_cancelled_while_it_starts_is_stopped_with_its_children(tmp_path: Path) -> None:
+    # Ctrl-C can land after the process exists but before asyncio has connected its pipes;
+    # each round cancels one loop iteration later, so one of them hits that window.
+    import asyncio
+
+    from lane.tools.command import run_command
+
+    async def cancel_after(turns: int, pid_file: Path) -> None:
+        task = asyncio.ensure_future(run_command(
+            ["sh", "-c", f"sleep 30 & echo $! > {pid_file}; sleep 30"], cwd=tmp_path, timeout=60, max_output=1000))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done, f"cancelled after {turns} turns, the command never finished stopping"
+
+    for turns in range(12):
+        pid_file = tmp_path / f"child-{turns}.pid"
+        asyncio.run(cancel_after(turns, pid_file))
+        if pid_file.exists() and pid_file.read_text().strip():
+            child = int(pid_file.read_text())
+            deadline = time.monotonic() + 5
+            while alive(child) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not alive(child), f"cancelled after {turns} turns, the command's child outlived it"
+
+
 def test_a_command_that_leaves_a_child_behind_finishes_when_it_exits(tmp_path: Path) -> None:
     import asyncio
     import time

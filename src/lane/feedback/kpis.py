@@ -16,6 +16,7 @@ anything else a count of each value; a target compares that figure.
 from __future__ import annotations
 
 import operator
+import statistics
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -66,7 +67,6 @@ class KpiSummary:
 
 
 def summarize(name: str, values: list[Any], target: str | None = None) -> KpiSummary:
-    import statistics  # here, not at the top: imported by the engine it made the Ctrl-C test hang (cause not yet found)
 
     present = [v for v in values if v is not None]
     figure: float | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -39,19 +40,29 @@ async def run_command(
 ) -> CommandResult:
     """Run argv (no shell) in cwd; output beyond max_output bytes per stream is dropped."""
     start = time.monotonic()
+    starting = asyncio.ensure_future(asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    ))
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
+        # Shielded: cancelled while its pipes connect, asyncio kills only the leader and then waits
+        # forever for pipes it never connected (CPython 3.11). The process runs by then, so let it
+        # finish starting, and stop its whole group below.
+        proc = await asyncio.shield(starting)
     except OSError as exc:
         where = f" in {cwd}" if str(exc.filename) == str(cwd) else ""  # the working directory, not the program, is missing
         return CommandResult(None, "", f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}", time.monotonic() - start)
+    except asyncio.CancelledError:
+        with contextlib.suppress(OSError):
+            started = await starting
+            _kill_group(started.pid)
+            await started.communicate()  # read to the end: a full pipe would never report its close
+        raise
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Capped(max_output), _Capped(max_output)
     readers = asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr))
