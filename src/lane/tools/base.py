@@ -30,6 +30,14 @@ class ToolContext:
 
 
 @dataclass(frozen=True)
+class Lane:
+    """Where the calling agent may reach, beyond its tool allowlist; checked before a call runs."""
+
+    agent: str | None = None
+    paths: tuple[str, ...] = ()  # globs relative to the project root; empty: wherever the tool's own root allows
+
+
+@dataclass(frozen=True)
 class ToolMeta:
     effect: Effect
     idempotent: bool
@@ -51,6 +59,17 @@ class Tool(Protocol):
 
     def check_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """The arguments, validated; raises ToolArgsInvalid."""
+        ...
+
+    def subjects(self, args: dict[str, Any]) -> list[str]:
+        """What a rule's bare pattern (`files.write(.env)`, `shell(rm *)`) is matched against.
+
+        A file tool gives its path, a command tool one line per command it would run
+        (wrappers such as `env`, `nohup` and `sh -c` unwrapped), other tools their string arguments."""
+        ...
+
+    def out_of_lane(self, args: dict[str, Any], lane: Lane, project_dir: Path) -> str | None:
+        """Why this call would leave the agent's lane (a path outside its scope, a command not allowed), or None."""
         ...
 
     async def invoke(self, args: dict[str, Any], ctx: ToolContext) -> Any:
@@ -85,3 +104,8 @@ def tool(
         return f
 
     return mark(fn) if fn is not None else mark
+
+
+def string_arguments(args: dict[str, Any]) -> list[str]:
+    """The subjects of a tool without a path or a command: its top-level string arguments."""
+    return [v for v in args.values() if isinstance(v, str)]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lane.errors import ToolError
-from lane.tools.base import Effect, ToolArgsInvalid, ToolContext
+from lane.tools.base import Effect, Lane, ToolArgsInvalid, ToolContext
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,12 @@ class CommandTool:
         if not isinstance(more, list) or not all(isinstance(a, str) for a in more):
             raise ToolArgsInvalid("args: must be a list of strings")
         return {"args": more} if more else {}
+
+    def subjects(self, args: dict[str, Any]) -> list[str]:
+        return [" ".join(self.argv + list(args.get("args", [])))]
+
+    def out_of_lane(self, args: dict[str, Any], lane: Lane, project_dir: Path) -> str | None:
+        return None
 
     async def invoke(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         argv = self.argv + self.check_args(args).get("args", [])

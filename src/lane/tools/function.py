@@ -15,7 +15,7 @@ import docstring_parser
 from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
-from lane.tools.base import Effect, ToolArgsInvalid, ToolContext, ToolMeta
+from lane.tools.base import Effect, Lane, ToolArgsInvalid, ToolContext, ToolMeta, string_arguments
 
 
 class FunctionTool:
@@ -49,6 +49,12 @@ class FunctionTool:
         except ValidationError as exc:
             raise ToolArgsInvalid(_describe(exc)) from exc
         return {field.alias or name: getattr(model, name) for name, field in type(model).model_fields.items()}
+
+    def subjects(self, args: dict[str, Any]) -> list[str]:
+        return string_arguments(args)
+
+    def out_of_lane(self, args: dict[str, Any], lane: Lane, project_dir: Path) -> str | None:
+        return None  # a Python tool's reach is its own code's
 
     async def invoke(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         kwargs = self.check_args(args)
