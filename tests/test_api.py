@@ -17,7 +17,7 @@ def test_the_public_names_are_pinned() -> None:
     ]
     for name in lane.__all__:
         assert getattr(lane, name) is not None
-    assert sorted(lane.testing.__all__) == ["Answer", "FakeHuman", "ScriptedModel", "approve", "reject"]
+    assert sorted(lane.testing.__all__) == ["Answer", "FakeHuman", "ScriptedModel", "ScriptedWorstCase", "approve", "reject"]
 
 
 def test_errors_fall_in_three_families() -> None:

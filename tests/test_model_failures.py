@@ -378,7 +378,7 @@ def test_tool_calls_and_repairs_go_back_to_the_server_paired_by_id(tmp_path: Pat
     asked, answered = second["messages"][-2:]
     assert asked["tool_calls"][0]["function"]["name"] == "crm_find_customer"
     assert answered["role"] == "tool" and answered["tool_call_id"] == asked["tool_calls"][0]["id"]
-    assert json.loads(answered["content"]) == {"name": "Dana", "plan": "Team"}
+    assert json.loads(answered["content"]) == {"untrusted_data": {"name": "Dana", "plan": "Team"}}
     given, repair = third["messages"][-2:]
     assert given["tool_calls"][0]["function"]["name"] == "final_output"
     assert json.loads(given["tool_calls"][0]["function"]["arguments"]) == {"category": "refunds"}
@@ -398,7 +398,7 @@ def test_a_turn_asked_again_after_a_resume_shows_its_messages_once(tmp_path: Pat
     assert project.resume(run.run_id).status == "completed"
     roles = [m["role"] for m in project.show(run.run_id)["steps"][0]["messages"]]
     assert roles == ["system", "user", "assistant", "tool", "assistant"]
-    assert json.loads(provider.requests[-1]["body"]["messages"][-1]["content"]) == {"name": "Dana", "plan": "Team"}
+    assert json.loads(provider.requests[-1]["body"]["messages"][-1]["content"]) == {"untrusted_data": {"name": "Dana", "plan": "Team"}}
 
 
 def test_an_output_named_value_is_kept_as_it_is(tmp_path: Path, provider: Provider) -> None:

@@ -251,7 +251,7 @@ def test_a_raising_tool_becomes_an_error_result_the_agent_sees_and_the_run_goes_
     [execution] = call["executions"]
     assert (call["status"], execution["status"]) == ("error", "error")
     assert execution["error"] == "LookupError: no customer 7"
-    assert tool_results(model)[0]["content"] == {"error": "LookupError: no customer 7"}
+    assert tool_results(model)[0]["content"] == {"untrusted_data": {"error": "LookupError: no customer 7"}}
 
 
 def test_a_raising_tool_fails_a_tool_step_with_its_error(tmp_path: Path) -> None:
@@ -426,7 +426,7 @@ def test_an_agent_appends_arguments_and_they_arrive_literally(tmp_path: Path) ->
         {"output": "ok"},
     ])
     assert run.status == "completed"
-    assert tool_results(model)[0]["content"]["stdout"] == "$HOME|; ls|*|"
+    assert tool_results(model)[0]["content"]["untrusted_data"]["stdout"] == "$HOME|; ls|*|"
     [spec] = model.requests[0].tools
     assert spec.description == "Runs the command: printf %s|"
     assert spec.parameters["properties"]["args"] == {
@@ -516,7 +516,7 @@ def test_a_missing_executable_is_an_error_result_not_a_crash(tmp_path: Path) -> 
     assert run.status == "completed"
     [call] = view["steps"][0]["tool_calls"]
     assert call["status"] == "error"
-    error = tool_results(model)[0]["content"]["error"]
+    error = tool_results(model)[0]["content"]["untrusted_data"]["error"]
     assert "cannot start 'no-such-program-lane-test': No such file or directory" in error
 
     write_project(root, {"runbooks/work.yaml": """

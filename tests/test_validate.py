@@ -476,18 +476,21 @@ CASES = [
     ),
     pytest.param(
         [sub("lane.yaml", "{python: tools/notes.py}", "{}")],
-        ["lane.yaml:9:10: toolset 'notes' needs exactly one of python, command (it has none)"],
+        ["lane.yaml:9:10: toolset 'notes' needs exactly one of python, command, builtin, mcp, http (it has none)"],
         id="toolset-of-no-kind",
     ),
     pytest.param(
-        [sub("lane.yaml", "toolsets:", "toolsets:\n  fs: {mcp: {command: npx}}")],
-        ["lane.yaml:9:8: mcp toolsets are not available in this version of lane yet; use python or command"],
-        id="mcp-toolset-not-available",
+        [sub("lane.yaml", "toolsets:", "toolsets:\n  fs: {mcp: {command: npx, url: 'http://127.0.0.1:1/mcp'}}")],
+        ["lane.yaml:9:13: an MCP server needs `command:` (lane starts it) or `url:` (it is running), not both"],
+        id="mcp-toolset-with-command-and-url",
     ),
     pytest.param(
-        [sub("lane.yaml", "toolsets:", "rules: {deny: ['notes.publish(*)']}\ntoolsets:")],
-        ["lane.yaml:8:1: tool rules ('rules') are not available in this version of lane yet; remove the key"],
-        id="rules-not-available",
+        [sub("lane.yaml", "toolsets:", "rules: {deny: ['notes.publish(*', ok]}\ntoolsets:")],
+        [
+            "lane.yaml:8:16: unbalanced parentheses in 'notes.publish(*' ('(' is never closed): write TOOL(PATTERN)",
+            "lane.yaml:8:35: rule 'ok' names no tool of this project",
+        ],
+        id="rule-malformed",
     ),
     pytest.param(
         [sub(RB, "version: 1\n", "version: 1\nkpis: {done: {value: steps.done.status, target: most}}\n")],
@@ -591,7 +594,7 @@ def test_each_broken_project_is_reported_at_the_offending_place(tmp_path: Path, 
 
 # Several problems in several files, found in one run and listed by path, then line.
 SEVERAL = [
-    sub("lane.yaml", "  notes: {python: tools/notes.py}", "  notes: {python: tools/notes.py}\n  fs: {mcp: {command: npx}}"),
+    sub("lane.yaml", "  notes: {python: tools/notes.py}", "  notes: {python: tools/notes.py}\n  fs: {mcp: {}}"),
     sub(TRIAGER, "autonomy: guarded", "autonomy: guardd"),
     sub(RB, "steps.classify.output.category }}", "steps.clasify.output.category }}"),
     sub(RB, "human: lead", "human: boss"),
@@ -601,7 +604,7 @@ SEVERAL = [
 ]
 SEVERAL_EXPECTED = [
     f"{TRIAGER}:4:11: unknown autonomy level 'guardd' (one of observe, ask, guarded, auto)",
-    "lane.yaml:10:8: mcp toolsets are not available in this version of lane yet; use python or command",
+    "lane.yaml:10:13: an MCP server needs `command:` (lane starts it) or `url:` (it is running), not both",
     "runbooks/escalate.yaml:4:12: role 'triager' is an agent role; this needs a human role",
     f"{RB}:22:22: no earlier step 'clasify' (did you mean 'classify'?)",
     f"{RB}:25:12: role 'boss' is not in the work chart (roles in lane.yaml); roles: lead, triager, writer",

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from lane.engine.audit import audit
 from lane.engine.budgets import parse_overrides
 from lane.engine.decisions import UNSET, Decision, decide
 from lane.engine.journal import Journal
@@ -27,6 +28,7 @@ from lane.engine.state import ModelCache, RunState
 from lane.engine.timeline import timeline
 from lane.errors import UsageError
 from lane.models.base import Model
+from lane.secrets import Redactor
 from lane.spec.project import ProjectSpec, load_project
 from lane.spec.runbook import RunbookSpec
 from lane.spec.schema import schema_errors
@@ -81,9 +83,9 @@ def _guarded(callback: Callable[[T], None] | None) -> Callable[[T], None] | None
     return guarded
 
 
-def _journal(store: Store, run_id: str, events: list[Event], on_event: OnEvent | None) -> Journal:
+def _journal(store: Store, run_id: str, events: list[Event], on_event: OnEvent | None, redact: Redactor) -> Journal:
     """The run's journal, reporting each new event to `on_event`."""
-    journal = Journal(store, run_id, events)
+    journal = Journal(store, run_id, events, redact)
     report = _guarded(on_event)
     if report is not None:
         journal.listeners.append(report)
@@ -157,8 +159,8 @@ class Project:
             raise UsageError(f"the inputs do not fit runbook {runbook!r}:\n" + "\n".join(lines))
         owner = process_owner(secrets.token_hex(4))
         run_id = secrets.token_hex(6)
-        self.store.create_run(run_id, book.name, book.file.version, inputs, owner)
-        journal = _journal(self.store, run_id, [], on_event)
+        self.store.create_run(run_id, book.name, book.file.version, Redactor(self.spec.secrets)(inputs), owner)
+        journal = _journal(self.store, run_id, [], on_event, Redactor(self.spec.secrets))
         journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
         return await self._execute(run_id, book, journal, owner, on_stream)
 
@@ -181,7 +183,7 @@ class Project:
             raise UsageError(f"run {record.run_id} is of runbook {record.runbook} v{record.version}, which this project no longer has")
         owner = process_owner(secrets.token_hex(4))
         self.store.claim(record.run_id, owner)
-        journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event)
+        journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets))
         journal.record("run_resumed", previous_status=record.status)
         if overrides:
             journal.record("budget_raised", limits=overrides, scopes=_scopes(journal, overrides))
@@ -199,6 +201,8 @@ class Project:
             journal.flush(status="failed", reason=f"internal error: {exc}", release=True)
             raise
         finally:
+            with contextlib.suppress(Exception):
+                await state.toolbox.aclose()
             with contextlib.suppress(Exception):
                 await self._models.aclose()
         return Run(self, run_id, status, reason)
@@ -226,6 +230,10 @@ class Project:
         book = self.spec.runbooks.get(record.runbook)
         order = [(s.id, s.kind) for s in book.steps] if book and book.file.version == record.version else []
         return timeline(record, self.store.events(record.run_id), order)
+
+    def audit(self, run_id: str) -> list[dict[str, Any]]:
+        """Every tool call of the run in order: hashes, effect, what let it run or refused it, who decided."""
+        return audit(self.store.events(self.store.run(run_id).run_id))
 
     def pending(self, run_id: str) -> list[dict[str, Any]]:
         return list(self.show(run_id)["pending"])

@@ -87,6 +87,19 @@ def runs(project: ProjectDir = Path("."), as_json: JsonFlag = False) -> None:
 
 
 @app.command()
+def audit(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id, or a unique prefix of one.")],
+    project: ProjectDir = Path("."),
+    as_json: JsonFlag = False,
+) -> None:
+    """Every tool call of a run, in order: its arguments' and result's hashes, its effect, the rule or
+    autonomy level that let it run (or refused it), and who approved or rejected it."""
+    from lane.cli import commands
+
+    commands.audit(project, run_id, as_json)
+
+
+@app.command()
 def show(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id, or a unique prefix of one.")],
     project: ProjectDir = Path("."),

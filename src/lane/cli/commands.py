@@ -144,6 +144,15 @@ def show(project: Path, run_id: str, as_json: bool) -> None:
             render.timeline(view)
 
 
+def audit(project: Path, run_id: str, as_json: bool) -> None:
+    with errors():
+        rows = _load(project).audit(run_id)
+        if as_json:
+            emit_json(rows)
+        else:
+            render.audit(run_id, rows)
+
+
 def decide(project: Path, run_id: str, approve: bool, call: str | None, as_role: str | None, edit: str | None, result: str | None, reason: str | None) -> None:
     with errors():
         proj = _load(project)

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lane.errors import Problem
+from lane.secrets import scrub
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -24,7 +25,7 @@ STATUS_STYLE = {"completed": "green", "paused": "yellow", "stopped": "magenta", 
 
 
 def error(message: str) -> None:
-    err.print(f"[red]error:[/] {escape(message)}")
+    err.print(f"[red]error:[/] {escape(scrub(message))}")
 
 
 def problems(found: list[Problem]) -> None:
@@ -155,3 +156,24 @@ def _e(value: object) -> str:
 def _short(text: str, limit: int) -> str:
     text = text.replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def audit(run_id: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        out.print(f"run {escape(run_id)} made no tool calls")
+        return
+    table = Table(title=f"tool calls of run {escape(run_id)}", title_justify="left")
+    for column in ("call", "tool", "effect", "args", "let through / stopped by", "decided by", "outcome", "result"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        basis = row["refused_by"] or row["allowed_by"] or ""
+        decided = (f"approved by {row['approved_by']}" if row["approved_by"] else
+                   f"rejected by {row['rejected_by']}" if row["rejected_by"] else "")
+        if decided and row["edited"]:
+            decided += " (edited)"
+        outcome = row["outcome"] + (f": {row['reason']}" if row["reason"] and row["outcome"] != "ran" else "")
+        table.add_row(
+            _e(row["call_id"] or ""), _e(row["tool"] or ""), row["effect"] or "", (row["args_hash"] or "")[:12],
+            _e(basis), _e(decided), _e(outcome), (row["result_hash"] or "")[:12],
+        )
+    out.print(table)

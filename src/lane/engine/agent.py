@@ -11,17 +11,18 @@ import asyncio
 import json
 from typing import Any
 
-from lane.context.assemble import ContextTooLarge, assemble, nudge_message, repair_message
+from lane.context.assemble import ContextTooLarge, assemble, nudge_message, repair_message, tool_message
 from lane.engine.approvals import ask, decision_for
 from lane.engine.budgets import AGENT_STEP_DEFAULTS, merge
 from lane.engine.calls import CallRequest, call_tool
 from lane.engine.state import RunState, StepFailed
-from lane.errors import ModelCallFailed, ModelError, PauseRun
+from lane.errors import ModelCallFailed, ModelError, PauseRun, ToolError
 from lane.models.base import ModelRequest, ModelResponse, Settings, Task, ToolCall, ToolSpec
 from lane.models.registry import model_id
 from lane.spec.files import RetryPolicy
 from lane.spec.runbook import StepSpec
 from lane.spec.schema import schema_errors
+from lane.tools.base import Lane
 
 
 class AgentStep:
@@ -45,14 +46,16 @@ class AgentStep:
         self.rejected = 0
         self.messages: list[dict[str, Any]] = []
         self.sent = 0  # messages already journaled as sent
-        allows = state.project.allows
-        self.tools = tuple(
-            ToolSpec(t.name, t.description, t.parameters)
-            for name, t in state.project.tools.items()
-            if all(allows(patterns, name) for _, patterns in self.allowlists)
-        )
+        self.lane = Lane(self.agent.name, tuple(self.agent.file.paths))
+        self.rulesets = (("lane.yaml", state.project.rules), (f"agents/{self.agent.name}.md", self.agent.rules))
+        self.tools: tuple[ToolSpec, ...] = ()
 
     async def run(self) -> Any:
+        try:
+            tools = await self.state.toolbox.allowed(self.allowlists)
+        except ToolError as exc:  # an MCP server that cannot start
+            raise StepFailed(str(exc)) from exc
+        self.tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in tools)
         self.messages = self.context()
         self.sent = len(self.messages)
         self.task = self.recorded_task()
@@ -141,10 +144,11 @@ class AgentStep:
             self.calls += 1
             request = CallRequest(
                 self.step, f"{self.step.id}:{self.calls}", call.name, call.args, self.agent.file.autonomy,
-                self.allowlists, self.state.approver_roles(self.step), self.limits,
+                self.allowlists, self.state.approver_roles(self.step), self.limits, self.lane, self.rulesets,
             )
             outcome = await call_tool(self.state, request)
-            self.messages.append({"role": "tool", "call_id": request.call_id, "name": call.name, "content": outcome.result})
+            # What the tool returned is outside data; lane's own word (refused, rejected, proposed) is not.
+            self.messages.append(tool_message(request.call_id, call.name, outcome.result, untrusted=outcome.ran))
 
     def take_handoff(self, response: ModelResponse) -> tuple[bool, Any]:
         if self.schema is None:

@@ -39,6 +39,8 @@ class Counts:
     tool_calls: int = 0
     steps: int = 0
     tokens: int = 0
+    cost_usd: float = 0.0
+    approvals: int = 0
     last_call: str | None = None
     repeats: int = 0
 
@@ -68,6 +70,9 @@ class Meter:
             tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
             self.run.tokens += tokens
             step.tokens += tokens
+            cost = float(usage.get("cost_usd") or 0.0)
+            self.run.cost_usd += cost
+            step.cost_usd += cost
             step.steps += 1
             model = str(event.data.get("model"))
             self.model_calls[model] = self.model_calls.get(model, 0) + 1
@@ -77,6 +82,8 @@ class Meter:
             step.tool_calls += 1
             step.repeats = step.repeats + 1 if step.last_call == signature else 1
             step.last_call = signature
+        elif event.type == "approval_requested" and event.data.get("kind") == "tool_call":
+            self.run.approvals += 1
         elif event.type == "budget_raised":
             for key, value in event.data.get("limits", {}).items():
                 self.overrides.setdefault(event.data.get("scopes", {}).get(key, RUN), {})[key] = value
@@ -102,7 +109,14 @@ class Meter:
         _over("tokens", self.run.tokens, run_limits.tokens, RUN)
         _over("tokens", step.tokens, step_limits.tokens, step_id)
         _over("steps", step.steps, step_limits.steps, step_id, what="model turns")
+        _over("cost_usd", self.run.cost_usd, run_limits.cost_usd, RUN, what="USD")
+        _over("cost_usd", step.cost_usd, step_limits.cost_usd, step_id, what="USD")
         self._check_time(step_id, run_limits, step_limits)
+
+    def check_approval(self, run_limits: Budget) -> None:
+        """Before a call asks a person: a run may keep only so many calls waiting for approval."""
+        limit = self.limits(run_limits, RUN).approvals
+        _over("approvals", self.run.approvals, limit, RUN, what="calls sent for approval")
 
     def check_tool_call(self, step_id: str, signature: str, run_limits: Budget, step_limits: Budget) -> None:
         step = self.steps.setdefault(step_id, Counts())
@@ -133,9 +147,9 @@ class Meter:
                 raise StopRun(_message("wall_seconds", step_limits.wall_seconds, step_id), key="wall_seconds", scope=step_id)
 
 
-def _over(key: str, used: int, limit: int | None, scope: str, *, what: str | None = None) -> None:
+def _over(key: str, used: float, limit: float | None, scope: str, *, what: str | None = None) -> None:
     if limit is not None and used >= limit:
-        raise StopRun(_message(key, limit, scope, f": {used} {what or key.replace('_', ' ')} used"), key=key, scope=scope)
+        raise StopRun(_message(key, limit, scope, f": {used:g} {what or key.replace('_', ' ')} used"), key=key, scope=scope)
 
 
 def _message(key: str, limit: float, scope: str, used: str = "") -> str:
@@ -155,7 +169,7 @@ def parse_overrides(pairs: dict[str, Any]) -> dict[str, float]:
             raise ValueError(f"budget {key} must be a number, not {value!r}") from None
         if not math.isfinite(number) or number < 0 or number > 1e15:
             raise ValueError(f"budget {key} must be a number from 0 to 10^15, not {value!r}")
-        out[key] = int(number) if key != "wall_seconds" else number
+        out[key] = number if key in ("wall_seconds", "cost_usd") else int(number)
     try:
         Budget.model_validate(out)
     except ValidationError as exc:

@@ -15,18 +15,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from lane.engine.approvals import args_hash, ask, decision_for
-from lane.engine.autonomy import gate
-from lane.engine.state import RunState
+from lane.engine.autonomy import Gate, gate
+from lane.engine.rules import RuleSet, Verdict, evaluate
+from lane.engine.state import RunState, StepFailed
+from lane.errors import ToolError
 from lane.spec.files import Budget
 from lane.spec.runbook import StepSpec
 from lane.store.records import Event
-from lane.tools.base import Tool, ToolArgsInvalid, ToolContext
+from lane.tools.base import Lane, Tool, ToolArgsInvalid, ToolContext
 
 
 @dataclass(frozen=True)
 class CallOutcome:
     status: str  # ok | error | refused | proposed | rejected
     result: Any  # what the agent sees, or the tool step's output
+    ran: bool = False  # the result came from the tool (outside data), not from lane
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class CallRequest:
     allowlists: tuple[tuple[str, list[str]], ...]  # (whose, patterns): the call must match every one
     roles: list[str]  # who may approve it
     limits: Budget  # the step's budget
+    lane: Lane = Lane()  # the paths its agent may reach
+    rulesets: tuple[tuple[str, RuleSet], ...] = ()  # (where they are written, rules): deny -> ask -> allow
 
 
 # What was decided about a call without running it, and the outcome the agent sees.
@@ -48,18 +53,20 @@ SETTLED = {"tool_call_refused": "refused", "tool_call_invalid": "error", "tool_c
 async def call_tool(state: RunState, req: CallRequest) -> CallOutcome:
     """The call's outcome. Once requested, a call is judged on what was recorded, never again."""
     journal, step_id = state.journal, req.step.id
-    requested = journal.find("tool_call_requested", step_id, req.call_id) or _request(state, req)
+    requested = journal.find("tool_call_requested", step_id, req.call_id) or await _request(state, req)
     for type_, status in SETTLED.items():
         settled = journal.find(type_, step_id, req.call_id)
         if settled is not None:
             return CallOutcome(status, settled.data["result"])
-    tool = state.project.tools.get(requested.data["tool"])
+    tool = await _tool(state, requested.data["tool"])
     if tool is None:  # the project changed under a paused run
-        refused = journal.record("tool_call_refused", step_id, req.call_id, reason="the tool is no longer in the project",
+        refused = journal.record("tool_call_refused", step_id, req.call_id, reason="the tool is no longer in the project", basis="no such tool",
                                  result={"error": f"refused: there is no tool '{req.tool}' any more"})
         return CallOutcome("refused", refused.data["result"])
     args = requested.data["args"]
-    if gate(requested.data["level"], requested.data["effect"]) == "approve":
+    gated = journal.find("tool_call_gated", step_id, req.call_id)
+    verdict = gated.data["gate"] if gated is not None else gate(requested.data["level"], requested.data["effect"])
+    if verdict == "approve":
         decision = _approval(state, req, requested, tool)
         if decision.data["decision"] == "rejected":
             return CallOutcome("rejected", {"rejected": True, "reason": decision.data.get("reason") or "rejected by a person"})
@@ -68,10 +75,17 @@ async def call_tool(state: RunState, req: CallRequest) -> CallOutcome:
     return await _execute(state, req, tool, copy.deepcopy(args))
 
 
-def _request(state: RunState, req: CallRequest) -> Event:
-    """Record the call and, once and for all, whether it is refused, invalid or only proposed."""
+async def _tool(state: RunState, name: str) -> Tool | None:
+    try:
+        return await state.toolbox.get(name)
+    except ToolError as exc:  # an MCP server that cannot start
+        raise StepFailed(str(exc)) from exc
+
+
+async def _request(state: RunState, req: CallRequest) -> Event:
+    """Record the call and, once and for all, whether it is refused, invalid, proposed, or how it is gated."""
     journal, step_id = state.journal, req.step.id
-    tool = state.project.tools.get(req.tool)
+    tool = await _tool(state, req.tool)
     digest = args_hash(req.tool, req.args)
     state.meter.check_tool_call(step_id, f"{req.tool}:{digest}", state.run_limits, req.limits)
     requested = journal.record(
@@ -80,17 +94,48 @@ def _request(state: RunState, req: CallRequest) -> Event:
     )
     refusal = _refusal(req, tool, state)
     if refusal is not None or tool is None:
-        journal.record("tool_call_refused", step_id, req.call_id, reason=refusal, result={"error": f"refused: {refusal}"})
+        _refuse(state, req, refusal or "", "allowlist" if tool else "no such tool")
         return requested
     try:
         tool.check_args(req.args)
     except ToolArgsInvalid as exc:
         journal.record("tool_call_invalid", step_id, req.call_id, reason=str(exc), result={"error": f"invalid arguments for {req.tool}: {exc}"})
         return requested
-    if gate(req.level, tool.effect) == "propose":
+    try:
+        outside = tool.out_of_lane(req.args, req.lane, state.project.root)
+    except Exception as exc:  # a check that cannot be made fails closed
+        outside = f"the call could not be checked against the lane: {exc}"
+    if outside is not None:
+        _refuse(state, req, outside, f"lane of {req.lane.agent}" if req.lane.agent else "lane")
+        return requested
+    verdict = evaluate(req.tool, req.args, lambda: tool.subjects(req.args), req.rulesets)
+    if verdict.action == "deny":
+        _refuse(state, req, verdict.reason, verdict.rule or "rules")
+        return requested
+    how, basis = _gate(req.level, tool.effect, verdict)
+    journal.record("tool_call_gated", step_id, req.call_id, gate=how, basis=basis)
+    if how == "propose":
         note = f"autonomy '{req.level}': the call was recorded as a proposal and not run"
         journal.record("tool_call_proposed", step_id, req.call_id, result={"proposed": True, "note": note})
     return requested
+
+
+def _gate(level: str, effect: str, verdict: Verdict) -> tuple[Gate, str]:
+    """What happens to a call that passed its lane: the rules first, then the autonomy level."""
+    if level == "observe" and effect != "read" and verdict.action is not None:
+        return "propose", f"autonomy observe: {effect} calls are only proposed, whatever the rules ({verdict.rule})"
+    if verdict.action == "ask":
+        return "approve", verdict.rule or "rules"
+    if verdict.action == "allow":
+        return "run", verdict.rule or "rules"
+    how = gate(level, effect)
+    says = {"run": "runs", "approve": "waits for a person", "propose": "is only proposed"}[how]
+    article = "an" if effect[0] in "aeiou" else "a"
+    return how, f"autonomy {level}: {article} {effect} call {says}"
+
+
+def _refuse(state: RunState, req: CallRequest, reason: str, basis: str) -> None:
+    state.journal.record("tool_call_refused", req.step.id, req.call_id, reason=reason, basis=basis, result={"error": f"refused: {reason}"})
 
 
 def _refusal(req: CallRequest, tool: Tool | None, state: RunState) -> str | None:
@@ -113,6 +158,8 @@ def _approval(state: RunState, req: CallRequest, requested: Event, tool: Tool) -
         journal.record("approval_refused", req.step.id, req.call_id, decision_seq=decision.seq, reason="made for other arguments")
         decision = None
     if decision is None:
+        if journal.find("approval_requested", req.step.id, req.call_id) is None:
+            state.meter.check_approval(state.run_limits)
         raise ask(
             journal, req.step.id, req.call_id, "tool_call",
             question=f"run {req.tool} ({tool.effect}) with {_brief(req.args)}?", roles=req.roles,
@@ -135,7 +182,7 @@ async def _execute(state: RunState, req: CallRequest, tool: Tool, args: dict[str
     key = idempotency_key(state.run_id, req.step.id, req.call_id)
     journal.record("tool_started", req.step.id, req.call_id, attempt=len(starts) + 1, idempotency_key=key)
     journal.flush()
-    ctx = ToolContext(state.run_id, req.step.id, req.call_id, key, state.project.root)
+    ctx = ToolContext(state.run_id, req.step.id, req.call_id, key, state.project.root, req.lane)
     began = time.perf_counter()
     try:
         result, error = await tool.invoke(args, ctx), None
@@ -172,8 +219,8 @@ def _in_doubt(state: RunState, req: CallRequest, tool: Tool, last_start: Event) 
 
 def _outcome(finished: Event) -> CallOutcome:
     if finished.data["status"] == "ok":
-        return CallOutcome("ok", finished.data.get("result"))
-    return CallOutcome("error", {"error": finished.data.get("error")})
+        return CallOutcome("ok", finished.data.get("result"), ran=True)
+    return CallOutcome("error", {"error": finished.data.get("error")}, ran=True)
 
 
 def _brief(args: dict[str, Any], limit: int = 200) -> str:

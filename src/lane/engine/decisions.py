@@ -14,6 +14,7 @@ from typing import Any
 
 from lane.engine.approvals import open_requests
 from lane.errors import DecisionError
+from lane.secrets import Redactor
 from lane.spec.project import ProjectSpec
 from lane.spec.schema import schema_errors
 from lane.store.records import FINISHED, Event, RunRecord, now
@@ -64,6 +65,7 @@ def decide(
                 raise DecisionError("a rejection needs a reason: --reason TEXT")
             data["reason"] = reason
         _check_extras(project, request, approve, edit, result, data)
+        data = Redactor(project.secrets)(data)  # a secret typed into an edit is not stored either
         return [Event(events[-1].seq + 1 if events else 1, "decision", request.step_id, request.ref, now(), data)]
 
     # Checked and written under one write lock: no resume or other decision can slip in between.

@@ -8,6 +8,7 @@ steps against it: anything recorded is reused, never done again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from lane.store.records import Event, now
@@ -18,8 +19,10 @@ class EventStore(Protocol):
 
 
 class Journal:
-    def __init__(self, store: EventStore, run_id: str, events: list[Event] | None = None) -> None:
+    def __init__(self, store: EventStore, run_id: str, events: list[Event] | None = None,
+                 redact: Callable[[Any], Any] | None = None) -> None:
         self.store = store
+        self.redact = redact or (lambda data: data)  # secrets never reach the store, nor the engine's memory of it
         self.run_id = run_id
         self.events: list[Event] = []
         self._pending: list[Event] = []
@@ -33,7 +36,7 @@ class Journal:
         return self.events[-1].seq + 1 if self.events else 1
 
     def record(self, type_: str, step_id: str | None = None, ref: str | None = None, **data: Any) -> Event:
-        event = Event(self.next_seq, type_, step_id, ref, now(), data)
+        event = Event(self.next_seq, type_, step_id, ref, now(), self.redact(data))
         self._add(event)
         self._pending.append(event)
         for listener in self.listeners:
@@ -48,6 +51,7 @@ class Journal:
         """Commit everything recorded since the last flush (and the run's status)."""
         if not self._pending and status is None:
             return
+        reason = self.redact(reason) if reason is not None else None
         self.store.append(self.run_id, self._pending, status=status, reason=reason, release=release)
         self._pending = []
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from lane.engine.budgets import RUN_DEFAULTS, Meter, merge
 from lane.engine.journal import Journal
+from lane.engine.toolbox import Toolbox
 from lane.models.base import Model
 from lane.models.registry import load_model, model_id
 from lane.spec.files import Budget, ModelSpec
@@ -59,8 +60,10 @@ class RunState:
     meter: Meter = field(default_factory=Meter)
     on_stream: Callable[[str], None] | None = None
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    toolbox: Toolbox = field(init=False)
 
     def __post_init__(self) -> None:
+        self.toolbox = Toolbox(self.project)
         self.run_limits: Budget = merge(RUN_DEFAULTS, self.project.config.budgets, self.book.file.budgets)
         for event in self.journal.events:
             self.meter.observe(event)

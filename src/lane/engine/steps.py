@@ -18,7 +18,8 @@ async def run_tool_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str,
     if not isinstance(args, dict):
         raise StepFailed(f"the args of step {step.id} must evaluate to a mapping, not {type(args).__name__}")
     level = step.step.autonomy or state.book.file.autonomy
-    request = CallRequest(step, f"{step.id}:1", step.step.tool or "", args, level, (), state.approver_roles(step), Budget())
+    request = CallRequest(step, f"{step.id}:1", step.step.tool or "", args, level, (), state.approver_roles(step), Budget(),
+                          rulesets=(("lane.yaml", state.project.rules),))
     outcome = await call_tool(state, request)
     if outcome.status != "ok":
         result = outcome.result if isinstance(outcome.result, dict) else {"error": outcome.result}

@@ -117,8 +117,10 @@ def _tool_event(call: dict[str, Any], event: Event) -> None:
     data, kind = event.data, event.type
     if kind == "tool_call_requested":
         call.update(tool=data.get("tool"), args=data.get("args"), args_hash=data.get("args_hash"), effect=data.get("effect"), level=data.get("level"), requested_at=event.at)
+    elif kind == "tool_call_gated":
+        call["basis"] = data.get("basis")
     elif kind == "tool_call_refused":
-        call.update(status="refused", reason=data.get("reason"))
+        call.update(status="refused", reason=data.get("reason"), basis=data.get("basis") or "allowlist")
     elif kind == "tool_call_invalid":
         call.update(status="invalid", reason=data.get("reason"))
     elif kind == "tool_call_proposed":
@@ -142,7 +144,7 @@ def _call(step: dict[str, Any], calls: dict[str, dict[str, Any]], event: Event) 
     if call is None:
         call = calls[key] = {
             "call_id": event.ref, "tool": None, "args": None, "effect": None, "status": "requested",
-            "decision": None, "executions": [],
+            "basis": None, "decision": None, "executions": [],
         }
         step["tool_calls"].append(call)
     return call

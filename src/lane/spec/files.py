@@ -33,6 +33,8 @@ class Budget(Strict):
     tokens: int | None = Field(default=None, ge=1)
     wall_seconds: float | None = Field(default=None, gt=0)
     repeats: int | None = Field(default=None, ge=2)
+    cost_usd: float | None = Field(default=None, ge=0)
+    approvals: int | None = Field(default=None, ge=0)  # calls that may wait for a person's approval
 
 
 class RetryPolicy(Strict):
@@ -85,19 +87,52 @@ class Role(Strict):
     description: str = ""
 
 
+class McpSpec(Strict):
+    """An MCP server: a command lane starts (stdio), or a URL (streamable HTTP)."""
+
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = {}
+
+
+class HttpSpec(Strict):
+    """One HTTP endpoint as a tool: `{name}` in the URL and `env:NAME` in headers are filled at call time."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str
+    headers: dict[str, str] = {}
+    query: list[str] = []
+    body: Literal["json", "none"] | None = None
+    parameters: dict[str, Any] | None = None
+
+
 class Toolset(Strict):
     python: str | None = None
     command: list[str] | None = None
-    builtin: str | None = None
-    mcp: dict[str, Any] | None = None
-    http: dict[str, Any] | None = None
+    builtin: Literal["files"] | None = None
+    mcp: McpSpec | None = None
+    http: HttpSpec | None = None
     description: str | None = None
     effect: Effect | None = None
+    effects: dict[str, Effect] = {}  # MCP: a tool's effect by name, over what the server's annotations say
     idempotent: bool | None = None
     cwd: str | None = None
+    root: str | None = None  # builtin files: the folder the tools may reach
+    prefixes: list[list[str]] | None = None  # command tools: the argv prefixes the whole command must start with
     timeout: float = Field(default=60.0, gt=0)
     max_output: int = Field(default=65536, ge=1)
     extra_args: bool = False
+
+
+class Rules(Strict):
+    """deny -> ask -> allow: `TOOL` or `TOOL(PATTERN)`, as in "files.write(.env)" or "outbox.send(to=*@x.example)"."""
+
+    deny: list[str] = []
+    ask: list[str] = []
+    allow: list[str] = []
 
 
 class LaneFile(Strict):
@@ -106,7 +141,9 @@ class LaneFile(Strict):
     models: dict[str, ModelEntry] = {}
     roles: dict[str, Role]
     toolsets: dict[str, Toolset] = {}
+    rules: Rules = Rules()
     budgets: Budget = Budget()
+    secrets: list[str] = []  # env:NAME; every env: reference in the project counts too
     retry: RetryPolicy = RetryPolicy()
     store: str = "sqlite:///.lane/lane.db"
 
@@ -129,6 +166,8 @@ class AgentFile(Strict):
     settings: ModelSettings = ModelSettings()
     autonomy: Autonomy = "ask"
     tools: list[str] = []
+    rules: Rules = Rules()
+    paths: list[str] = []  # the files its file tools may reach: globs relative to the project root
     context: ContextPlan = ContextPlan()
     budget: Budget = Budget()
     repairs: int = Field(default=2, ge=0)
@@ -203,9 +242,7 @@ class RunbookFile(Strict):
 
 # Keys that DESIGN.md names for features this version does not have yet:
 # refused with a message that says so, rather than silently ignored.
-LATER_KEYS: dict[type[BaseModel], dict[str, str]] = {
-    LaneFile: {"rules": "tool rules", "secrets": "secret references"},
-}
+LATER_KEYS: dict[type[BaseModel], dict[str, str]] = {}
 
 
 def check_model(model: type[Strict], source: Source, loc: Loc = ()) -> tuple[Any, list[Problem]]:

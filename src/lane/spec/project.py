@@ -9,20 +9,26 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from lane.engine.rules import RuleSet
 from lane.errors import Problem, ProjectInvalid, UsageError
 from lane.models.registry import HOSTED, PROVIDERS, model_id, provider_of
-from lane.spec.files import AgentFile, LaneFile, ModelSpec, RunbookFile, Toolset, check_model
+from lane.secrets import remember
+from lane.spec.files import AgentFile, LaneFile, ModelSpec, Rules, RunbookFile, check_model
 from lane.spec.runbook import RunbookSpec, check_runbook
 from lane.spec.script import check_script
 from lane.spec.source import Loc, Source, read_front_matter, read_yaml
+from lane.spec.toolsets import load_toolsets
 from lane.store.url import parse_store_url
 from lane.tools.base import Tool
-from lane.tools.command import CommandTool
-from lane.tools.function import load_module
+
+if TYPE_CHECKING:
+    from lane.tools.mcp import McpServerConfig
+
+ENV_REFERENCE = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass
@@ -30,6 +36,7 @@ class AgentSpec:
     file: AgentFile
     direction: str  # the Markdown body
     source: Source
+    rules: RuleSet = field(default_factory=RuleSet)
 
     @property
     def name(self) -> str:
@@ -46,6 +53,9 @@ class ProjectSpec:
     runbooks: dict[str, RunbookSpec] = field(default_factory=dict)
     provided_models: frozenset[str] = frozenset()  # ids served by model objects given in Python
     unloaded: set[str] = field(default_factory=set)  # toolsets with a problem (reported on the toolset)
+    mcp: dict[str, McpServerConfig] = field(default_factory=dict)  # MCP servers, listed when a run needs them
+    rules: RuleSet = field(default_factory=RuleSet)
+    secrets: frozenset[str] = frozenset()  # names of environment variables whose values are never stored
 
     @property
     def human_roles(self) -> list[str]:
@@ -74,8 +84,9 @@ class ProjectSpec:
         return any(fnmatch.fnmatchcase(tool, pattern) for pattern in allowlist)
 
     def unloaded_tool(self, name: str) -> bool:
-        """Whether `name` (a tool or pattern) is in a toolset that did not load: not a problem of its own."""
-        return name.partition(".")[0] in self.unloaded
+        """Whether `name` (a tool or pattern) is in a toolset that did not load or is listed only when it runs (MCP)."""
+        toolset = name.partition(".")[0]
+        return toolset in self.unloaded or toolset in self.mcp or any(fnmatch.fnmatchcase(t, toolset) for t in self.mcp)
 
     def check_role(self, name: str, source: Source, loc: Loc, *, kind: str | None = None) -> list[Problem]:
         role = self.config.roles.get(name)
@@ -97,6 +108,7 @@ def load_project(root: Path, *, provided_models: frozenset[str] = frozenset()) -
     spec, problems = check_project(root, provided_models=provided_models)
     if problems or spec is None:
         raise ProjectInvalid(problems)
+    remember(spec.secrets)
     return spec
 
 
@@ -117,10 +129,43 @@ def check_project(root: Path, *, provided_models: frozenset[str] = frozenset()) 
                                   "a person approves gated calls and fixes handoffs the agents cannot", key=True))
     problems += _check_models(project)
     problems += _check_store(project)
-    problems += _load_toolsets(project)
+    problems += load_toolsets(project)
+    project.rules, found = _check_rules(project, config.rules, source, ("rules",))
+    problems += found
+    project.secrets, found = _secret_names(project)
+    problems += found
     problems += _load_agents(project)
     problems += _load_runbooks(project)
     return project, problems
+
+
+def _check_rules(project: ProjectSpec, rules: Rules, source: Source, loc: Loc) -> tuple[RuleSet, list[Problem]]:
+    ruleset, found = RuleSet.parse(deny=rules.deny, ask=rules.ask, allow=rules.allow)
+    problems = [source.at((*loc, kind, index), message) for kind, index, message in found]
+    for kind in ("deny", "ask", "allow"):
+        for rule in getattr(ruleset, kind):
+            if any(project.allows([rule.tool], t) for t in project.tools) or project.unloaded_tool(rule.tool):
+                continue
+            near = difflib.get_close_matches(rule.tool, list(project.tools), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            index = getattr(rules, kind).index(rule.text)
+            problems.append(source.at((*loc, kind, index), f"rule '{rule.text}' names no tool of this project{hint}"))
+    return ruleset, problems
+
+
+def _secret_names(project: ProjectSpec) -> tuple[frozenset[str], list[Problem]]:
+    """`secrets:` and every `env:NAME` anywhere in lane.yaml or an agent file: their values are redacted."""
+    problems: list[Problem] = []
+    names: set[str] = set()
+    for i, ref in enumerate(project.config.secrets):
+        match = ENV_REFERENCE.fullmatch(ref)
+        if match is None:
+            problems.append(project.source.at(("secrets", i), f"a secret is named as env:NAME (an environment variable), not {ref!r}"))
+        else:
+            names.add(match.group(1))
+    for path in [project.root / "lane.yaml", *sorted((project.root / "agents").glob("*.md"))]:
+        names.update(ENV_REFERENCE.findall(path.read_text(encoding="utf-8", errors="replace")))
+    return frozenset(names), problems
 
 
 def _check_store(project: ProjectSpec) -> list[Problem]:
@@ -181,76 +226,6 @@ def _check_provider(provider: str, source: Source, loc: Loc) -> list[Problem]:
     return [source.at(loc, f"unknown model provider '{provider}'{hint}; providers: {', '.join(PROVIDERS)}, or an alias under models:")]
 
 
-def _load_toolsets(project: ProjectSpec) -> list[Problem]:
-    problems: list[Problem] = []
-    for name, ts in project.config.toolsets.items():
-        problems += _load_toolset(project, name, ts)
-        if not any(t == name or t.startswith(f"{name}.") for t in project.tools):
-            project.unloaded.add(name)
-    return problems
-
-
-def _load_toolset(project: ProjectSpec, name: str, ts: Toolset) -> list[Problem]:
-    source, loc = project.source, ("toolsets", name)
-    kinds = [k for k in ("python", "command", "builtin", "mcp", "http") if getattr(ts, k) is not None]
-    if len(kinds) != 1:
-        return [source.at(loc, f"toolset '{name}' needs exactly one of python, command (it has {' and '.join(kinds) or 'none'})")]
-    kind = kinds[0]
-    if kind in ("builtin", "mcp", "http"):
-        return [source.at((*loc, kind), f"{kind} toolsets are not available in this version of lane yet; use python or command", key=True)]
-    if kind == "python":
-        problems = _load_python(project, name, ts.python or "", (*loc, "python"))
-        for key in ("effect", "idempotent"):
-            if getattr(ts, key) is not None:
-                problems.append(source.at((*loc, key), f"'{key}' of a Python tool is declared on each function: @tool({key}=...)", key=True))
-        return problems
-    if not ts.command:
-        return [source.at((*loc, "command"), "a command tool needs an argv list such as [pytest, -q]")]
-    project.tools[name] = CommandTool(
-        name,
-        [str(a) for a in ts.command],
-        effect=ts.effect or "external",
-        idempotent=bool(ts.idempotent),
-        cwd=project.root / (ts.cwd or "."),
-        timeout=ts.timeout,
-        max_output=ts.max_output,
-        extra_args=ts.extra_args,
-        description=ts.description,
-    )
-    return []
-
-
-def _load_python(project: ProjectSpec, name: str, file: str, loc: Loc) -> list[Problem]:
-    path = project.root / file
-    if not path.is_file():
-        return [project.source.at(loc, f"no file {file}")]
-    try:
-        tools = load_module(path, name)
-    except ImportError as exc:
-        return [_import_problem(project, file, path, name, exc)]
-    except TypeError as exc:
-        return [project.source.at(loc, f"{file} cannot be loaded: {exc}")]
-    if not tools:
-        return [project.source.at(loc, f"{file} has no @tool functions (from lane import tool)")]
-    project.tools.update((t.name, t) for t in tools)
-    return []
-
-
-def _import_problem(project: ProjectSpec, file: str, path: Path, toolset: str, exc: ImportError) -> Problem:
-    """An error raised by importing a tools module, at the line of that module where it happened."""
-    cause, line, col = exc.__cause__, 1, 1
-    if isinstance(cause, SyntaxError) and cause.lineno:
-        line, col = cause.lineno, cause.offset or 1
-        exc = ImportError(f"SyntaxError: {cause.msg}")
-    elif cause is not None:
-        frames = [f for f in traceback.extract_tb(cause.__traceback__) if Path(f.filename).resolve() == path.resolve()]
-        if frames:
-            line, col = frames[-1].lineno or 1, (frames[-1].colno or 0) + 1
-    real = path.resolve()
-    shown = real.relative_to(project.root).as_posix() if real.is_relative_to(project.root) else file
-    return Problem(shown, line, col, f"toolset '{toolset}' cannot be loaded: {exc}")
-
-
 def _load_agents(project: ProjectSpec) -> list[Problem]:
     problems: list[Problem] = []
     files = sorted((project.root / "agents").glob("*.md"))
@@ -269,7 +244,9 @@ def _load_agents(project: ProjectSpec) -> list[Problem]:
         else:
             problems += project.check_role(agent.name, source, ("name",), kind="agent")
         problems += _check_agent(project, agent, source)
-        project.agents[agent.name] = AgentSpec(agent, source.body, source)
+        rules, found = _check_rules(project, agent.rules, source, ("rules",))
+        problems += found
+        project.agents[agent.name] = AgentSpec(agent, source.body, source, rules)
     for name, role in project.config.roles.items():
         if role.kind == "agent" and name not in project.agents and not (project.root / "agents" / f"{name}.md").exists():
             problems.append(project.source.at(("roles", name), f"agent role '{name}' has no file agents/{name}.md", key=True))

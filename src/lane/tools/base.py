@@ -13,6 +13,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
+class Lane:
+    """Where the calling agent may reach, beyond its tool allowlist; checked before a call runs."""
+
+    agent: str | None = None
+    paths: tuple[str, ...] = ()  # globs relative to the project root; empty: wherever the tool's own root allows
+
+
+@dataclass(frozen=True)
 class ToolContext:
     """What a tool knows about the call it serves.
 
@@ -27,14 +35,7 @@ class ToolContext:
     call_id: str
     idempotency_key: str
     project_dir: Path
-
-
-@dataclass(frozen=True)
-class Lane:
-    """Where the calling agent may reach, beyond its tool allowlist; checked before a call runs."""
-
-    agent: str | None = None
-    paths: tuple[str, ...] = ()  # globs relative to the project root; empty: wherever the tool's own root allows
+    lane: Lane = Lane()  # the calling agent's lane, checked before the call; tools that reach files check it again
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lane.errors import ToolError
+from lane.tools.argv import Unanalysable, commands, has_prefix, line
 from lane.tools.base import Effect, Lane, ToolArgsInvalid, ToolContext
 
 
@@ -139,6 +140,7 @@ class CommandTool:
         max_output: int,
         extra_args: bool,
         description: str | None,
+        prefixes: list[list[str]] | None = None,
     ) -> None:
         self.name = name
         self.argv = argv
@@ -148,7 +150,10 @@ class CommandTool:
         self.timeout = timeout
         self.max_output = max_output
         self.extra_args = extra_args
-        self.description = description or f"Runs the command: {' '.join(argv)}"
+        self.prefixes = prefixes
+        shown = " ".join(argv) or "(the argv you give in args)"
+        allowed = f" (commands starting with: {'; '.join(' '.join(p) for p in prefixes)})" if prefixes else ""
+        self.description = description or f"Runs the command: {shown}{allowed}"
         props = {"args": {"type": "array", "items": {"type": "string"}, "description": "arguments appended to the command"}}
         self.parameters: dict[str, Any] = {
             "type": "object",
@@ -168,13 +173,30 @@ class CommandTool:
         return {"args": more} if more else {}
 
     def subjects(self, args: dict[str, Any]) -> list[str]:
-        return [" ".join(self.argv + list(args.get("args", [])))]
+        """One line per command the argv would run, wrappers (env, nohup, sh -c...) unwrapped; raises Unanalysable."""
+        return [line(c) for c in commands(self._argv(args))]
 
     def out_of_lane(self, args: dict[str, Any], lane: Lane, project_dir: Path) -> str | None:
+        if self.prefixes is None:
+            return None
+        try:
+            found = commands(self._argv(args))
+        except Unanalysable as exc:
+            return f"the command cannot be checked against {self.name}'s prefixes: {exc}"
+        for command in found or [[]]:
+            if not has_prefix(command, self.prefixes):
+                allowed = "; ".join(" ".join(p) for p in self.prefixes)
+                return f"'{line(command)}' does not start with an allowed prefix of {self.name} ({allowed})"
         return None
+
+    def _argv(self, args: dict[str, Any]) -> list[str]:
+        more = args.get("args", [])
+        return self.argv + [str(a) for a in more] if isinstance(more, list) else self.argv
 
     async def invoke(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         argv = self.argv + self.check_args(args).get("args", [])
+        if not argv:
+            raise ToolError(f"{self.name}: no command given; pass it in args")
         env = {
             "LANE_RUN_ID": ctx.run_id,
             "LANE_STEP_ID": ctx.step_id,
