@@ -166,3 +166,35 @@ def test_budget_values_lane_cannot_use_are_refused_before_anything_is_recorded(t
                 run.resume(budget=bad)
         assert len(project.store.events(run.run_id)) == before
         assert project.get(run.run_id).status == "stopped"
+
+
+def test_a_cost_budget_stops_the_run_and_a_raise_lets_it_finish(tmp_path: Path) -> None:
+    turns = "".join(f"- tool_calls: [{{name: t.poll, args: {{n: {i}}}}}]\n  usage: {{input_tokens: 10, output_tokens: 5, cost_usd: 0.25}}\n"
+                    for i in range(4)) + "- output: {polls: 4}\n"
+    root = write_project(tmp_path, _files(turns, budgets="budgets: {cost_usd: 0.5}"))
+    project = lane.Project.load(root)
+    run = project.run("loop")
+    assert run.status == "stopped"
+    assert run.reason is not None and run.reason.startswith("budget: cost_usd 0.5 reached (run: 0.5 USD used)")
+    run = run.resume(budget={"cost_usd": 2})
+    assert run.status == "completed", run.reason
+    assert run.show()["usage"]["cost_usd"] == pytest.approx(1.0)
+
+
+def test_an_approvals_budget_limits_the_calls_a_run_sends_to_a_person(tmp_path: Path) -> None:
+    root = write_project(tmp_path, _files(_turns(3, same=False), budgets="budgets: {approvals: 2}"))
+    agent, tool = root / "agents" / "looper.md", root / "tools" / "t.py"
+    agent.write_text(agent.read_text().replace("autonomy: auto", "autonomy: ask"))
+    tool.write_text(tool.read_text().replace('effect="read"', 'effect="write"'))  # at `ask`, each write waits for a person
+    project = lane.Project.load(root)
+    run = project.run("loop")
+    for _ in range(2):
+        assert run.status == "paused"
+        run.approve()
+        run = run.resume()
+    assert run.status == "stopped"
+    assert run.reason is not None and "budget: approvals 2 reached (run: 2 calls sent for approval used)" in run.reason
+    run = run.resume(budget={"approvals": 3})
+    assert run.status == "paused"
+    run.approve()
+    assert run.resume().status == "completed"
