@@ -86,3 +86,38 @@ def test_audit_lists_approved_rejected_refused_and_automatic_calls(tmp_path: Pat
         assert needle in text.stdout, text.stdout
     missing = lane("audit", "nosuchrun", cwd=root)
     assert missing.returncode == 2 and "nosuchrun" in missing.stderr
+
+
+def test_a_persons_edit_is_held_to_the_same_deny_rules(tmp_path: Path) -> None:
+    root = write_project(tmp_path, {
+        "lane.yaml": """
+            project: edit
+            roles:
+              lead: {kind: human}
+              clerk: {kind: agent}
+            toolsets:
+              outbox: {python: tools/outbox.py}
+            rules:
+              deny: ["outbox.send(to=*@evil.example)"]
+        """,
+        "agents/clerk.md": "---\nname: clerk\nmodel: scripted:script.yaml\nautonomy: guarded\ntools: [outbox.send]\n---\nYou send mail.\n",
+        "script.yaml": "- tool_calls: [{name: outbox.send, args: {to: ann@acme.example}}]\n- output: done\n",
+        "runbooks/mail.yaml": "runbook: mail\nsteps:\n  - {id: mail, agent: clerk, goal: Send the mail.}\n",
+        "tools/outbox.py": """
+            from pathlib import Path
+            from lane import tool
+
+            @tool(effect="external")
+            def send(to: str) -> str:
+                \"\"\"Send.\"\"\"
+                Path("sent.txt").write_text(to)
+                return "sent"
+        """,
+    })
+    run_id = json.loads(lane("run", "mail", "--json", cwd=root).stdout)["run_id"]
+    assert lane("approve", run_id, "--edit", '{"to": "boss@evil.example"}', cwd=root).returncode == 0
+    assert lane("resume", run_id, cwd=root).returncode == 0
+    [row] = json.loads(lane("audit", run_id, "--json", cwd=root).stdout)
+    assert (row["outcome"], row["refused_by"], row["approved_by"], row["edited"]) == (
+        "refused", "lane.yaml deny: outbox.send(to=*@evil.example)", "lead", True)
+    assert not (root / "sent.txt").exists()

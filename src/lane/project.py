@@ -190,7 +190,11 @@ class Project:
         return await self._execute(record.run_id, book, journal, owner, on_stream)
 
     async def _execute(self, run_id: str, book: RunbookSpec, journal: Journal, owner: str, on_stream: OnStream | None) -> Run:
-        state = RunState(run_id, self.spec, book, journal, self.store.run(run_id).inputs, self._models, on_stream=_guarded(on_stream))
+        shown = _guarded(on_stream)
+        if shown is not None:  # a reply streamed to a terminal is shown, so it is scrubbed too (a secret split across pieces is not caught)
+            show, redact = shown, Redactor(self.spec.secrets).text
+            shown = lambda piece: show(redact(piece))  # noqa: E731
+        state = RunState(run_id, self.spec, book, journal, self.store.run(run_id).inputs, self._models, on_stream=shown)
         try:
             status, reason = await execute(state)
         except (KeyboardInterrupt, asyncio.CancelledError):

@@ -72,7 +72,26 @@ async def call_tool(state: RunState, req: CallRequest) -> CallOutcome:
             return CallOutcome("rejected", {"rejected": True, "reason": decision.data.get("reason") or "rejected by a person"})
         if decision.data.get("edited_args") is not None:
             args = decision.data["edited_args"]
+            blocked = _edit_refused(state, req, tool, args)
+            if blocked is not None:
+                return blocked
     return await _execute(state, req, tool, copy.deepcopy(args))
+
+
+def _edit_refused(state: RunState, req: CallRequest, tool: Tool, args: dict[str, Any]) -> CallOutcome | None:
+    """A person's edit stays inside the lane too: deny rules and scopes hold for what a person wrote."""
+    if state.journal.find("tool_started", req.step.id, req.call_id) is not None:
+        return None  # checked before it first ran
+    try:
+        outside = tool.out_of_lane(args, req.lane, state.project.root)
+    except Exception as exc:
+        outside = f"the edited call could not be checked against the lane: {exc}"
+    verdict = evaluate(req.tool, args, lambda: tool.subjects(args), req.rulesets)
+    if outside is None and verdict.action != "deny":
+        return None
+    reason, basis = (f"the edited call leaves the lane: {outside}", "lane") if outside else (f"the edited call is denied: {verdict.reason}", verdict.rule or "rules")
+    event = state.journal.record("tool_call_refused", req.step.id, req.call_id, reason=reason, basis=basis, result={"error": f"refused: {reason}"})
+    return CallOutcome("refused", event.data["result"])
 
 
 async def _tool(state: RunState, name: str) -> Tool | None:
