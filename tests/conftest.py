@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 LANE = [sys.executable, "-m", "lane"]
+MCP_SERVERS = Path(__file__).parent / "mcp_servers"  # the npm MCP servers, pinned in its package.json
+TIME_SERVER = Path(sys.executable).parent / "mcp-server-time"  # the time MCP server, from PyPI
 CLASSIFY_RUNBOOK = """
     runbook: classify
     inputs: {type: object, properties: {email: {type: string}}, required: [email]}
@@ -77,3 +81,21 @@ def on_a_terminal(args: list[str], cwd: Path) -> str:
 @pytest.fixture
 def project_dir(tmp_path: Path) -> Path:
     return tmp_path / "project"
+
+
+@dataclass(frozen=True)
+class NodeServers:
+    filesystem: Path
+    everything: Path
+
+
+@pytest.fixture(scope="session")
+def node_servers() -> NodeServers:
+    """The npm servers' entry scripts, installed from the lock when node_modules is missing or older than it."""
+    npm = shutil.which("npm")
+    assert npm and shutil.which("node"), "the MCP tests need node and npm on PATH"
+    installed = MCP_SERVERS / "node_modules" / ".package-lock.json"  # npm writes it after each install
+    if not installed.exists() or installed.stat().st_mtime < (MCP_SERVERS / "package-lock.json").stat().st_mtime:
+        subprocess.run([npm, "ci", "--prefix", str(MCP_SERVERS), "--no-audit", "--no-fund"], check=True, capture_output=True, timeout=600)
+    scope = MCP_SERVERS / "node_modules" / "@modelcontextprotocol"
+    return NodeServers(scope / "server-filesystem" / "dist" / "index.js", scope / "server-everything" / "dist" / "index.js")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,18 +19,16 @@ import sys
 import textwrap
 import time
 from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from conftest import TIME_SERVER, NodeServers
 from lane.errors import ToolError
 from lane.tools.base import ToolArgsInvalid, ToolContext
 from lane.tools.mcp import McpServerConfig, McpToolset
 
-SERVERS = Path(__file__).parent / "mcp_servers"
-TIME_SERVER = Path(sys.executable).parent / "mcp-server-time"
 T = TypeVar("T")
 
 # A server whose one tool has no annotations (so: external, not idempotent) and can be made slow.
@@ -54,24 +51,6 @@ SLOW_SERVER = """
 
     server.run("stdio")
 """
-
-
-@dataclass(frozen=True)
-class NodeServers:
-    filesystem: Path
-    everything: Path
-
-
-@pytest.fixture(scope="session")
-def node_servers() -> NodeServers:
-    """The npm servers' entry scripts, installed from the lock when node_modules is missing or older than it."""
-    npm = shutil.which("npm")
-    assert npm and shutil.which("node"), "the MCP tests need node and npm on PATH"
-    installed = SERVERS / "node_modules" / ".package-lock.json"  # npm writes it after each install
-    if not installed.exists() or installed.stat().st_mtime < (SERVERS / "package-lock.json").stat().st_mtime:
-        subprocess.run([npm, "ci", "--prefix", str(SERVERS), "--no-audit", "--no-fund"], check=True, capture_output=True, timeout=600)
-    scope = SERVERS / "node_modules" / "@modelcontextprotocol"
-    return NodeServers(scope / "server-filesystem" / "dist" / "index.js", scope / "server-everything" / "dist" / "index.js")
 
 
 def run(work: Awaitable[T]) -> T:
