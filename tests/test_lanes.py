@@ -57,13 +57,13 @@ EXPECTED = [  # (tool, how it ended, what stopped it)
     ("files.write", "refused", "lane.yaml deny: files.write(.env)"),
     ("files.read", "refused", "lane of worker"),
     ("shell", "refused", "lane.yaml deny: shell(rm *)"),
-    ("shell", "refused", "lane.yaml deny: shell(rm *)"),
+    ("shell", "refused", "lane of worker"),  # `env X=1`: an assignment is refused where commands have prefixes
     ("shell", "refused", "lane.yaml deny: shell(rm *)"),
     ("shell", "refused", "lane.yaml deny: shell(rm *)"),
     ("shell", "refused", "lane of worker"),
     ("shell", "refused", "lane of worker"),
     ("outbox.send", "refused", "agents/worker.md deny: outbox.send(to=*@evil.example)"),
-    ("lane.approve", "refused", "no such tool"),
+    ("lane.approve", "refused", "allowlist"),  # no such tool, and not on its allowlist either
     ("outbox.send", "rejected", "autonomy guarded: an external call waits for a person"),
 ]
 

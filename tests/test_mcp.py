@@ -129,7 +129,7 @@ def test_filesystem_server_reads_and_writes_files_with_effects_from_its_annotati
         listing = await tools["fs.list_directory"].invoke({"path": str(root)}, CTX)
         assert "[FILE] new.txt" in listing["content"]
 
-        assert write.subjects({"path": "data/new.txt", "content": "x"}) == ["data/new.txt"]
+        assert write.subjects({"path": "data/new.txt", "content": "x"}) == ["data/new.txt", "x"]  # the path first, then every other string
         assert tools["fs.read_multiple_files"].subjects({"paths": ["a", "b"]}) == ["a", "b"]
         with pytest.raises(ToolArgsInvalid, match="arguments: 'path' is a required property"):
             read.check_args({"head": 3})

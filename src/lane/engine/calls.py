@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from lane.engine.approvals import args_hash, ask, decision_for
 from lane.engine.autonomy import Gate, gate
 from lane.engine.rules import RuleSet, Verdict, evaluate
@@ -83,14 +85,15 @@ def _edit_refused(state: RunState, req: CallRequest, tool: Tool, args: dict[str,
     if state.journal.find("tool_started", req.step.id, req.call_id) is not None:
         return None  # checked before it first ran
     try:
-        outside = tool.out_of_lane(args, req.lane, state.project.root)
-    except Exception as exc:
-        outside = f"the edited call could not be checked against the lane: {exc}"
-    verdict = evaluate(req.tool, args, lambda: tool.subjects(args), req.rulesets)
-    if outside is None and verdict.action != "deny":
+        checked = to_jsonable_python(tool.check_args(args))
+    except ToolArgsInvalid:
+        checked = args  # decisions check an edit's arguments; the tool reports what is still wrong
+    blocked = _blocked(state, req, tool, checked)
+    if blocked is None:
         return None
-    reason, basis = (f"the edited call leaves the lane: {outside}", "lane") if outside else (f"the edited call is denied: {verdict.reason}", verdict.rule or "rules")
-    event = state.journal.record("tool_call_refused", req.step.id, req.call_id, reason=reason, basis=basis, result={"error": f"refused: {reason}"})
+    reason, basis = blocked
+    event = state.journal.record("tool_call_refused", req.step.id, req.call_id, reason=f"the edited call is refused: {reason}",
+                                 basis=basis, result={"error": f"refused: the edited call is refused: {reason}"})
     return CallOutcome("refused", event.data["result"])
 
 
@@ -104,8 +107,10 @@ async def _tool(state: RunState, name: str) -> Tool | None:
 async def _request(state: RunState, req: CallRequest) -> Event:
     """Record the call and, once and for all, whether it is refused, invalid, proposed, or how it is gated."""
     journal, step_id = state.journal, req.step.id
-    tool = await _tool(state, req.tool)
-    digest = args_hash(req.tool, req.args)
+    allowed = all(state.project.allows(patterns, req.tool) for _, patterns in req.allowlists)
+    # A tool off the allowlist is refused by its name: no MCP server starts for it.
+    tool = await _tool(state, req.tool) if allowed else state.project.tools.get(req.tool)
+    digest = args_hash(req.tool, journal.redact(req.args))  # a hash of a short secret could be guessed back
     state.meter.check_tool_call(step_id, f"{req.tool}:{digest}", state.run_limits, req.limits)
     requested = journal.record(
         "tool_call_requested", step_id, req.call_id,
@@ -113,30 +118,41 @@ async def _request(state: RunState, req: CallRequest) -> Event:
     )
     refusal = _refusal(req, tool, state)
     if refusal is not None or tool is None:
-        _refuse(state, req, refusal or "", "allowlist" if tool else "no such tool")
+        _refuse(state, req, refusal or "", "allowlist" if not allowed else "no such tool")
+        return requested
+    if journal.redact(req.args) != req.args:  # what is stored must be what runs, and a secret is never stored
+        _refuse(state, req, "the arguments hold the value of a secret; a call never carries one (a tool reads it from env: itself)", "secrets")
         return requested
     try:
-        tool.check_args(req.args)
+        checked = to_jsonable_python(tool.check_args(req.args))
     except ToolArgsInvalid as exc:
         journal.record("tool_call_invalid", step_id, req.call_id, reason=str(exc), result={"error": f"invalid arguments for {req.tool}: {exc}"})
         return requested
-    try:
-        outside = tool.out_of_lane(req.args, req.lane, state.project.root)
-    except Exception as exc:  # a check that cannot be made fails closed
-        outside = f"the call could not be checked against the lane: {exc}"
-    if outside is not None:
-        _refuse(state, req, outside, f"lane of {req.lane.agent}" if req.lane.agent else "lane")
+    blocked = _blocked(state, req, tool, checked)
+    if blocked is not None:
+        _refuse(state, req, *blocked)
         return requested
-    verdict = evaluate(req.tool, req.args, lambda: tool.subjects(req.args), req.rulesets)
-    if verdict.action == "deny":
-        _refuse(state, req, verdict.reason, verdict.rule or "rules")
-        return requested
+    verdict = evaluate(req.tool, checked, lambda: tool.subjects(checked), req.rulesets)
     how, basis = _gate(req.level, tool.effect, verdict)
     journal.record("tool_call_gated", step_id, req.call_id, gate=how, basis=basis)
     if how == "propose":
         note = f"autonomy '{req.level}': the call was recorded as a proposal and not run"
         journal.record("tool_call_proposed", step_id, req.call_id, result={"proposed": True, "note": note})
     return requested
+
+
+def _blocked(state: RunState, req: CallRequest, tool: Tool, args: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, basis) when the call, with the arguments the tool will really get, leaves its lane or is denied."""
+    try:
+        outside = tool.out_of_lane(args, req.lane, state.project.root)
+    except Exception as exc:  # a check that cannot be made fails closed
+        outside = f"the call could not be checked against the lane: {exc}"
+    if outside is not None:
+        return outside, f"lane of {req.lane.agent}" if req.lane.agent else "lane"
+    verdict = evaluate(req.tool, args, lambda: tool.subjects(args), req.rulesets)
+    if verdict.action == "deny":
+        return verdict.reason, verdict.rule or "rules"
+    return None
 
 
 def _gate(level: str, effect: str, verdict: Verdict) -> tuple[Gate, str]:
@@ -158,12 +174,10 @@ def _refuse(state: RunState, req: CallRequest, reason: str, basis: str) -> None:
 
 
 def _refusal(req: CallRequest, tool: Tool | None, state: RunState) -> str | None:
-    if tool is None:
-        return f"there is no tool '{req.tool}'"
     for whose, patterns in req.allowlists:
         if not state.project.allows(patterns, req.tool):
             return f"'{req.tool}' is not in {whose} tools ({', '.join(patterns) or 'none'})"
-    return None
+    return f"there is no tool '{req.tool}'" if tool is None else None
 
 
 def _approval(state: RunState, req: CallRequest, requested: Event, tool: Tool) -> Event:
@@ -242,9 +256,13 @@ def _outcome(finished: Event) -> CallOutcome:
     return CallOutcome("error", {"error": finished.data.get("error")}, ran=True)
 
 
-def _brief(args: dict[str, Any], limit: int = 200) -> str:
-    text = json.dumps(args, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _brief(args: dict[str, Any], limit: int = 80) -> str:
+    """Every argument, each long value cut in its middle: a person must see all of what they approve."""
+    def cut(value: Any) -> str:
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2:]}"
+
+    return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {cut(v)}" for k, v in sorted(args.items())) + "}"
 
 
 def idempotency_key(run_id: str, step_id: str, call_id: str) -> str:

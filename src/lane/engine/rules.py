@@ -219,22 +219,41 @@ def _pairs_match(rule: Rule, args: Mapping[str, Any], *, every: bool) -> bool:
 
 
 def _value_matches(value: object, glob: str, *, every: bool) -> bool:
-    """Strings as they are, other values as compact JSON; a list also element by element."""
+    """Strings as they are, other values as compact JSON; a list also element by element.
+
+    Deny and ask ignore case (`x@EVIL.example` is `x@evil.example` to a mail server). For allow, `*`
+    stops at commas, spaces and angle brackets, so one allowed address cannot carry another along."""
     as_text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
     if not isinstance(value, list):
-        return fnmatch.fnmatchcase(as_text, glob)
+        return _one_value(as_text, glob) if every else any(_folded(part, glob) for part in _parts(as_text))
     each = [_value_matches(item, glob, every=every) for item in value]
     if every:  # an allow rule: the JSON text of a list could match a glob that one element does not
         return bool(each) and all(each)
-    return any(each) or fnmatch.fnmatchcase(as_text, glob)
+    return any(each) or fnmatch.fnmatchcase(as_text.casefold(), glob.casefold())
+
+
+def _parts(text: str) -> list[str]:
+    """A value, and each word of it: `a@x.example, b@y.example` is two addresses to a deny rule."""
+    return [text, *(w for w in re.split(r"[,;\s<>]+", text) if w and w != text)]
+
+
+def _folded(text: str, glob: str) -> bool:
+    return fnmatch.fnmatchcase(text.casefold(), glob.casefold())
+
+
+def _one_value(text: str, glob: str) -> bool:
+    pattern = "".join(r"[^,;\s<>]*" if c == "*" else r"[^,;\s<>]" if c == "?" else re.escape(c) for c in glob)
+    return re.fullmatch(pattern, text) is not None
 
 
 def _matches_any_form(pattern: str, subject: str) -> bool:
-    """For deny and ask: the subject as given, normalised, or (for a pattern without '/') its last component."""
+    """For deny and ask: the subject as given, normalised, or (for a pattern without '/') its last component; any case."""
     forms = {subject, posixpath.normpath(subject)} if subject else {subject}
     if "/" not in pattern:
         forms |= {posixpath.basename(f) for f in forms}
-    return any(_glob(pattern, f) for f in forms)
+    if " " not in pattern:  # not a command line: each word of the subject counts alone too
+        forms |= {w for f in forms for w in _parts(f)}
+    return any(_glob(pattern.casefold(), f.casefold()) for f in forms)
 
 
 def _matches_every_form(pattern: str, subject: str) -> bool:

@@ -24,6 +24,7 @@ from lane.spec.source import Loc, Source, read_front_matter, read_yaml
 from lane.spec.toolsets import load_toolsets
 from lane.store.url import parse_store_url
 from lane.tools.base import Tool
+from lane.tools.command import CommandTool
 
 if TYPE_CHECKING:
     from lane.tools.mcp import McpServerConfig
@@ -85,8 +86,9 @@ class ProjectSpec:
 
     def unloaded_tool(self, name: str) -> bool:
         """Whether `name` (a tool or pattern) is in a toolset that did not load or is listed only when it runs (MCP)."""
-        toolset = name.partition(".")[0]
-        return toolset in self.unloaded or toolset in self.mcp or any(fnmatch.fnmatchcase(t, toolset) for t in self.mcp)
+        toolset, dot, _ = name.partition(".")
+        listed_later = bool(dot or "*" in name) and any(fnmatch.fnmatchcase(t, toolset) for t in self.mcp)  # `fs.*`, not `fs`
+        return toolset in self.unloaded or listed_later
 
     def check_role(self, name: str, source: Source, loc: Loc, *, kind: str | None = None) -> list[Problem]:
         role = self.config.roles.get(name)
@@ -134,6 +136,10 @@ def check_project(root: Path, *, provided_models: frozenset[str] = frozenset()) 
     problems += found
     project.secrets, found = _secret_names(project)
     problems += found
+    for tool in project.tools.values():
+        if isinstance(tool, CommandTool) and tool.extra_args:
+            # The agent writes its argv: with a secret in its environment it could print it in pieces redaction misses.
+            tool.hidden = project.secrets
     problems += _load_agents(project)
     problems += _load_runbooks(project)
     return project, problems

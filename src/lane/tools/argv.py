@@ -100,6 +100,7 @@ _SHELLS = _words("sh", "bash", "dash", "zsh", "ksh", "ash", "mksh")
 _OTHER_SHELLS = _words("fish", "csh", "tcsh", "pwsh", "powershell", "nu")
 _FIND_EXEC = _words("-exec", "-execdir", "-ok", "-okdir")
 _EVALUATORS = _words("eval", "source", ".", "alias", "trap", "fc")
+_DEFINERS = _words("function", "case", "esac", "select", "for", "in", "[[", "]]")  # code run later, or by pattern
 _KEYWORDS = _words("!", "{", "}", "if", "then", "elif", "else", "fi", "while", "until", "do", "done", "coproc")
 _OPERATORS = ("&>>", "<<<", "<<-", "&&", "||", ";;", ";&", "|&", "<<", ">>", "&>", ">&", "<&", "<>", ">|",
               ";", "&", "|", "(", ")", "<", ">", "\n")
@@ -109,9 +110,13 @@ _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=.*", re.S)
 _COMPUTED = re.compile(r"[$*?{]|\[.*\]")  # expansions and globs: the shell decides the program
 
 
-def commands(argv: list[str]) -> list[list[str]]:
-    """The commands `argv` would run, each an argv with its program reduced to a basename; raises Unanalysable."""
-    return _unwrap(list(argv), 0)
+def commands(argv: list[str], *, strict: bool = False) -> list[list[str]]:
+    """The commands `argv` would run, each an argv with its program reduced to a basename; raises Unanalysable.
+
+    `strict` (for command prefixes, which allow rather than deny) also refuses what changes a command
+    without changing its words: environment assignments (`env GIT_CONFIG_...=x git status`) and
+    redirections in shell strings (`echo x > lane.yaml`)."""
+    return _unwrap(list(argv), 0, strict)
 
 
 def line(command: list[str]) -> str:
@@ -129,33 +134,39 @@ def _basenamed(words: list[str]) -> list[str]:
     return [PurePosixPath(words[0]).name or words[0], *words[1:]] if words else []
 
 
-def _unwrap(argv: list[str], depth: int) -> list[list[str]]:
+def _unwrap(argv: list[str], depth: int, strict: bool) -> list[list[str]]:
     if depth > MAX_DEPTH:
         raise Unanalysable(f"commands are nested more than {MAX_DEPTH} deep")
-    words = _strip_front(argv)
+    words = _strip_front(argv, strict)
     if not words:
         return []
     command = [_program(words[0]), *words[1:]]
     name = command[0]
     text = _shell_string(command) if name in _SHELLS else None
     if text is not None:
-        return [found for part in _split(text) for found in _unwrap(part, depth + 1)]
+        return [found for part in _split(text, strict) for found in _unwrap(part, depth + 1, strict)]
     if name in _OTHER_SHELLS and any(w.startswith("-") and "c" in w.lower() for w in command[1:]):
         raise Unanalysable(f"{name} is given a command string, and only sh-like shells can be analysed")
+    if name in _DEFINERS:
+        raise Unanalysable(f"{name!r} defines shell code that runs later, so what runs cannot be told")
     if name in _WRAPPERS:
-        inner = _inner(name, command)
+        inner = _inner(name, command, strict)
         if inner is None:
             return [command]
-        return ([command] if _WRAPPERS[name].kept else []) + _unwrap(inner, depth + 1)
+        if name == "xargs" and _program(inner[0]) in _SHELLS | _WRAPPERS.keys():
+            raise Unanalysable(f"xargs feeds {_program(inner[0])} words from its input, which the command line does not show")
+        return ([command] if _WRAPPERS[name].kept else []) + _unwrap(inner, depth + 1, strict)
     if name == "find":
-        return [command, *(found for inner in _find_exec(command) for found in _unwrap(inner, depth + 1))]
+        return [command, *(found for inner in _find_exec(command) for found in _unwrap(inner, depth + 1, strict))]
     return [command]
 
 
-def _strip_front(words: list[str]) -> list[str]:
+def _strip_front(words: list[str], strict: bool) -> list[str]:
     """Drop what may precede a program: assignments, keywords, redirections (`X=1 >log rm x` runs rm)."""
     i = 0
     while i < len(words):
+        if strict and _ASSIGNMENT.fullmatch(words[i]):
+            raise Unanalysable(f"the assignment {words[i].partition('=')[0]}=... changes what the command does")
         if _ASSIGNMENT.fullmatch(words[i]) or words[i] in _KEYWORDS:
             i += 1
         elif words[i].lstrip("0123456789") in _REDIRECTS:
@@ -176,7 +187,7 @@ def _program(word: str) -> str:
     return name
 
 
-def _inner(name: str, command: list[str]) -> list[str] | None:
+def _inner(name: str, command: list[str], strict: bool) -> list[str] | None:
     """The command a wrapper runs, or None when it runs none."""
     spec, words, i = _WRAPPERS[name], command[1:], 0
     while i < len(words) and words[i].startswith("-") and (len(words[i]) > 1 or words[i] in spec.long_flags):
@@ -186,6 +197,8 @@ def _inner(name: str, command: list[str]) -> list[str] | None:
         i += _width(name, spec, words[i])
     i += spec.operands
     while spec.assignments and i < len(words) and _ASSIGNMENT.fullmatch(words[i]):
+        if strict:
+            raise Unanalysable(f"{name} sets {words[i].partition('=')[0]}, which changes what the command does")
         i += 1
     inner = words[i:] or list(spec.default)
     return inner or None
@@ -246,12 +259,14 @@ def _find_exec(command: list[str]) -> list[list[str]]:
     return found if current is None else [*found, current]
 
 
-def _split(text: str) -> list[list[str]]:
+def _split(text: str, strict: bool) -> list[list[str]]:
     """The simple commands of a shell string, split at `;`, `&&`, `||`, `|`, `&` and newlines."""
     parts: list[list[str]] = [[]]
     for token, operator in _tokens(text):
         if operator and token in ("(", ")"):
             raise Unanalysable("a subshell, group or process substitution `( )` cannot be analysed")
+        if strict and operator and token.lstrip("0123456789") in _REDIRECTS:
+            raise Unanalysable(f"the redirection {token!r} reads or writes a file the command's words do not show")
         if operator and token in _SEPARATORS:
             parts.append([])
         else:

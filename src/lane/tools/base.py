@@ -107,6 +107,9 @@ def tool(
     return mark(fn) if fn is not None else mark
 
 
-def string_arguments(args: dict[str, Any]) -> list[str]:
-    """The subjects of a tool without a path or a command: its top-level string arguments."""
-    return [v for v in args.values() if isinstance(v, str)]
+def string_arguments(args: Any) -> list[str]:
+    """The subjects of a tool without a path or a command: every string in its arguments, at any depth."""
+    if isinstance(args, str):
+        return [args]
+    values = args.values() if isinstance(args, dict) else args if isinstance(args, list) else ()
+    return [s for v in values for s in string_arguments(v)]

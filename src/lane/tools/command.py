@@ -37,9 +37,10 @@ class CommandResult:
 
 
 async def run_command(
-    argv: list[str], *, cwd: Path, timeout: float, max_output: int, env: dict[str, str] | None = None
+    argv: list[str], *, cwd: Path, timeout: float, max_output: int, env: dict[str, str] | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> CommandResult:
-    """Run argv (no shell) in cwd; output beyond max_output bytes per stream is dropped."""
+    """Run argv (no shell) in cwd, without the variables `hidden`; output beyond max_output bytes per stream is dropped."""
     start = time.monotonic()
     starting = asyncio.ensure_future(asyncio.create_subprocess_exec(
         *argv,
@@ -47,7 +48,7 @@ async def run_command(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if k not in hidden},
         start_new_session=True,
     ))
     try:
@@ -151,6 +152,7 @@ class CommandTool:
         self.max_output = max_output
         self.extra_args = extra_args
         self.prefixes = prefixes
+        self.hidden: frozenset[str] = frozenset()  # secrets kept out of its environment (set by the loader)
         shown = " ".join(argv) or "(the argv you give in args)"
         allowed = f" (commands starting with: {'; '.join(' '.join(p) for p in prefixes)})" if prefixes else ""
         self.description = description or f"Runs the command: {shown}{allowed}"
@@ -180,7 +182,7 @@ class CommandTool:
         if self.prefixes is None:
             return None
         try:
-            found = commands(self._argv(args))
+            found = commands(self._argv(args), strict=True)
         except Unanalysable as exc:
             return f"the command cannot be checked against {self.name}'s prefixes: {exc}"
         for command in found or [[]]:
@@ -203,7 +205,7 @@ class CommandTool:
             "LANE_CALL_ID": ctx.call_id,
             "LANE_IDEMPOTENCY_KEY": ctx.idempotency_key,
         }
-        result = await run_command(argv, cwd=self.cwd, timeout=self.timeout, max_output=self.max_output, env=env)
+        result = await run_command(argv, cwd=self.cwd, timeout=self.timeout, max_output=self.max_output, env=env, hidden=self.hidden)
         if result.exit_code is None:  # it never started: an error for the agent, a failure for a tool step
             raise ToolError(result.stderr)
         return result.to_json()

@@ -74,11 +74,15 @@ class _Scope:
                     return reason
         return _outside_globs(raw, (lexical, real), lane, _real(project_dir))
 
-    def inside(self, raw: str) -> str:
-        """The real path of `raw` relative to the root; PermissionError if it is not inside."""
+    def inside(self, raw: str, *, writing: bool = False) -> str:
+        """The real path of `raw` relative to the root; PermissionError if it is not inside, or is a control file.
+
+        Resolved again here, after the lane check: a symlink swapped in between must not lead anywhere the check refused."""
         real = _real(self.root / normalise(raw))
         if not real.is_relative_to(self.root):
             raise PermissionError(f"path {raw!r} leaves the toolset root {self.label}")
+        if reason := _control(raw, real, self.project, writing):
+            raise PermissionError(reason)
         return real.relative_to(self.root).as_posix()
 
     def open_dir(self, rel: str, *, create: bool = False) -> int:
@@ -122,8 +126,8 @@ def _control(raw: str, path: Path, project: Path, writing: bool) -> str | None:
     parts = [p.casefold() for p in path.relative_to(project).parts]  # casefold: .LANE is .lane on macOS
     if parts[:1] == [".lane"]:
         return f"path {raw!r} is in the project's .lane/ folder (the run store), which file tools never touch; use another path"
-    # Writing these would widen a lane on the next load: rules, agents, runbooks, and tools that run as code.
-    if writing and parts and (parts[0] in ("agents", "runbooks", "tools") or parts == ["lane.yaml"]):
+    # Writing these would widen a lane on the next load: rules, agents, runbooks, tools and git hooks run as code.
+    if writing and parts and (parts[0] in ("agents", "runbooks", "tools", ".git") or parts == ["lane.yaml"]):
         return f"path {raw!r} is part of the project's own definition ({parts[0]}); file tools never write it, a person edits it"
     return None
 
@@ -244,7 +248,7 @@ class _Write(_FileTool):
     writes = True
 
     def run(self, args: dict[str, Any], path: str, lane: Lane, project_dir: Path) -> dict[str, Any]:
-        folder, name = posixpath.split(self.scope.inside(path))
+        folder, name = posixpath.split(self.scope.inside(path, writing=True))
         if name in ("", ".", ".."):
             raise ToolError(f"'{path}' is a folder; give a file path")
         data = args["content"].encode()

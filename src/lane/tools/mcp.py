@@ -165,7 +165,7 @@ class McpTool:
         for key in _PATH_ARGS:
             value = args.get(key)
             found += [value] if isinstance(value, str) else [v for v in value or () if isinstance(v, str)]
-        return found or string_arguments(args)
+        return found + [s for s in string_arguments(args) if s not in found]  # paths first, then every other string
 
     def out_of_lane(self, args: dict[str, Any], lane: Lane, project_dir: Path) -> str | None:
         return None  # the server's own configuration (a filesystem root, say) is its reach
