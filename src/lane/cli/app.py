@@ -177,5 +177,20 @@ def demo(
     demo_command.demo(yes, directory, model)
 
 
+def _coding_track() -> None:
+    """The coding track's command groups; each works on a repository, with or without lane.yaml."""
+    from lane.cli import context, hooks, killdates, locks, session, tasks
+
+    app.add_typer(context.app, name="context", help="Render the canon into AGENTS.md, CLAUDE.md, Cursor rules and Copilot instructions, and check them.")
+    app.add_typer(locks.app, name="lock", help="Pre-build locks: the gates a feature must fill and a person must sign before it is built.")
+    app.add_typer(tasks.app, name="task", help="Task runbooks (FILES, TYPES, SKELETON, PROHIBITED, VALIDATE): write, verify against git, enforce in coding tools.")
+    app.command("killdates", help="List every flag and shim with its kill date; --check fails on a passed date or an unregistered marker.")(killdates.killdates)
+    app.add_typer(session.app, name="session", help="Where things stand at the start of a session, and a dated log entry at its end.")
+    app.add_typer(hooks.app, name="hook", help="What the hooks `lane task start` installs run.", hidden=True)
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+_coding_track()  # last: its modules import emit_json from here

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,13 @@ def _put(target: dict[str, Any], keys: list[str], value: Any) -> None:
             raise UsageError(f"--input {'.'.join(keys)}: {key} is already a value, not a mapping")
         target = child
     target[keys[-1]] = value
+
+
+def parse_day(today: str | None) -> date | None:
+    """`--today YYYY-MM-DD`: the day to count from, for checks that depend on the date."""
+    if today is None:
+        return None
+    try:
+        return date.fromisoformat(today)
+    except ValueError as exc:
+        raise UsageError(f"--today {today!r} is not a date: write YYYY-MM-DD") from exc

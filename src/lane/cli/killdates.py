@@ -1,0 +1,118 @@
+"""`lane killdates`: the flags and shims in killdates.yaml, their days left, and the code that names them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from lane.cli import render
+from lane.cli.inputs import parse_day
+
+if TYPE_CHECKING:
+    from lane.coding.killdates import EntryStatus, KillDateReport, Marker
+
+REGISTRY = "killdates.yaml"  # lane.coding.killdates.REGISTRY, named here so listing the commands stays light
+
+app = typer.Typer(
+    name="killdates",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback(invoke_without_command=True)
+def killdates(
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 when a kill date has passed or a marker names an unregistered entry.")] = False,
+    project: Annotated[Path, typer.Option("--project", "-p", help="The repository folder (need not hold lane.yaml).", show_default="current folder")] = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    today: Annotated[str | None, typer.Option("--today", hidden=True, help="Count days from YYYY-MM-DD instead of today.")] = None,
+) -> None:
+    """List every flag and shim in killdates.yaml with its kill date, days left and the code markers
+    (`lane: kill-date NAME` after a comment leader) that name it.
+
+    With --check: exit 1 when a date has passed or a marker names an entry that is not registered;
+    an entry no code mentions any more is a warning (ready to delete). A malformed killdates.yaml exits 2.
+    """
+    from lane.cli.app import emit_json
+    from lane.cli.commands import errors
+
+    with errors(as_json):
+        from lane.coding.killdates import check_killdates
+
+        report = check_killdates(project, today=parse_day(today))
+    if as_json:
+        emit_json(report.to_json())
+    elif check:
+        _render_check(report)
+    else:
+        _render_list(report)
+    raise typer.Exit(1 if check and not report.ok else 0)
+
+
+def _render_list(report: KillDateReport) -> None:
+    if not report.entries and not report.unregistered:
+        where = "is empty" if report.registry else "does not exist"
+        render.out.print(f"no kill dates: {REGISTRY} {where}, and no code has a `lane: kill-date NAME` marker")
+        return
+    if report.entries:
+        table = Table("kind", "name", "kill date", "days left", "markers", box=None, pad_edge=False)
+        for status in report.entries:
+            e = status.entry
+            table.add_row(escape(e.kind), escape(e.name), e.kill_date.isoformat(), _days(status.days_left), str(len(status.markers)))
+        render.out.print(table)
+    for marker in report.unregistered:
+        render.out.print(_unregistered(marker))
+
+
+def _render_check(report: KillDateReport) -> None:
+    for status in report.overdue:
+        render.out.print(_overdue(status))
+    for marker in report.unregistered:
+        render.out.print(_unregistered(marker))
+    for status in report.unused:
+        e = status.entry
+        render.out.print(
+            f"{REGISTRY}:{e.line}: [yellow]warning[/]: no code mentions {_kind(e.kind)} '{escape(e.name)}' any more: "
+            f"ready to delete from {REGISTRY}"
+        )
+    failed = len(report.overdue) + len(report.unregistered)
+    if failed:
+        render.err.print(f"[red]{failed} problem{'s' if failed != 1 else ''}[/] with kill dates")
+    else:
+        count = len(report.entries)
+        render.out.print(f"[green]ok[/]: {count} kill date{'s' if count != 1 else ''}, none passed; every marker is registered")
+
+
+def _overdue(status: EntryStatus) -> str:
+    e = status.entry
+    where = ", ".join(f"{m.path}:{m.line}" for m in status.markers) or "no markers left"
+    return escape(
+        f"{REGISTRY}:{e.line}: the kill date of {_kind(e.kind)} '{e.name}' has passed: {e.kill_date.isoformat()}, "
+        f"{-status.days_left} day{'s' if status.days_left != -1 else ''} overdue; sunset criterion: {e.sunset!r}; "
+        f"remove it ({where}) and its entry, or agree a later date"
+    )
+
+
+def _unregistered(marker: Marker) -> str:
+    if not marker.name:
+        return escape(f"{marker.path}:{marker.line}: a kill-date marker names no entry: write `lane: kill-date NAME`")
+    return escape(
+        f"{marker.path}:{marker.line}: the marker names '{marker.name}', which is not in {REGISTRY}: "
+        f"register it under its kind with sunset and kill_date, or remove the marker"
+    )
+
+
+def _days(days: int) -> str:
+    if days < 0:
+        return f"[red]{days} (overdue)[/]"
+    return f"[yellow]{days}[/]" if days <= 30 else str(days)
+
+
+def _kind(kind: str) -> str:
+    return kind[:-1] if kind.endswith("s") else kind  # "flags" groups flags: one of them is a flag
+

@@ -1,0 +1,1 @@
+"""The coding track: locks, task runbooks, diff verification, kill dates, session log."""

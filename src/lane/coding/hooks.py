@@ -1,0 +1,247 @@
+"""Enforcement inside coding tools: a task's FILES, held by Claude Code and by git while the task is active.
+
+`start` marks the active task in `.lane/active-task.json` and installs two hooks:
+a Claude Code `PreToolUse` hook in `.claude/settings.json` that runs
+`lane hook claude`, and a git `pre-commit` hook that runs `lane hook pre-commit`.
+`stop` removes exactly what `start` added. Both hooks fail closed: any error
+denies the edit or blocks the commit, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lane.coding.tasks import load_task
+from lane.errors import UsageError
+
+ACTIVE = Path(".lane") / "active-task.json"
+SETTINGS = Path(".claude") / "settings.json"
+EDIT_TOOLS = ("Edit", "Write", "MultiEdit")
+MATCHER = "|".join(EDIT_TOOLS)
+PRE_COMMIT_MARK = "# lane: task pre-commit hook"
+SAVED_SUFFIX = ".lane-saved"
+
+
+@dataclass(frozen=True)
+class Active:
+    feature: str
+    task: str
+
+
+def lane_command(*args: str) -> str:
+    """How a hook calls this lane: by the interpreter's absolute path, so PATH does not matter."""
+    return shlex.join([sys.executable, "-m", "lane", *args])
+
+
+def start(root: Path, feature: str, task: str) -> list[str]:
+    """Mark the task active and install both hooks; returns what was done, for the person."""
+    load_task(root, feature, task)  # a task that does not exist is a usage error before anything is written
+    _write_json(root / ACTIVE, {"feature": feature, "task": task})
+    done = [f"active task: {feature}/{task} ({ACTIVE})"]
+    done.append(_install_claude(root))
+    done.append(_install_pre_commit(root))
+    return done
+
+
+def stop(root: Path) -> list[str]:
+    done = []
+    if (root / ACTIVE).exists():
+        (root / ACTIVE).unlink()
+        done.append(f"no active task ({ACTIVE} removed)")
+    done.append(_remove_claude(root))
+    done.append(_remove_pre_commit(root))
+    return [d for d in done if d]
+
+
+def active(root: Path) -> Active:
+    path = root / ACTIVE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Active(str(data["feature"]), str(data["task"]))
+    except FileNotFoundError:
+        raise UsageError(f"no active task in {root}: `lane task start FEATURE TASK` sets one") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path} is not a valid active-task file ({exc}); run `lane task start FEATURE TASK` again") from None
+
+
+# -- Claude Code ----------------------------------------------------------------
+
+
+def claude_decision(payload: str, root: Path | None = None) -> dict[str, Any]:
+    """The PreToolUse answer for one hook input (JSON text): allow inside FILES, deny anything else.
+
+    A tool other than an edit gets no answer (`{}`): Claude Code's own permissions decide it."""
+    try:
+        data = json.loads(payload)
+        if not isinstance(data, dict):
+            raise ValueError("the hook input is not a JSON object")
+        tool = data.get("tool_name")
+        if not isinstance(tool, str) or not tool:
+            raise ValueError("the hook input has no tool_name")
+        if tool not in EDIT_TOOLS:
+            return {}
+        tool_input = data.get("tool_input")
+        path = tool_input.get("file_path") if isinstance(tool_input, dict) else None
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"{tool} input has no file_path")
+        base = root or Path(str(data.get("cwd") or os.getcwd()))
+        repo = _toplevel(base)
+        current = active(repo)
+        spec = load_task(repo, current.feature, current.task)
+        target = Path(path) if os.path.isabs(path) else base / path
+        rel = _relative(target, repo)
+        if rel is None:
+            return _decision("deny", f"{path} is outside the repository {repo}; task {current.feature}/{current.task} may change only its FILES")
+        if rel in spec.own_files or rel == ACTIVE.as_posix() or rel.startswith((".claude/", ".git/")):
+            # The task file, its evidence and the hooks' own settings: editing them would widen or fake the task.
+            return _decision("deny", f"{rel} defines or records task {current.feature}/{current.task}; a person changes it, not the agent")
+        if not spec.in_scope(rel):
+            files = ", ".join(spec.files) or "none"
+            return _decision("deny", f"{rel} is not in the FILES of task {current.feature}/{current.task} ({files}); "
+                                     "change only those, or ask the person to widen the task")
+        return _decision("allow", f"{rel} is in the FILES of task {current.feature}/{current.task}")
+    except Exception as exc:  # fail closed: a hook that cannot decide denies
+        return _decision("deny", f"lane could not check this edit, so it is denied: {exc}")
+
+
+def _decision(decision: str, reason: str) -> dict[str, Any]:
+    return {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": decision, "permissionDecisionReason": reason}}
+
+
+def _install_claude(root: Path) -> str:
+    path = root / SETTINGS
+    settings = _read_settings(path)
+    hooks = settings.setdefault("hooks", {})
+    entries = hooks.setdefault("PreToolUse", [])
+    if not isinstance(entries, list):
+        raise UsageError(f"{path}: hooks.PreToolUse must be a list; fix the file, then run this again")
+    entries[:] = [e for e in entries if not _ours(e)]
+    entries.append({"matcher": MATCHER, "hooks": [{"type": "command", "command": lane_command("hook", "claude")}]})
+    _write_json(path, settings)
+    return f"Claude Code hook: PreToolUse on {MATCHER} runs `lane hook claude` ({SETTINGS})"
+
+
+def _remove_claude(root: Path) -> str:
+    path = root / SETTINGS
+    if not path.exists():
+        return ""
+    settings = _read_settings(path)
+    entries = settings.get("hooks", {}).get("PreToolUse")
+    if not isinstance(entries, list) or not any(_ours(e) for e in entries):
+        return ""
+    entries[:] = [e for e in entries if not _ours(e)]
+    if not entries:
+        del settings["hooks"]["PreToolUse"]
+    if not settings["hooks"]:
+        del settings["hooks"]
+    _write_json(path, settings)
+    return f"Claude Code hook removed from {SETTINGS}"
+
+
+def _ours(entry: Any) -> bool:
+    return isinstance(entry, dict) and any(
+        isinstance(h, dict) and "-m lane hook claude" in str(h.get("command", "")) for h in entry.get("hooks") or ()
+    )
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UsageError(f"{path} is not valid JSON ({exc}); fix it, then run this again") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} must hold a JSON object")
+    return data
+
+
+# -- git pre-commit -----------------------------------------------------------------
+
+
+def staged_outside(root: Path) -> tuple[Active, list[str]]:
+    """The staged paths (both sides of a rename) outside the active task's FILES."""
+    current = active(root)
+    spec = load_task(root, current.feature, current.task)
+    out = _git(root, "diff", "--cached", "--name-status", "-M", "-z")
+    fields = out.split("\0")
+    paths: list[str] = []
+    i = 0
+    while i < len(fields) and fields[i]:
+        status = fields[i]
+        count = 2 if status[:1] in ("R", "C") else 1
+        paths += fields[i + 1 : i + 1 + count]
+        i += 1 + count
+    return current, sorted({p for p in paths if not spec.in_scope(p)})
+
+
+def _hooks_dir(root: Path) -> Path:
+    return (root / _git(root, "rev-parse", "--git-path", "hooks").strip()).resolve()
+
+
+def _install_pre_commit(root: Path) -> str:
+    hook = _hooks_dir(root) / "pre-commit"
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    saved = hook.with_name("pre-commit" + SAVED_SUFFIX)
+    if hook.exists() and PRE_COMMIT_MARK not in hook.read_text(errors="replace"):
+        hook.replace(saved)  # the person's own hook still runs, first
+    script = "\n".join([
+        "#!/bin/sh", PRE_COMMIT_MARK, "set -e",
+        f'if [ -x "$(dirname "$0")/pre-commit{SAVED_SUFFIX}" ]; then "$(dirname "$0")/pre-commit{SAVED_SUFFIX}" "$@"; fi',
+        f"exec {lane_command('hook', 'pre-commit')}", "",
+    ])
+    hook.write_text(script)
+    hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return "git hook: pre-commit runs `lane hook pre-commit`" + (" after your own pre-commit hook" if saved.exists() else "")
+
+
+def _remove_pre_commit(root: Path) -> str:
+    hook = _hooks_dir(root) / "pre-commit"
+    if not hook.exists() or PRE_COMMIT_MARK not in hook.read_text(errors="replace"):
+        return ""
+    hook.unlink()
+    saved = hook.with_name("pre-commit" + SAVED_SUFFIX)
+    if saved.exists():
+        saved.replace(hook)
+        return "git pre-commit hook: yours is back"
+    return "git pre-commit hook removed"
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise UsageError(f"git cannot run: {exc}") from None
+    if done.returncode != 0:
+        raise UsageError(f"git {' '.join(args)} failed in {root}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _toplevel(path: Path) -> Path:
+    return Path(_git(path, "rev-parse", "--show-toplevel").strip()).resolve()
+
+
+def _relative(target: Path, repo: Path) -> str | None:
+    resolved = Path(os.path.realpath(target))
+    return resolved.relative_to(repo).as_posix() if resolved.is_relative_to(repo) else None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,334 @@
+"""Verify a task against git: scope, prohibited changes, VALIDATE commands, with the evidence written down.
+
+The changes are what git reports between a base revision (default HEAD) and
+the working tree: `git diff --name-status -M REV` plus untracked files. The
+evidence lands atomically in `features/FEATURE/tasks/TASK.evidence.json`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lane.coding.tasks import Command, Task, evidence_path, load_task
+from lane.errors import UsageError
+
+DEFAULT_TIMEOUT = 600.0
+TAIL_LINES = 40
+TAIL_CHARS = 400  # per line: one minified line must not fill the evidence
+MAX_SCAN_BYTES = 2_000_000  # untracked files larger than this are not scanned for forbid rules
+STATUS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed", "C": "copied", "T": "type changed", "U": "unmerged"}
+HUNK = re.compile(r"@@ -\S+ \+(\d+)(?:,\d+)? @@")
+PACKAGE_SECTIONS = ("dependencies", "devDependencies", "peerDependencies", "optionalDependencies")
+REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+Requirements = dict[tuple[str, str], set[str]]  # (where, normalized name) -> requirement texts
+
+
+@dataclass(frozen=True)
+class Change:
+    status: str  # modified, added, deleted, renamed, copied, type changed, untracked
+    path: str
+    old_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Violation:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    violations: list[Violation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    line: int
+    exit_code: int | None  # None when it timed out
+    seconds: float
+    timed_out: bool
+    output_tail: str
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class Verification:
+    task: str
+    task_file: str
+    evidence_file: str
+    base: str
+    base_sha: str
+    timestamp: str
+    changes: list[Change]
+    checks: list[Check]
+    commands: list[CommandResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["passed"] = self.passed
+        data["validate"] = data.pop("commands")
+        return data
+
+
+def repo_root(path: Path) -> Path:
+    """The top folder of the git repository holding `path`."""
+    try:
+        found = _git(path, "rev-parse", "--show-toplevel").strip()
+    except UsageError:
+        raise UsageError(f"{path} is not inside a git repository; `lane task verify` compares the working tree with git") from None
+    return Path(found)
+
+
+def verify(project: Path, feature: str, name: str, base: str = "HEAD", timeout: float = DEFAULT_TIMEOUT,
+           on_command: Callable[[Command], None] | None = None) -> Verification:
+    """Check the working tree against the task, run its VALIDATE commands, write the evidence and return it."""
+    root = repo_root(project)
+    task = load_task(root, feature, name)
+    sha = resolve_base(root, base)
+    changes = list_changes(root, sha)
+    commands = run_validate(root, task, timeout, on_command)
+    checks = [check_files(task, changes), check_dependencies(root, sha, changes), check_forbid(root, sha, task, changes),
+              check_validate(task, commands)]
+    evidence = evidence_path(root, feature, name)
+    result = Verification(
+        task=f"{feature}/{name}", task_file=task.own_files[0], evidence_file=task.own_files[1], base=base, base_sha=sha,
+        timestamp=datetime.now(UTC).isoformat(timespec="seconds"), changes=changes, checks=checks, commands=commands,
+    )
+    write_atomically(evidence, json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
+    return result
+
+
+def resolve_base(root: Path, rev: str) -> str:
+    try:
+        return _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}").strip()
+    except UsageError:
+        raise UsageError(f"--base {rev!r} is not a commit in {root}; give a branch, tag or sha (a repository "
+                         "with no commit yet needs a first commit)") from None
+
+
+def list_changes(root: Path, sha: str) -> list[Change]:
+    """Tracked changes between `sha` and the working tree, then untracked files."""
+    fields = _git(root, "diff", "--name-status", "-M", "-z", "--no-ext-diff", sha, "--").split("\0")
+    changes: list[Change] = []
+    i = 0
+    while i < len(fields) and fields[i]:
+        code = fields[i][0]
+        if code in "RC":
+            changes.append(Change(STATUS[code], fields[i + 2], fields[i + 1]))
+            i += 3
+        else:
+            changes.append(Change(STATUS.get(code, code), fields[i + 1]))
+            i += 2
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
+    return changes + [Change("untracked", path) for path in untracked if path]
+
+
+def check_files(task: Task, changes: list[Change]) -> Check:
+    """Every path git reports (both sides of a rename) is in FILES."""
+    found = []
+    for change in changes:
+        if change.old_path is not None and not task.in_scope(change.old_path):
+            found.append(Violation(change.old_path, f"{change.status} to {change.path}, and {change.old_path} is not in FILES"))
+        if not task.in_scope(change.path):
+            where = f" from {change.old_path}" if change.old_path is not None else ""
+            found.append(Violation(change.path, f"{change.status}{where}, and it is not in FILES"))
+    return Check("files", not found, found)
+
+
+def check_dependencies(root: Path, sha: str, changes: list[Change]) -> Check:
+    """No new or changed requirement in a changed pyproject.toml, requirements*.txt or package.json."""
+    found = []
+    for change in changes:
+        kind = _dependency_kind(change.path)
+        if kind is None or change.status == "deleted":
+            continue
+        try:
+            after = _requirements(kind, (root / change.path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            found.append(Violation(change.path, f"its dependencies cannot be read, so they cannot be checked: {exc}"))
+            continue
+        before: Requirements = {}
+        if change.status not in ("added", "untracked"):
+            try:
+                before = _requirements(kind, _git(root, "show", f"{sha}:{change.old_path or change.path}"))
+            except (UsageError, ValueError):
+                pass  # unreadable at the base: every requirement counts as new
+        for key, texts in after.items():
+            for text in sorted(texts - before.get(key, set())):
+                was = f" (was {', '.join(sorted(before[key]))})" if key in before else ""
+                found.append(Violation(change.path, f"{'changed' if was else 'new'} dependency in {key[0]}: {text}{was}"))
+    return Check("dependencies", not found, found)
+
+
+def _dependency_kind(path: str) -> str | None:
+    name = path.rsplit("/", 1)[-1]
+    if name in ("pyproject.toml", "package.json"):
+        return name
+    return "requirements" if name.startswith("requirements") and name.endswith(".txt") else None
+
+
+def _requirements(kind: str, text: str) -> Requirements:
+    """The requirements a dependency file declares; ValueError when it cannot be read."""
+    try:
+        entries = _entries(kind, text)
+    except (AttributeError, TypeError) as exc:  # a table or list where the format has none
+        raise ValueError(f"unexpected structure ({exc})") from None
+    found: Requirements = {}
+    for where, name, entry in entries:
+        if isinstance(entry, str) and entry.strip():
+            spec = " ".join(entry.split())
+            named = REQUIREMENT_NAME.match(spec)
+            key = name or (re.sub(r"[-_.]+", "-", named[0]).lower() if named else spec)
+            found.setdefault((where, key), set()).add(spec)
+    return found
+
+
+def _entries(kind: str, text: str) -> list[tuple[str, str | None, object]]:
+    """(where, package name if the format gives it, requirement) for each declared requirement."""
+    if kind == "package.json":
+        data = json.loads(text)
+        return [(section, name, f"{name}@{version}") for section in PACKAGE_SECTIONS
+                for name, version in (data.get(section) or {}).items()]
+    if kind == "pyproject.toml":
+        data = tomllib.loads(text)
+        project = data.get("project", {})
+        tables = [("[project] dependencies", project.get("dependencies", []))]
+        tables += [(f"[project.optional-dependencies] {k}", v) for k, v in project.get("optional-dependencies", {}).items()]
+        tables += [(f"[dependency-groups] {k}", v) for k, v in data.get("dependency-groups", {}).items()]
+        return [(where, None, entry) for where, reqs in tables for entry in reqs]
+    joined = re.sub(r"\\\r?\n", " ", text)  # continued lines
+    return [("requirements", None, re.sub(r"(^|\s)#.*", "", line)) for line in joined.splitlines()]
+
+
+def check_forbid(root: Path, sha: str, task: Task, changes: list[Change]) -> Check:
+    """No added line (in tracked changes or untracked files) matches a `forbid:` rule; the task's own files aside."""
+    found = []
+    if task.forbid:
+        for path, number, text in added_lines(root, sha, changes):
+            if path in task.own_files:
+                continue
+            for rule in task.forbid:
+                if rule.pattern.search(text):
+                    found.append(Violation(f"{path}:{number}", f"added line matches forbid `{rule.pattern.pattern}` "
+                                                               f"(task line {rule.line}): {text.strip()[:200]}"))
+    return Check("forbid", not found, found)
+
+
+def added_lines(root: Path, sha: str, changes: list[Change]) -> Iterator[tuple[str, int, str]]:
+    """(path, line number, text) of every line the working tree adds over `sha`."""
+    diff = _git(root, "diff", "-U0", "-M", "--no-color", "--no-ext-diff", "--no-textconv",
+                "--src-prefix=a/", "--dst-prefix=b/", sha, "--")
+    path, number, header = "", 0, True
+    for line in diff.splitlines():
+        if line.startswith("diff --git "):
+            header = True
+        elif header and line.startswith("+++ "):
+            path = _unquote(line[4:])[2:] if line[4:] != "/dev/null" else ""
+        elif line.startswith("@@") and (hunk := HUNK.match(line)):
+            header, number = False, int(hunk[1])
+        elif not header and line.startswith("+"):
+            yield path, number, line[1:]
+            number += 1
+    for change in changes:
+        if change.status == "untracked":
+            yield from _file_lines(root, change.path)
+
+
+def check_validate(task: Task, commands: list[CommandResult]) -> Check:
+    found = [Violation(f"{task.own_files[0]}:{c.line}", f"`{c.command}` " + (f"timed out after {c.seconds:.0f} s"
+             if c.timed_out else f"exited {c.exit_code}")) for c in commands if not c.passed]
+    if not task.validate:
+        found.append(Violation(task.own_files[0], "VALIDATE has no command: add a ```sh block with commands that must exit 0"))
+    return Check("validate", not found, found)
+
+
+def run_validate(root: Path, task: Task, timeout: float = DEFAULT_TIMEOUT,
+                 on_command: Callable[[Command], None] | None = None) -> list[CommandResult]:
+    """Run every VALIDATE command, each to its end, whatever the others did."""
+    results = []
+    for command in task.validate:
+        if on_command:
+            on_command(command)
+        results.append(run_command(root, command, command.timeout or timeout))
+    return results
+
+
+def run_command(root: Path, command: Command, timeout: float) -> CommandResult:
+    started = time.monotonic()
+    # a session of its own, so a timeout kills the command's children too, and none keeps the pipe open
+    proc = subprocess.Popen(["sh", "-c", command.run], cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        code = None
+    seconds = round(time.monotonic() - started, 3)
+    return CommandResult(command.run, command.line, code, seconds, code is None, _tail(output))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+def _tail(output: bytes) -> str:
+    lines = output.decode("utf-8", errors="replace").splitlines()[-TAIL_LINES:]
+    return "\n".join(line if len(line) <= TAIL_CHARS else line[:TAIL_CHARS] + "…" for line in lines)
+
+
+def _file_lines(root: Path, path: str) -> Iterator[tuple[str, int, str]]:
+    full = root / path
+    if full.is_symlink() or not full.is_file() or full.stat().st_size > MAX_SCAN_BYTES:
+        return
+    data = full.read_bytes()
+    if b"\0" in data:
+        return  # binary
+    for number, text in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        yield path, number, text
+
+
+def _unquote(path: str) -> str:
+    """A path as git prints it in a diff header: C-quoted when it holds unusual characters."""
+    if len(path) > 1 and path.startswith('"') and path.endswith('"'):
+        return codecs.escape_decode(path[1:-1].encode())[0].decode("utf-8", errors="replace")
+    return path
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", "-c", "core.quotePath=false", *args], cwd=root, capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"git could not run in {root}: {exc}") from None
+    if done.returncode != 0:
+        raise UsageError(f"git {' '.join(args)} failed in {root}: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout.decode("utf-8", errors="surrogateescape")

@@ -1,0 +1,152 @@
+"""Coding tools held to a task's FILES: a Claude Code PreToolUse hook and a git pre-commit hook."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TASK = """\
+# Task: add the parser
+
+## FILES
+- src/app/parser.py
+- tests/test_parser*.py
+
+## TYPES
+- parse(text: str) -> Tree
+
+## SKELETON
+One function.
+
+## PROHIBITED
+- no new dependencies
+
+## VALIDATE
+```sh
+true
+```
+"""
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=T", *args],
+                          cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+def lane(root: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lane", *args], cwd=root, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "src" / "app").mkdir(parents=True)
+    (root / "src" / "app" / "parser.py").write_text("x = 1\n")
+    (root / "src" / "app" / "other.py").write_text("y = 1\n")
+    (root / "features" / "parser" / "tasks").mkdir(parents=True)
+    (root / "features" / "parser" / "tasks" / "add.md").write_text(TASK)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "start")
+    started = lane(root, "task", "start", "parser", "add")
+    assert started.returncode == 0, started.stderr
+    return root
+
+
+def hook(root: Path, payload: object) -> dict[str, object]:
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    done = lane(root, "hook", "claude", stdin=text)
+    assert done.returncode == 0, done.stderr
+    answer: dict[str, object] = json.loads(done.stdout)["hookSpecificOutput"]
+    assert answer["hookEventName"] == "PreToolUse"
+    return answer
+
+
+def edit(root: Path, tool: str, path: str) -> dict[str, object]:
+    tool_input: dict[str, object] = {"file_path": str(root / path)}
+    tool_input |= {"Edit": {"old_string": "x", "new_string": "z"}, "Write": {"content": "z"},
+                   "MultiEdit": {"edits": [{"old_string": "x", "new_string": "z"}]}}[tool]
+    return {"session_id": "s", "transcript_path": "/tmp/t.jsonl", "cwd": str(root), "hook_event_name": "PreToolUse",
+            "tool_name": tool, "tool_input": tool_input}
+
+
+@pytest.mark.parametrize("tool", ["Edit", "Write", "MultiEdit"])
+def test_the_claude_hook_allows_edits_inside_files_and_denies_the_rest(repo: Path, tool: str) -> None:
+    inside = hook(repo, edit(repo, tool, "src/app/parser.py"))
+    assert inside["permissionDecision"] == "allow", inside
+    tests = hook(repo, edit(repo, tool, "tests/test_parser_edge.py"))
+    assert tests["permissionDecision"] == "allow", tests
+    for path in ("src/app/other.py", "pyproject.toml", "../outside.txt", "src/app/../other.py"):
+        answer = hook(repo, edit(repo, tool, path))
+        assert answer["permissionDecision"] == "deny", (path, answer)
+        assert "parser/add" in str(answer["permissionDecisionReason"])
+
+
+@pytest.mark.parametrize("payload", [
+    "not json", "[]", "{}", json.dumps({"tool_name": "Edit"}), json.dumps({"tool_name": "Write", "tool_input": {"file_path": 3}}),
+    json.dumps({"tool_name": "Edit", "tool_input": "src/app/parser.py"}),
+])
+def test_the_claude_hook_denies_input_it_cannot_read(repo: Path, payload: str) -> None:
+    answer = hook(repo, payload)
+    assert answer["permissionDecision"] == "deny" and "could not check" in str(answer["permissionDecisionReason"])
+
+
+def test_with_no_active_task_every_edit_is_denied(repo: Path) -> None:
+    assert lane(repo, "task", "stop").returncode == 0
+    answer = hook(repo, edit(repo, "Edit", "src/app/parser.py"))
+    assert answer["permissionDecision"] == "deny" and "no active task" in str(answer["permissionDecisionReason"])
+
+
+def test_other_tools_get_no_answer_from_lane(repo: Path) -> None:
+    done = lane(repo, "hook", "claude", stdin=json.dumps({"tool_name": "Bash", "tool_input": {"command": "ls"}, "cwd": str(repo)}))
+    assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_start_installs_the_hooks_and_stop_removes_only_them(repo: Path) -> None:
+    settings = json.loads((repo / ".claude" / "settings.json").read_text())
+    [entry] = settings["hooks"]["PreToolUse"]
+    assert entry["matcher"] == "Edit|Write|MultiEdit" and "-m lane hook claude" in entry["hooks"][0]["command"]
+    # The person's own settings and hooks survive start and stop.
+    settings["permissions"] = {"deny": ["Bash(rm:*)"]}
+    (repo / ".claude" / "settings.json").write_text(json.dumps(settings))
+    assert lane(repo, "task", "stop").returncode == 0
+    assert json.loads((repo / ".claude" / "settings.json").read_text()) == {"permissions": {"deny": ["Bash(rm:*)"]}}
+    assert not (repo / ".git" / "hooks" / "pre-commit").exists()
+
+
+def test_the_pre_commit_hook_blocks_paths_outside_files(repo: Path) -> None:
+    (repo / "src" / "app" / "parser.py").write_text("x = 2\n")
+    git(repo, "add", "src/app/parser.py")
+    git(repo, "commit", "-qm", "in scope")  # passes the hook
+    (repo / "src" / "app" / "other.py").write_text("y = 2\n")
+    git(repo, "add", "src/app/other.py")
+    blocked = subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=T", "commit", "-qm", "out of scope"],
+                             cwd=repo, capture_output=True, text=True)
+    assert blocked.returncode == 1 and "src/app/other.py" in blocked.stderr, blocked.stderr
+    git(repo, "restore", "--staged", "src/app/other.py")
+    git(repo, "mv", "src/app/parser.py", "src/app/renamed.py")  # a rename out of scope: its new path is not in FILES
+    renamed = subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=T", "commit", "-qm", "rename"],
+                             cwd=repo, capture_output=True, text=True)
+    assert renamed.returncode == 1 and "src/app/renamed.py" in renamed.stderr, renamed.stderr
+
+
+def test_a_persons_own_pre_commit_hook_still_runs_and_comes_back(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    (root / "features" / "parser" / "tasks").mkdir(parents=True)
+    (root / "features" / "parser" / "tasks" / "add.md").write_text(TASK)
+    git(root, "init", "-q")
+    own = root / ".git" / "hooks" / "pre-commit"
+    own.write_text("#!/bin/sh\necho own-hook-ran >&2\n")
+    own.chmod(0o755)
+    assert lane(root, "task", "start", "parser", "add").returncode == 0
+    (root / "src" / "app").mkdir(parents=True)
+    (root / "src" / "app" / "parser.py").write_text("x\n")
+    git(root, "add", "src/app/parser.py")
+    done = subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=T", "commit", "-qm", "x"], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0 and "own-hook-ran" in done.stderr, done.stderr
+    assert lane(root, "task", "stop").returncode == 0
+    assert own.read_text() == "#!/bin/sh\necho own-hook-ran >&2\n"

@@ -1,0 +1,319 @@
+"""`lane task new` and `lane task verify` on real git repositories made in temporary folders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from lane.cli import tasks as task_cli
+from lane.coding.tasks import BLOCKS, load_task
+
+TASK = """\
+# Task add-item (feature cart)
+
+## FILES
+
+Only these:
+
+- src/app/cart.py
+- `tests/**`  (any test)
+{extra_files}
+
+## TYPES
+
+```python
+def add_item(cart: list[str], sku: str) -> list[str]: ...
+```
+
+## SKELETON
+
+```python
+## FILES  (a heading inside code is code)
+def add_item(cart, sku):
+    return [*cart, sku]
+```
+
+## PROHIBITED
+
+- no change to the public names of src/app/__init__.py
+- forbid: `breakpoint\\(\\)`
+- forbid: XXX-DEBUG
+
+## VALIDATE
+
+```sh
+# comments are skipped
+grep -q add_item src/app/cart.py
+echo checked the cart; test -f src/app/cart.py
+```
+{extra_validate}
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def write(repo: Path, name: str, text: str) -> None:
+    path = repo / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    git(root, "config", "user.email", "dev@example.com")
+    git(root, "config", "user.name", "Dev")
+    write(root, "src/app/cart.py", "def remove_item(cart, sku):\n    return [s for s in cart if s != sku]\n")
+    write(root, "src/app/other.py", "VALUE = 1\n")
+    write(root, "pyproject.toml", """\
+        [project]
+        name = "shop"
+        dependencies = ["pydantic>=2.7", "rich>=13"]
+
+        [project.optional-dependencies]
+        dev = ["pytest>=8"]
+    """)
+    write(root, "requirements.txt", "# pinned\nhttpx==0.27.0\n")
+    write(root, "package.json", json.dumps({"name": "shop", "dependencies": {"react": "^18.0.0"}, "devDependencies": {}}))
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "start")
+    return root
+
+
+def task(repo: Path, extra_files: str = "", extra_validate: str = "") -> None:
+    write(repo, "features/cart/tasks/add-item.md", TASK.format(extra_files=extra_files, extra_validate=extra_validate))
+
+
+def do_the_work(repo: Path) -> None:
+    """The in-scope work of the task: a changed module and a new test."""
+    with (repo / "src/app/cart.py").open("a") as f:
+        f.write("\n\ndef add_item(cart, sku):\n    return [*cart, sku]\n")
+    write(repo, "tests/test_cart.py", "def test_add(): pass\n")
+
+
+def verify(repo: Path, *args: str) -> tuple[Result, dict[str, Any]]:
+    result = CliRunner().invoke(task_cli.app, ["verify", "cart", "add-item", "--project", str(repo), *args])
+    evidence_file = repo / "features/cart/tasks/add-item.evidence.json"
+    evidence = json.loads(evidence_file.read_text()) if evidence_file.exists() else {}
+    return result, evidence
+
+
+def violations(evidence: dict[str, Any], check: str) -> list[dict[str, str]]:
+    found = next(c for c in evidence["checks"] if c["name"] == check)
+    assert found["passed"] is (not found["violations"])
+    return list(found["violations"])
+
+
+def test_a_clean_task_passes_and_writes_the_evidence(repo: Path) -> None:
+    task(repo)
+    do_the_work(repo)
+    result, evidence = verify(repo)
+    assert result.exit_code == 0, result.output
+    assert "PASSED" in result.stdout and "FAILED" not in result.stdout
+    assert evidence["passed"] is True
+    assert evidence["task"] == "cart/add-item"
+    assert evidence["base"] == "HEAD" and evidence["base_sha"] == git(repo, "rev-parse", "HEAD").strip()
+    assert evidence["timestamp"].endswith("+00:00")
+    assert {c["name"]: c["passed"] for c in evidence["checks"]} == {"files": True, "dependencies": True, "forbid": True, "validate": True}
+    assert {(c["status"], c["path"]) for c in evidence["changes"]} >= {("modified", "src/app/cart.py"), ("untracked", "tests/test_cart.py")}
+    commands = evidence["validate"]
+    assert [c["command"] for c in commands] == ["grep -q add_item src/app/cart.py", "echo checked the cart; test -f src/app/cart.py"]
+    assert [c["exit_code"] for c in commands] == [0, 0]
+    assert all(isinstance(c["seconds"], float) for c in commands)
+    assert commands[1]["output_tail"] == "checked the cart"
+    # a second run sees the first run's evidence file untracked, and it is in scope
+    again, second = verify(repo, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout) == second and second["passed"] is True
+
+
+def test_a_modified_file_outside_files_fails(repo: Path) -> None:
+    task(repo)
+    do_the_work(repo)
+    write(repo, "src/app/other.py", "VALUE = 2\n")
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    assert violations(evidence, "files") == [{"path": "src/app/other.py", "reason": "modified, and it is not in FILES"}]
+    assert "FAIL files" in result.stdout and "src/app/other.py  modified, and it is not in FILES" in result.stdout
+    assert "FAILED: files" in result.stdout and evidence["passed"] is False
+
+
+def test_an_untracked_new_file_fails(repo: Path) -> None:
+    task(repo)
+    do_the_work(repo)
+    write(repo, "notes/todo.txt", "later\n")
+    write(repo, "build/out.txt", "ignored\n")
+    write(repo, ".gitignore", "build/\n")
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    assert {v["path"]: v["reason"] for v in violations(evidence, "files")} == {
+        "notes/todo.txt": "untracked, and it is not in FILES",
+        ".gitignore": "untracked, and it is not in FILES",
+    }  # build/ is ignored by git, so it is no change
+
+
+def test_a_deletion_outside_files_fails(repo: Path) -> None:
+    task(repo)
+    do_the_work(repo)
+    (repo / "src/app/other.py").unlink()
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    assert violations(evidence, "files") == [{"path": "src/app/other.py", "reason": "deleted, and it is not in FILES"}]
+
+
+def test_a_rename_needs_both_sides_in_files(repo: Path) -> None:
+    task(repo)
+    (repo / "lib").mkdir()
+    git(repo, "mv", "src/app/cart.py", "lib/cart.py")
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    assert violations(evidence, "files") == [{"path": "lib/cart.py", "reason": "renamed from src/app/cart.py, and it is not in FILES"}]
+    git(repo, "mv", "lib/cart.py", "src/app/cart.py")
+    (repo / "tests").mkdir()
+    git(repo, "mv", "src/app/other.py", "tests/other.py")  # into scope, but out of a path outside it
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    assert violations(evidence, "files") == [
+        {"path": "src/app/other.py", "reason": "renamed to tests/other.py, and src/app/other.py is not in FILES"}]
+
+
+def test_a_new_or_changed_dependency_fails(repo: Path) -> None:
+    task(repo, extra_files="- pyproject.toml\n- requirements*.txt\n- package.json")
+    do_the_work(repo)
+    pyproject = (repo / "pyproject.toml").read_text()
+    pyproject = pyproject.replace('"pydantic>=2.7", "rich>=13"', '"pydantic>=2.8"').replace('["pytest>=8"]', '["pytest>=8", "hypothesis"]')
+    (repo / "pyproject.toml").write_text(pyproject)
+    with (repo / "requirements.txt").open("a") as f:
+        f.write("requests>=2.31  # for the webhook\n")
+    write(repo, "requirements-dev.txt", "ruff\n")
+    write(repo, "package.json", json.dumps({"name": "shop", "dependencies": {"react": "^18.0.0"}, "devDependencies": {"left-pad": "1.3.0"}}))
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    assert violations(evidence, "files") == []
+    assert sorted((v["path"], v["reason"]) for v in violations(evidence, "dependencies")) == [
+        ("package.json", "new dependency in devDependencies: left-pad@1.3.0"),
+        ("pyproject.toml", "changed dependency in [project] dependencies: pydantic>=2.8 (was pydantic>=2.7)"),
+        ("pyproject.toml", "new dependency in [project.optional-dependencies] dev: hypothesis"),
+        ("requirements-dev.txt", "new dependency in requirements: ruff"),
+        ("requirements.txt", "new dependency in requirements: requests>=2.31"),
+    ]  # removing rich is no violation
+    assert "new dependency in requirements: requests>=2.31" in result.stdout
+
+
+def test_a_failing_validate_command_fails_with_its_output(repo: Path) -> None:
+    task(repo, extra_validate="```sh\nfor i in 1 2 3; do echo line $i; done; echo broken >&2; exit 3\necho still runs\n```")
+    do_the_work(repo)
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    failing = evidence["validate"][2]
+    assert failing["exit_code"] == 3 and failing["timed_out"] is False
+    assert failing["output_tail"].splitlines() == ["line 1", "line 2", "line 3", "broken"]
+    assert evidence["validate"][3]["exit_code"] == 0  # the commands after a failure run too
+    line = (repo / "features/cart/tasks/add-item.md").read_text().splitlines().index(failing["command"]) + 1
+    assert violations(evidence, "validate") == [{"path": f"features/cart/tasks/add-item.md:{line}", "reason": f"`{failing['command']}` exited 3"}]
+    assert "FAIL exit 3" in result.stdout and "| broken" in result.stdout
+
+
+def test_a_validate_command_past_its_timeout_is_killed(repo: Path) -> None:
+    task(repo, extra_validate="```sh timeout=1\nsleep 30 & sleep 30\n```")
+    do_the_work(repo)
+    started = time.monotonic()
+    result, evidence = verify(repo)
+    assert time.monotonic() - started < 15
+    assert result.exit_code == 1
+    slow = evidence["validate"][2]
+    assert slow["timed_out"] is True and slow["exit_code"] is None and 1 <= slow["seconds"] < 10
+    assert "timed out after" in violations(evidence, "validate")[0]["reason"]
+
+
+def test_forbid_rules_match_added_lines_only(repo: Path) -> None:
+    task(repo)  # the task file itself holds XXX-DEBUG, and is not judged by its own rules
+    do_the_work(repo)
+    with (repo / "src/app/cart.py").open("a") as f:
+        f.write("\ndef debug():\n    breakpoint()\n")
+    write(repo, "tests/test_more.py", "x = 1\ny = 2  # XXX-DEBUG\n")
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    assert [(v["path"], v["reason"].split(" (")[0]) for v in violations(evidence, "forbid")] == [
+        ("src/app/cart.py:9", "added line matches forbid `breakpoint\\(\\)`"),
+        ("tests/test_more.py:2", "added line matches forbid `XXX-DEBUG`"),
+    ]
+    assert violations(evidence, "files") == []
+
+
+def test_base_compares_with_an_older_commit(repo: Path) -> None:
+    task(repo)
+    do_the_work(repo)
+    write(repo, "src/app/other.py", "VALUE = 2\n")
+    git(repo, "add", "src/app/other.py")
+    git(repo, "commit", "-q", "-m", "sneaky")
+    assert verify(repo)[0].exit_code == 0  # against HEAD the committed change is invisible
+    result, evidence = verify(repo, "--base", "HEAD~1")
+    assert result.exit_code == 1
+    assert evidence["base_sha"] == git(repo, "rev-parse", "HEAD~1").strip()
+    assert [v["path"] for v in violations(evidence, "files")] == ["src/app/other.py"]
+
+
+def test_usage_errors_exit_2_and_say_how_to_fix(repo: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(task_cli.app, ["verify", "cart", "add-item", "-p", str(repo)])
+    assert missing.exit_code == 2
+    assert "features/cart/tasks/add-item.md" in missing.stderr and "lane task new cart add-item" in missing.stderr
+    task(repo)
+    bad_base = runner.invoke(task_cli.app, ["verify", "cart", "add-item", "-p", str(repo), "--base", "no-such-branch"])
+    assert bad_base.exit_code == 2 and "no-such-branch" in bad_base.stderr
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    not_git = runner.invoke(task_cli.app, ["verify", "cart", "add-item", "-p", str(plain)])
+    assert not_git.exit_code == 2 and "not inside a git repository" in not_git.stderr
+    for feature, name in (("../etc", "x"), ("cart", "a/b"), ("cart", "..")):
+        bad = runner.invoke(task_cli.app, ["verify", feature, name, "-p", str(repo)])
+        assert bad.exit_code == 2 and "simple name" in bad.stderr
+    assert not (repo / "features/cart/tasks/add-item.evidence.json").exists()
+
+
+def test_new_writes_a_template_that_must_be_filled_in(repo: Path) -> None:
+    runner = CliRunner()
+    made = runner.invoke(task_cli.app, ["new", "cart", "checkout", "-p", str(repo)])
+    assert made.exit_code == 0, made.output
+    path = repo / "features/cart/tasks/checkout.md"
+    text = path.read_text()
+    assert [line for line in text.splitlines() if line.startswith("## ")] == [f"## {b}" for b in BLOCKS]
+    assert "lane task verify cart checkout" in made.stdout
+    again = runner.invoke(task_cli.app, ["new", "cart", "checkout", "-p", str(repo)])
+    assert again.exit_code == 2 and "exists already" in again.stderr and path.read_text() == text
+    unfilled = runner.invoke(task_cli.app, ["verify", "cart", "checkout", "-p", str(repo)])
+    assert unfilled.exit_code == 2 and "placeholder" in unfilled.stderr and "checkout.md:15" in unfilled.stderr
+    filled = text.replace("- <a path or glob, e.g. src/app/cart.py>", "- src/app/cart.py").replace(
+        "- <another, e.g. tests/test_cart*.py>", "- tests/test_cart*.py").replace(
+        "<a command that must exit 0, e.g. python -m pytest tests/test_cart.py -q>", "true")
+    path.write_text(filled)
+    spec = load_task(repo, "cart", "checkout")
+    assert spec.files == ["src/app/cart.py", "tests/test_cart*.py"]
+    assert [c.run for c in spec.validate] == ["true"]
+    assert [r.pattern.pattern for r in spec.forbid] == ["breakpoint\\(\\)"]
+    result = runner.invoke(task_cli.app, ["verify", "cart", "checkout", "-p", str(repo)])
+    assert result.exit_code == 0, result.output
+
+
+def test_in_scope_follows_the_globs(repo: Path) -> None:
+    task(repo, extra_files="- docs/\n- src/**/*.txt\n- lib/*.py")
+    spec = load_task(repo, "cart", "add-item")
+    assert spec.files == ["src/app/cart.py", "tests/**", "docs/", "src/**/*.txt", "lib/*.py"]
+    inside = ["src/app/cart.py", "tests/a/b/c.py", "docs/x/y.md", "src/a.txt", "src/a/b/c.txt", "lib/x.py", "./lib/x.py",
+              "features/cart/tasks/add-item.md", "features/cart/tasks/add-item.evidence.json"]
+    outside = ["src/app/other.py", "lib/sub/x.py", "src/app/cart.pyc", "documents/x", "../repo/src/app/cart.py",
+               "/src/app/cart.py", "features/cart/tasks/other.md"]
+    assert [p for p in inside if not spec.in_scope(p)] == []
+    assert [p for p in outside if spec.in_scope(p)] == []
