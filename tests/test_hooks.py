@@ -69,12 +69,14 @@ def hook(root: Path, payload: object) -> dict[str, object]:
 def edit(root: Path, tool: str, path: str) -> dict[str, object]:
     tool_input: dict[str, object] = {"file_path": str(root / path)}
     tool_input |= {"Edit": {"old_string": "x", "new_string": "z"}, "Write": {"content": "z"},
-                   "MultiEdit": {"edits": [{"old_string": "x", "new_string": "z"}]}}[tool]
+                   "MultiEdit": {"edits": [{"old_string": "x", "new_string": "z"}]}, "NotebookEdit": {"new_source": "z"}}[tool]
+    if tool == "NotebookEdit":
+        tool_input["notebook_path"] = tool_input.pop("file_path")
     return {"session_id": "s", "transcript_path": "/tmp/t.jsonl", "cwd": str(root), "hook_event_name": "PreToolUse",
             "tool_name": tool, "tool_input": tool_input}
 
 
-@pytest.mark.parametrize("tool", ["Edit", "Write", "MultiEdit"])
+@pytest.mark.parametrize("tool", ["Edit", "Write", "MultiEdit", "NotebookEdit"])
 def test_the_claude_hook_allows_edits_inside_files_and_denies_the_rest(repo: Path, tool: str) -> None:
     inside = hook(repo, edit(repo, tool, "src/app/parser.py"))
     assert inside["permissionDecision"] == "allow", inside
@@ -109,7 +111,8 @@ def test_other_tools_get_no_answer_from_lane(repo: Path) -> None:
 def test_start_installs_the_hooks_and_stop_removes_only_them(repo: Path) -> None:
     settings = json.loads((repo / ".claude" / "settings.json").read_text())
     [entry] = settings["hooks"]["PreToolUse"]
-    assert entry["matcher"] == "Edit|Write|MultiEdit" and "-m lane hook claude" in entry["hooks"][0]["command"]
+    assert entry["matcher"] == "Edit|Write|MultiEdit|NotebookEdit"
+    assert entry["hooks"][0]["command"].endswith("-P -m lane hook claude || exit 2")
     # The person's own settings and hooks survive start and stop.
     settings["permissions"] = {"deny": ["Bash(rm:*)"]}
     (repo / ".claude" / "settings.json").write_text(json.dumps(settings))
@@ -150,3 +153,32 @@ def test_a_persons_own_pre_commit_hook_still_runs_and_comes_back(tmp_path: Path)
     assert done.returncode == 0 and "own-hook-ran" in done.stderr, done.stderr
     assert lane(root, "task", "stop").returncode == 0
     assert own.read_text() == "#!/bin/sh\necho own-hook-ran >&2\n"
+
+
+def test_the_agent_cannot_edit_its_own_task_or_the_hooks(repo: Path) -> None:
+    for path in ("features/parser/tasks/add.md", "features/parser/tasks/add.evidence.json", ".claude/settings.json",
+                 ".lane/active-task.json", ".git/hooks/pre-commit"):
+        answer = hook(repo, edit(repo, "Write", path))
+        assert answer["permissionDecision"] == "deny", (path, answer)
+
+
+def test_verify_counts_the_agents_work_not_lanes_hooks_and_not_a_widened_task(repo: Path) -> None:
+    (repo / "src" / "app" / "parser.py").write_text("x = 3\n")
+    done = lane(repo, "task", "verify", "parser", "add", "--json")
+    assert done.returncode == 0, done.stdout  # .lane/ and lane's hook in .claude/settings.json are not the agent's work
+    task = repo / "features" / "parser" / "tasks" / "add.md"
+    task.write_text(task.read_text().replace("- src/app/parser.py", "- src/app/parser.py\n- src/**"))
+    (repo / "src" / "app" / "other.py").write_text("y = 3\n")
+    widened = lane(repo, "task", "verify", "parser", "add", "--json")
+    assert widened.returncode == 1
+    failed = {c["name"]: c for c in json.loads(widened.stdout)["checks"] if not c["passed"]}
+    assert "task" in failed, failed
+
+
+def test_verify_sees_a_change_only_staged(repo: Path) -> None:
+    other = repo / "src" / "app" / "other.py"
+    other.write_text("y = 4\n")
+    git(repo, "add", "src/app/other.py")
+    other.write_text("y = 1\n")  # the working copy is put back; the index still holds the change a commit would take
+    done = lane(repo, "task", "verify", "parser", "add", "--json")
+    assert done.returncode == 1 and "src/app/other.py" in done.stdout

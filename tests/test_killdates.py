@@ -127,3 +127,15 @@ def test_a_malformed_registry_exits_2_with_line_and_column(tmp_path: Path, regis
     code, out, _ = run(root, "--check")
     assert code == 2
     assert where in out
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("x();// lane: kill-date a", "a"), (" * lane: kill-date a", "a"), ("<p><!-- lane: kill-date a -->", "a"),
+    ("{# lane: kill-date a #}", "a"), ("; lane: kill-date a", "a"), ("% lane: kill-date a", "a"),
+    ("# lane: kill-date a", "a"), ("`# lane: kill-date a`", None), ("word#lane: kill-date a", None),
+])
+def test_markers_are_found_after_every_comment_leader_but_not_in_quoted_prose(text: str, name: str | None) -> None:
+    from lane.coding.killdates import MARKER
+
+    found = MARKER.search(text)
+    assert (found.group(1) if found else None) == name

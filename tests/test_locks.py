@@ -131,6 +131,11 @@ HOLES = {  # edit of the complete lock -> (gate, what check says, the line it po
     "past kill date": (_replace("2027-01-31", "2025-12-01"), "Kill date", "has passed: 2025-12-01 is 31 days ago", "2025-12-01"),
     "kill date not a date": (_replace("2027-01-31", "end of next quarter"), "Kill date", "is not a date: write it as YYYY-MM-DD", "end of next"),
     "missing gate": (_replace("## Blast radius\n", "## Reach\n"), "Blast radius", "is missing: add a heading '## Blast radius'", "# Lock"),
+    "only an empty fence": (_replace("- Users without the flag see the old dashboard, unchanged\n- [x] covered by the route tests\n", "```\n```\n"),
+                            "Invariants", "is blank", "## Invariants"),
+    "only a comment": (_replace("- Users without the flag see the old dashboard, unchanged\n- [x] covered by the route tests\n",
+                                "<!-- fill this in -->\n"), "Invariants", "is blank", "## Invariants"),
+    "TBD in backticks": (_replace("web/routes.py only;", "`TBD` only;"), "Blast radius", "is TBD", "`TBD` only"),
     "two surgical changes": (_replace("Add the route and the flag check in web/routes.py.", "- Add the route\n- Rewrite the cache"),
                              "Scope / Single surgical change", "lists 2 changes", "### Single surgical change"),
 }  # fmt: skip

@@ -125,7 +125,7 @@ def test_a_clean_task_passes_and_writes_the_evidence(repo: Path) -> None:
     assert evidence["task"] == "cart/add-item"
     assert evidence["base"] == "HEAD" and evidence["base_sha"] == git(repo, "rev-parse", "HEAD").strip()
     assert evidence["timestamp"].endswith("+00:00")
-    assert {c["name"]: c["passed"] for c in evidence["checks"]} == {"files": True, "dependencies": True, "forbid": True, "validate": True}
+    assert {c["name"]: c["passed"] for c in evidence["checks"]} == {"task": True, "files": True, "dependencies": True, "forbid": True, "validate": True}
     assert {(c["status"], c["path"]) for c in evidence["changes"]} >= {("modified", "src/app/cart.py"), ("untracked", "tests/test_cart.py")}
     commands = evidence["validate"]
     assert [c["command"] for c in commands] == ["grep -q add_item src/app/cart.py", "echo checked the cart; test -f src/app/cart.py"]
@@ -317,3 +317,16 @@ def test_in_scope_follows_the_globs(repo: Path) -> None:
                "/src/app/cart.py", "features/cart/tasks/other.md"]
     assert [p for p in inside if not spec.in_scope(p)] == []
     assert [p for p in outside if spec.in_scope(p)] == []
+
+
+def test_a_validate_command_is_stopped_at_its_timeout_even_when_a_child_escapes_and_keeps_only_a_tail(tmp_path: Path) -> None:
+    import time
+
+    from lane.coding.tasks import Command
+    from lane.coding.verify import run_command
+
+    began = time.monotonic()
+    result = run_command(tmp_path, Command("setsid sleep 30 & yes line | head -c 5000000; sleep 30", 1), 2)
+    assert result.timed_out and result.exit_code is None
+    assert time.monotonic() - began < 20, "waited for a child that escaped the kill"
+    assert result.output_tail.splitlines()[-1].startswith("line") and len(result.output_tail) < 20000

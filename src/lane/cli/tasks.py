@@ -95,7 +95,7 @@ def report(evidence: dict[str, Any]) -> str:
 
 def _summary(name: str, count: int) -> str:
     if not count:
-        return {"files": "every changed path is in FILES", "dependencies": "no new or changed dependency",
+        return {"task": "the task is as committed", "files": "every changed path is in FILES", "dependencies": "no new or changed dependency",
                 "forbid": "no added line matches a forbid rule", "validate": "every command exited 0"}.get(name, "holds")
     return f"{count} violation{'s' if count != 1 else ''}"
 

@@ -25,7 +25,7 @@ from lane.errors import UsageError
 
 ACTIVE = Path(".lane") / "active-task.json"
 SETTINGS = Path(".claude") / "settings.json"
-EDIT_TOOLS = ("Edit", "Write", "MultiEdit")
+EDIT_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
 MATCHER = "|".join(EDIT_TOOLS)
 PRE_COMMIT_MARK = "# lane: task pre-commit hook"
 SAVED_SUFFIX = ".lane-saved"
@@ -38,13 +38,16 @@ class Active:
 
 
 def lane_command(*args: str) -> str:
-    """How a hook calls this lane: by the interpreter's absolute path, so PATH does not matter."""
-    return shlex.join([sys.executable, "-m", "lane", *args])
+    """How a hook calls this lane: by the interpreter's absolute path, so PATH does not matter; `-P` keeps a
+    file in the repository from shadowing a module lane imports."""
+    return shlex.join([sys.executable, "-P", "-m", "lane", *args])
 
 
 def start(root: Path, feature: str, task: str) -> list[str]:
     """Mark the task active and install both hooks; returns what was done, for the person."""
-    load_task(root, feature, task)  # a task that does not exist is a usage error before anything is written
+    load_task(root, feature, task)  # a task that does not exist, or no git repository, is a usage error
+    _hooks_dir(root)  # before anything is written
+    _exclude_state(root)
     _write_json(root / ACTIVE, {"feature": feature, "task": task})
     done = [f"active task: {feature}/{task} ({ACTIVE})"]
     done.append(_install_claude(root))
@@ -90,7 +93,7 @@ def claude_decision(payload: str, root: Path | None = None) -> dict[str, Any]:
         if tool not in EDIT_TOOLS:
             return {}
         tool_input = data.get("tool_input")
-        path = tool_input.get("file_path") if isinstance(tool_input, dict) else None
+        path = (tool_input.get("file_path") or tool_input.get("notebook_path")) if isinstance(tool_input, dict) else None
         if not isinstance(path, str) or not path:
             raise ValueError(f"{tool} input has no file_path")
         base = root or Path(str(data.get("cwd") or os.getcwd()))
@@ -125,7 +128,8 @@ def _install_claude(root: Path) -> str:
     if not isinstance(entries, list):
         raise UsageError(f"{path}: hooks.PreToolUse must be a list; fix the file, then run this again")
     entries[:] = [e for e in entries if not _ours(e)]
-    entries.append({"matcher": MATCHER, "hooks": [{"type": "command", "command": lane_command("hook", "claude")}]})
+    # `|| exit 2`: if lane cannot even start, Claude Code must block the edit, not go on (any other exit lets it).
+    entries.append({"matcher": MATCHER, "hooks": [{"type": "command", "command": lane_command("hook", "claude") + " || exit 2"}]})
     _write_json(path, settings)
     return f"Claude Code hook: PreToolUse on {MATCHER} runs `lane hook claude` ({SETTINGS})"
 
@@ -143,8 +147,24 @@ def _remove_claude(root: Path) -> str:
         del settings["hooks"]["PreToolUse"]
     if not settings["hooks"]:
         del settings["hooks"]
-    _write_json(path, settings)
+    if settings:
+        _write_json(path, settings)
+    else:
+        path.unlink()  # lane made it, or it held only lane's hook
     return f"Claude Code hook removed from {SETTINGS}"
+
+
+def without_lane_hooks(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings with lane's hook entry taken out (and what it emptied), to tell lane's change from anyone's."""
+    copy = json.loads(json.dumps(settings))
+    entries = copy.get("hooks", {}).get("PreToolUse")
+    if isinstance(entries, list):
+        entries[:] = [e for e in entries if not _ours(e)]
+        if not entries:
+            del copy["hooks"]["PreToolUse"]
+        if not copy["hooks"]:
+            del copy["hooks"]
+    return dict(copy)
 
 
 def _ours(entry: Any) -> bool:
@@ -182,6 +202,15 @@ def staged_outside(root: Path) -> tuple[Active, list[str]]:
         paths += fields[i + 1 : i + 1 + count]
         i += 1 + count
     return current, sorted({p for p in paths if not spec.in_scope(p)})
+
+
+def _exclude_state(root: Path) -> None:
+    """lane's state folder is never part of a commit: say so in the repository's own exclude file."""
+    exclude = (root / _git(root, "rev-parse", "--git-path", "info/exclude").strip()).resolve()
+    lines = exclude.read_text().splitlines() if exclude.exists() else []
+    if "/.lane/" not in lines:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        exclude.write_text("\n".join([*lines, "/.lane/"]) + "\n")
 
 
 def _hooks_dir(root: Path) -> Path:

@@ -31,7 +31,9 @@ REGISTRY = "killdates.yaml"
 ENTRY_KEYS = ("sunset", "kill_date")
 NAME = re.compile(r"\w(?:[\w.-]*\w)?")
 # the leader must start the line or follow a space, so prose quoting the syntax in `code` is not a marker
-MARKER = re.compile(r"(?:^|\s)(?:#|//|--|/\*|<!--)\s*lane:\s*kill-date\b[ \t]*(\w(?:[\w.-]*\w)?)?")
+# After a comment leader that starts the line or follows a space or punctuation (`x();// lane: ...`), or on a
+# `*` continuation line of a block comment; not inside a word or backticks, so prose quoting it does not count.
+MARKER = re.compile(r"(?:^|[\s;,)}\]>])(?:#|//|--|/\*|\*|<!--|\{#|;|%)\s*lane:\s*kill-date\b[ \t]*(\w(?:[\w.-]*\w)?)?")
 SKIPPED_DIRS = {".git", ".hg", ".svn", ".lane", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 MAX_BYTES = 2_000_000
 

@@ -83,8 +83,9 @@ Fill every gate before building: replace each [bracketed] hint with the real thi
 FEATURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 HEADING = re.compile(r"(#{1,6})\s+(.*?)\s*#*\s*$")
 FENCE = re.compile(r"\s*(```|~~~)")
-BULLET = re.compile(r"\s*(?:[-*+]|\d+[.)])(?:\s+|$)")
+BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])(?:\s+|$)")
 TBD = re.compile(r"\bTBD\b", re.IGNORECASE)
+EMPTY_LINE = re.compile(r"(```|~~~).*|<!--.*?-->")  # a fence's delimiter or a lone comment says nothing
 # `[hint]`, but not a link [t](u), a reference [t][r], a checkbox [ ]/[x], a footnote [^1], or an index like list[str]
 PLACEHOLDER = re.compile(r"(?<![\w\]`])\[(?![xX ]?\])(?!\^)([^\[\]\n]+)\](?![(\[:])")
 CODE_SPAN = re.compile(r"`[^`\n]*`")
@@ -241,14 +242,14 @@ def _normal(title: str) -> str:
 
 def _gate_holes(shown: str, gate: str, heading: int, body: list[tuple[int, str, bool]], today: date) -> list[Hole]:
     items = [(n, BULLET.sub("", t, count=1).strip(), code) for n, t, code in body]
-    filled = [(n, t, code) for n, t, code in items if t]
+    filled = [(n, t, code) for n, t, code in items if t and not EMPTY_LINE.fullmatch(t)]
     if not filled:
         why = ": an empty OUT list is an error; name at least one thing this change leaves alone" if gate == "Scope / OUT" else ""
         return [Hole(shown, heading, gate, f"is blank{why}")]
     holes: list[Hole] = []
     for number, line, code in filled:
         prose = "" if code else CODE_SPAN.sub("", line)
-        if TBD.search(prose):
+        if TBD.search(line):  # in backticks or a fence too: `TBD` is still undecided
             holes.append(Hole(shown, number, gate, "is TBD: decide it and write it down"))
         for match in PLACEHOLDER.finditer(LINK.sub(r"\1", prose)):  # a link inside a hint leaves the hint a hint
             hint = match.group(1) if len(match.group(1)) <= 40 else match.group(1)[:39].rstrip() + "…"

@@ -8,6 +8,7 @@ evidence lands atomically in `features/FEATURE/tasks/TASK.evidence.json`.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from lane.coding.tasks import Command, Task, evidence_path, load_task
 from lane.errors import UsageError
 
 DEFAULT_TIMEOUT = 600.0
+TAIL_BYTES = 65536  # read from the end of a command's output: enough for the tail it keeps
 TAIL_LINES = 40
 TAIL_CHARS = 400  # per line: one minified line must not fill the evidence
 MAX_SCAN_BYTES = 2_000_000  # untracked files larger than this are not scanned for forbid rules
@@ -107,10 +109,10 @@ def verify(project: Path, feature: str, name: str, base: str = "HEAD", timeout: 
     root = repo_root(project)
     task = load_task(root, feature, name)
     sha = resolve_base(root, base)
-    changes = list_changes(root, sha)
+    changes = [c for c in list_changes(root, sha) if not lane_state(root, sha, c.path)]
     commands = run_validate(root, task, timeout, on_command)
-    checks = [check_files(task, changes), check_dependencies(root, sha, changes), check_forbid(root, sha, task, changes),
-              check_validate(task, commands)]
+    checks = [check_task_unchanged(root, sha, task), check_files(task, changes), check_dependencies(root, sha, changes),
+              check_forbid(root, sha, task, changes), check_validate(task, commands)]
     evidence = evidence_path(root, feature, name)
     result = Verification(
         task=f"{feature}/{name}", task_file=task.own_files[0], evidence_file=task.own_files[1], base=base, base_sha=sha,
@@ -129,20 +131,62 @@ def resolve_base(root: Path, rev: str) -> str:
 
 
 def list_changes(root: Path, sha: str) -> list[Change]:
-    """Tracked changes between `sha` and the working tree, then untracked files."""
-    fields = _git(root, "diff", "--name-status", "-M", "-z", "--no-ext-diff", sha, "--").split("\0")
+    """Tracked changes between `sha` and the working tree, and between `sha` and the index (what a commit would
+    take, even when the working copy was put back), submodules included; then untracked files."""
     changes: list[Change] = []
-    i = 0
-    while i < len(fields) and fields[i]:
-        code = fields[i][0]
-        if code in "RC":
-            changes.append(Change(STATUS[code], fields[i + 2], fields[i + 1]))
-            i += 3
-        else:
-            changes.append(Change(STATUS.get(code, code), fields[i + 1]))
-            i += 2
+    for staged in ((), ("--cached",)):
+        fields = _git(root, "diff", *staged, "--name-status", "-M", "-z", "--no-ext-diff", "--ignore-submodules=none",
+                      sha, "--").split("\0")
+        i = 0
+        while i < len(fields) and fields[i]:
+            code = fields[i][0]
+            if code in "RC":
+                change = Change(STATUS[code], fields[i + 2], fields[i + 1])
+                i += 3
+            else:
+                change = Change(STATUS.get(code, code), fields[i + 1])
+                i += 2
+            if change not in changes:
+                changes.append(change)
     untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
-    return changes + [Change("untracked", path) for path in untracked if path]
+    hidden = [line[2:] for line in _git(root, "ls-files", "-v", "-z").split("\0") if line[:1] in ("S", "h") or line[:1].islower()]
+    return (changes + [Change("untracked", path) for path in untracked if path]
+            + [Change("hidden from git (skip-worktree or assume-unchanged)", path) for path in hidden if path])
+
+
+def lane_state(root: Path, sha: str, path: str) -> bool:
+    """Whether `path` is what `lane task start` itself wrote: the active-task mark, or settings that differ from
+    `sha` only by lane's own hook entry. Neither is the agent's work."""
+    from lane.coding.hooks import ACTIVE, SETTINGS, without_lane_hooks
+
+    if path == ACTIVE.as_posix():
+        return True
+    if path != SETTINGS.as_posix():
+        return False
+    try:
+        now = json.loads((root / path).read_text(encoding="utf-8"))
+        before = json.loads(_git(root, "show", f"{sha}:{path}")) if _tracked(root, sha, path) else {}
+    except (OSError, ValueError):
+        return False
+    return isinstance(now, dict) and isinstance(before, dict) and without_lane_hooks(now) == without_lane_hooks(before)
+
+
+def check_task_unchanged(root: Path, sha: str, task: Task) -> Check:
+    """The task file is the person's: changed since the base, it could widen its own FILES or VALIDATE."""
+    path = task.own_files[0]
+    if not _tracked(root, sha, path):
+        return Check("task", True, [])
+    changed = _git(root, "diff", "--name-only", sha, "--", path).strip()
+    found = [Violation(path, f"the task itself changed since {sha[:12]}; a person edits and commits the task before the work")] if changed else []
+    return Check("task", not found, found)
+
+
+def _tracked(root: Path, sha: str, path: str) -> bool:
+    try:
+        _git(root, "cat-file", "-e", f"{sha}:{path}")
+    except UsageError:
+        return False
+    return True
 
 
 def check_files(task: Task, changes: list[Change]) -> Check:
@@ -277,16 +321,21 @@ def run_validate(root: Path, task: Task, timeout: float = DEFAULT_TIMEOUT,
 
 def run_command(root: Path, command: Command, timeout: float) -> CommandResult:
     started = time.monotonic()
-    # a session of its own, so a timeout kills the command's children too, and none keeps the pipe open
-    proc = subprocess.Popen(["sh", "-c", command.run], cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        code = None
+    # Output goes to a file, not a pipe: a command that prints gigabytes costs disk, not memory, and a child
+    # that escapes the kill (setsid) cannot hold a pipe open past the timeout. Its own session lets the kill
+    # reach the rest of its children.
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(["sh", "-c", command.run], cwd=root, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what it left running in its group stops with it
+        proc.wait()
+        out.seek(max(0, out.seek(0, os.SEEK_END) - TAIL_BYTES))
+        output = out.read()
     seconds = round(time.monotonic() - started, 3)
     return CommandResult(command.run, command.line, code, seconds, code is None, _tail(output))
 
