@@ -130,12 +130,12 @@ def test_a_malformed_registry_exits_2_with_line_and_column(tmp_path: Path, regis
 
 
 @pytest.mark.parametrize(("text", "name"), [
-    ("x();// lane: kill-date a", "a"), (" * lane: kill-date a", "a"), ("<p><!-- lane: kill-date a -->", "a"),
-    ("{# lane: kill-date a #}", "a"), ("; lane: kill-date a", "a"), ("% lane: kill-date a", "a"),
-    ("# lane: kill-date a", "a"), ("`# lane: kill-date a`", None), ("word#lane: kill-date a", None),
+    ("x();// KD a", "a"), (" * KD a", "a"), ("<p><!-- KD a -->", "a"),
+    ("{# KD a #}", "a"), ("; KD a", "a"), ("% KD a", "a"),
+    ("# KD a", "a"), ("`# KD a`", None), ("word#KD a", None),
 ])
 def test_markers_are_found_after_every_comment_leader_but_not_in_quoted_prose(text: str, name: str | None) -> None:
     from lane.coding.killdates import MARKER
 
-    found = MARKER.search(text)
+    found = MARKER.search(text.replace("KD", "lane: " + "kill-date"))  # spelt apart: this file holds no marker itself
     assert (found.group(1) if found else None) == name
