@@ -211,6 +211,29 @@ def test_a_new_or_changed_dependency_fails(repo: Path) -> None:
     assert "new dependency in requirements: requests>=2.31" in result.stdout
 
 
+def test_dependencies_in_other_formats_fail_too(repo: Path) -> None:
+    task(repo, extra_files="- pyproject.toml\n- requirements/**\n- dev-requirements.txt\n- package.json")
+    do_the_work(repo)
+    with (repo / "pyproject.toml").open("a") as f:
+        f.write('\n[build-system]\nrequires = ["hatchling", "evil-plugin"]\n'
+                '[tool.poetry.dependencies]\nrequests = "^2.31"\n[tool.poetry.group.dev.dependencies]\nblack = "*"\n'
+                '[tool.uv]\ndev-dependencies = ["mypy"]\n[tool.uv.sources]\npydantic = { git = "https://example.invalid/fork" }\n')
+    write(repo, "requirements/dev.txt", "coverage\n")
+    write(repo, "dev-requirements.txt", "tox\n")
+    write(repo, "package.json", json.dumps({"name": "shop", "overrides": {"lodash": "4.17.0"}, "resolutions": {"minimist": "0.0.8"},
+                                            "bundleDependencies": ["left-pad"]}))
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    reasons = sorted(v["reason"] for v in violations(evidence, "dependencies"))
+    for expected in ("new dependency in [build-system] requires: evil-plugin", "new dependency in [tool.poetry.dependencies]: requests ^2.31",
+                     "new dependency in [tool.poetry.group.dev.dependencies]: black *", "new dependency in [tool.uv] dev-dependencies: mypy",
+                     'new dependency in [tool.uv.sources]: pydantic {"git":"https://example.invalid/fork"}',
+                     "new dependency in requirements: coverage", "new dependency in requirements: tox",
+                     "new dependency in overrides: lodash@4.17.0", "new dependency in resolutions: minimist@0.0.8",
+                     "new dependency in bundleDependencies: left-pad"):
+        assert expected in reasons, reasons
+
+
 def test_a_failing_validate_command_fails_with_its_output(repo: Path) -> None:
     task(repo, extra_validate="```sh\nfor i in 1 2 3; do echo line $i; done; echo broken >&2; exit 3\necho still runs\n```")
     do_the_work(repo)

@@ -32,7 +32,7 @@ TAIL_CHARS = 400  # per line: one minified line must not fill the evidence
 MAX_SCAN_BYTES = 2_000_000  # untracked files larger than this are not scanned for forbid rules
 STATUS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed", "C": "copied", "T": "type changed", "U": "unmerged"}
 HUNK = re.compile(r"@@ -\S+ \+(\d+)(?:,\d+)? @@")
-PACKAGE_SECTIONS = ("dependencies", "devDependencies", "peerDependencies", "optionalDependencies")
+PACKAGE_SECTIONS = ("dependencies", "devDependencies", "peerDependencies", "optionalDependencies", "overrides", "resolutions")
 REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 Requirements = dict[tuple[str, str], set[str]]  # (where, normalized name) -> requirement texts
 
@@ -227,10 +227,13 @@ def check_dependencies(root: Path, sha: str, changes: list[Change]) -> Check:
 
 
 def _dependency_kind(path: str) -> str | None:
-    name = path.rsplit("/", 1)[-1]
+    folder, _, name = path.rpartition("/")
     if name in ("pyproject.toml", "package.json"):
         return name
-    return "requirements" if name.startswith("requirements") and name.endswith(".txt") else None
+    listed = name.endswith((".txt", ".in")) and (
+        name.startswith(("requirements", "constraints")) or name.endswith(("-requirements.txt", "_requirements.txt"))
+        or folder.rsplit("/", 1)[-1] == "requirements")  # requirements/dev.txt
+    return "requirements" if listed else None
 
 
 def _requirements(kind: str, text: str) -> Requirements:
@@ -253,17 +256,36 @@ def _entries(kind: str, text: str) -> list[tuple[str, str | None, object]]:
     """(where, package name if the format gives it, requirement) for each declared requirement."""
     if kind == "package.json":
         data = json.loads(text)
-        return [(section, name, f"{name}@{version}") for section in PACKAGE_SECTIONS
-                for name, version in (data.get(section) or {}).items()]
+        found: list[tuple[str, str | None, object]] = [
+            (section, name, f"{name}@{_compact(version)}") for section in PACKAGE_SECTIONS
+            for name, version in (data.get(section) or {}).items()]
+        for section in ("bundleDependencies", "bundledDependencies"):
+            found += [(section, str(name), str(name)) for name in data.get(section) or () if isinstance(data.get(section), list)]
+        return found
     if kind == "pyproject.toml":
         data = tomllib.loads(text)
-        project = data.get("project", {})
+        project, tool = data.get("project", {}), data.get("tool", {})
         tables = [("[project] dependencies", project.get("dependencies", []))]
         tables += [(f"[project.optional-dependencies] {k}", v) for k, v in project.get("optional-dependencies", {}).items()]
         tables += [(f"[dependency-groups] {k}", v) for k, v in data.get("dependency-groups", {}).items()]
-        return [(where, None, entry) for where, reqs in tables for entry in reqs]
+        tables += [("[build-system] requires", data.get("build-system", {}).get("requires", []))]
+        tables += [("[tool.uv] dev-dependencies", tool.get("uv", {}).get("dev-dependencies", []))]
+        found = [(where, None, _compact(entry)) for where, reqs in tables for entry in reqs]
+        # Tables of name -> spec: Poetry's dependencies and groups; uv's sources, which repoint a package.
+        poetry = tool.get("poetry", {})
+        named = [("[tool.poetry.dependencies]", poetry.get("dependencies", {})),
+                 ("[tool.poetry.dev-dependencies]", poetry.get("dev-dependencies", {})),
+                 ("[tool.uv.sources]", tool.get("uv", {}).get("sources", {}))]
+        named += [(f"[tool.poetry.group.{g}.dependencies]", t.get("dependencies", {})) for g, t in poetry.get("group", {}).items()]
+        found += [(where, name, f"{name} {_compact(spec)}") for where, table in named for name, spec in table.items()]
+        return found
     joined = re.sub(r"\\\r?\n", " ", text)  # continued lines
     return [("requirements", None, re.sub(r"(^|\s)#.*", "", line)) for line in joined.splitlines()]
+
+
+def _compact(value: object) -> str:
+    """A requirement as text: strings as they are, tables and lists as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def check_forbid(root: Path, sha: str, task: Task, changes: list[Change]) -> Check:
