@@ -11,11 +11,11 @@ from rich.table import Table
 
 from lane.cli import render
 from lane.cli.inputs import parse_day
+from lane.coding.killdates import REGISTRY
 
 if TYPE_CHECKING:
     from lane.coding.killdates import EntryStatus, KillDateReport, Marker
 
-REGISTRY = "killdates.yaml"  # lane.coding.killdates.REGISTRY, named here so listing the commands stays light
 
 app = typer.Typer(
     name="killdates",

@@ -107,7 +107,7 @@ def _announce(command: Any) -> None:
 
 def _root(project: Path) -> Path:
     """The repository's top folder when `project` is in one, else `project` itself."""
-    from lane.coding.verify import repo_root
+    from lane.coding.repo import repo_root
     from lane.errors import UsageError
 
     try:

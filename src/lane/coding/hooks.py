@@ -13,13 +13,12 @@ import json
 import os
 import shlex
 import stat
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lane.coding.repo import git, repo_root, write_atomically
 from lane.coding.tasks import load_task
 from lane.errors import UsageError
 
@@ -97,7 +96,7 @@ def claude_decision(payload: str, root: Path | None = None) -> dict[str, Any]:
         if not isinstance(path, str) or not path:
             raise ValueError(f"{tool} input has no file_path")
         base = root or Path(str(data.get("cwd") or os.getcwd()))
-        repo = _toplevel(base)
+        repo = repo_root(base)
         current = active(repo)
         spec = load_task(repo, current.feature, current.task)
         target = Path(path) if os.path.isabs(path) else base / path
@@ -192,7 +191,7 @@ def staged_outside(root: Path) -> tuple[Active, list[str]]:
     """The staged paths (both sides of a rename) outside the active task's FILES."""
     current = active(root)
     spec = load_task(root, current.feature, current.task)
-    out = _git(root, "diff", "--cached", "--name-status", "-M", "-z")
+    out = git(root, "diff", "--cached", "--name-status", "-M", "-z")
     fields = out.split("\0")
     paths: list[str] = []
     i = 0
@@ -206,7 +205,7 @@ def staged_outside(root: Path) -> tuple[Active, list[str]]:
 
 def _exclude_state(root: Path) -> None:
     """lane's state folder is never part of a commit: say so in the repository's own exclude file."""
-    exclude = (root / _git(root, "rev-parse", "--git-path", "info/exclude").strip()).resolve()
+    exclude = (root / git(root, "rev-parse", "--git-path", "info/exclude").strip()).resolve()
     lines = exclude.read_text().splitlines() if exclude.exists() else []
     if "/.lane/" not in lines:
         exclude.parent.mkdir(parents=True, exist_ok=True)
@@ -214,7 +213,7 @@ def _exclude_state(root: Path) -> None:
 
 
 def _hooks_dir(root: Path) -> Path:
-    return (root / _git(root, "rev-parse", "--git-path", "hooks").strip()).resolve()
+    return (root / git(root, "rev-parse", "--git-path", "hooks").strip()).resolve()
 
 
 def _install_pre_commit(root: Path) -> str:
@@ -248,29 +247,10 @@ def _remove_pre_commit(root: Path) -> str:
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _git(root: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise UsageError(f"git cannot run: {exc}") from None
-    if done.returncode != 0:
-        raise UsageError(f"git {' '.join(args)} failed in {root}: {done.stderr.strip()}")
-    return done.stdout
-
-
-def _toplevel(path: Path) -> Path:
-    return Path(_git(path, "rev-parse", "--show-toplevel").strip()).resolve()
-
-
 def _relative(target: Path, repo: Path) -> str | None:
     resolved = Path(os.path.realpath(target))
     return resolved.relative_to(repo).as_posix() if resolved.is_relative_to(repo) else None
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, indent=2) + "\n")

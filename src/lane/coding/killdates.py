@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
-
-from ruamel.yaml.comments import CommentedMap
+from typing import TYPE_CHECKING, Any
 
 from lane.errors import Problem, ProjectInvalid, UsageError
-from lane.spec.source import Source, read_yaml
+
+if TYPE_CHECKING:
+    from lane.spec.source import Source
 
 REGISTRY = "killdates.yaml"
 ENTRY_KEYS = ("sunset", "kill_date")
@@ -129,19 +129,21 @@ def load_registry(root: Path) -> list[Entry]:
     path = root / REGISTRY
     if not path.is_file():
         return []
+    from lane.spec.source import read_yaml  # here: YAML is read only when a registry is, not by `lane --help`
+
     source = read_yaml(path, REGISTRY)
     if source.problems:
         raise ProjectInvalid(source.problems)
     if source.tree is None:
         return []
-    if not isinstance(source.tree, CommentedMap):
+    if not isinstance(source.tree, dict):
         raise ProjectInvalid([source.at((), "killdates.yaml must map kinds (flags, shims, ...) to entries")])
     entries: list[Entry] = []
     problems: list[Problem] = []
     for kind, group in source.tree.items():
         if group is None:
             continue
-        if not isinstance(group, CommentedMap):
+        if not isinstance(group, dict):
             problems.append(source.at((kind,), f"{kind!s} must map names to {{sunset: ..., kill_date: YYYY-MM-DD}}"))
             continue
         for name in group:
@@ -159,7 +161,7 @@ def _entry(source: Source, kind: str, name: Any, value: Any, problems: list[Prob
     if not isinstance(name, str) or not NAME.fullmatch(name):
         problems.append(source.at(at, f"invalid name {name!r}: use letters, digits, '_', '.' and '-', as markers spell it", key=True))
         return None
-    if not isinstance(value, CommentedMap):
+    if not isinstance(value, dict):
         problems.append(source.at(at, f"{name} must be a mapping {{sunset: ..., kill_date: YYYY-MM-DD}}"))
         return None
     before = len(problems)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lane.coding.repo import git, repo_root, write_atomically
 from lane.coding.tasks import Command, Task, evidence_path, load_task
 from lane.errors import UsageError
 
@@ -94,15 +95,6 @@ class Verification:
         return data
 
 
-def repo_root(path: Path) -> Path:
-    """The top folder of the git repository holding `path`."""
-    try:
-        found = _git(path, "rev-parse", "--show-toplevel").strip()
-    except UsageError:
-        raise UsageError(f"{path} is not inside a git repository; `lane task verify` compares the working tree with git") from None
-    return Path(found)
-
-
 def verify(project: Path, feature: str, name: str, base: str = "HEAD", timeout: float = DEFAULT_TIMEOUT,
            on_command: Callable[[Command], None] | None = None) -> Verification:
     """Check the working tree against the task, run its VALIDATE commands, write the evidence and return it."""
@@ -124,7 +116,7 @@ def verify(project: Path, feature: str, name: str, base: str = "HEAD", timeout: 
 
 def resolve_base(root: Path, rev: str) -> str:
     try:
-        return _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}").strip()
+        return git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}").strip()
     except UsageError:
         raise UsageError(f"--base {rev!r} is not a commit in {root}; give a branch, tag or sha (a repository "
                          "with no commit yet needs a first commit)") from None
@@ -135,7 +127,7 @@ def list_changes(root: Path, sha: str) -> list[Change]:
     take, even when the working copy was put back), submodules included; then untracked files."""
     changes: list[Change] = []
     for staged in ((), ("--cached",)):
-        fields = _git(root, "diff", *staged, "--name-status", "-M", "-z", "--no-ext-diff", "--ignore-submodules=none",
+        fields = git(root, "diff", *staged, "--name-status", "-M", "-z", "--no-ext-diff", "--ignore-submodules=none",
                       sha, "--").split("\0")
         i = 0
         while i < len(fields) and fields[i]:
@@ -148,8 +140,8 @@ def list_changes(root: Path, sha: str) -> list[Change]:
                 i += 2
             if change not in changes:
                 changes.append(change)
-    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
-    hidden = [line[2:] for line in _git(root, "ls-files", "-v", "-z").split("\0") if line[:1] in ("S", "h") or line[:1].islower()]
+    untracked = git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
+    hidden = [line[2:] for line in git(root, "ls-files", "-v", "-z").split("\0") if line[:1] in ("S", "h") or line[:1].islower()]
     return (changes + [Change("untracked", path) for path in untracked if path]
             + [Change("hidden from git (skip-worktree or assume-unchanged)", path) for path in hidden if path])
 
@@ -165,7 +157,7 @@ def lane_state(root: Path, sha: str, path: str) -> bool:
         return False
     try:
         now = json.loads((root / path).read_text(encoding="utf-8"))
-        before = json.loads(_git(root, "show", f"{sha}:{path}")) if _tracked(root, sha, path) else {}
+        before = json.loads(git(root, "show", f"{sha}:{path}")) if _tracked(root, sha, path) else {}
     except (OSError, ValueError):
         return False
     return isinstance(now, dict) and isinstance(before, dict) and without_lane_hooks(now) == without_lane_hooks(before)
@@ -176,14 +168,14 @@ def check_task_unchanged(root: Path, sha: str, task: Task) -> Check:
     path = task.own_files[0]
     if not _tracked(root, sha, path):
         return Check("task", True, [])
-    changed = _git(root, "diff", "--name-only", sha, "--", path).strip()
+    changed = git(root, "diff", "--name-only", sha, "--", path).strip()
     found = [Violation(path, f"the task itself changed since {sha[:12]}; a person edits and commits the task before the work")] if changed else []
     return Check("task", not found, found)
 
 
 def _tracked(root: Path, sha: str, path: str) -> bool:
     try:
-        _git(root, "cat-file", "-e", f"{sha}:{path}")
+        git(root, "cat-file", "-e", f"{sha}:{path}")
     except UsageError:
         return False
     return True
@@ -216,7 +208,7 @@ def check_dependencies(root: Path, sha: str, changes: list[Change]) -> Check:
         before: Requirements = {}
         if change.status not in ("added", "untracked"):
             try:
-                before = _requirements(kind, _git(root, "show", f"{sha}:{change.old_path or change.path}"))
+                before = _requirements(kind, git(root, "show", f"{sha}:{change.old_path or change.path}"))
             except (UsageError, ValueError):
                 pass  # unreadable at the base: every requirement counts as new
         for key, texts in after.items():
@@ -304,7 +296,7 @@ def check_forbid(root: Path, sha: str, task: Task, changes: list[Change]) -> Che
 
 def added_lines(root: Path, sha: str, changes: list[Change]) -> Iterator[tuple[str, int, str]]:
     """(path, line number, text) of every line the working tree adds over `sha`."""
-    diff = _git(root, "diff", "-U0", "-M", "--no-color", "--no-ext-diff", "--no-textconv",
+    diff = git(root, "diff", "-U0", "-M", "--no-color", "--no-ext-diff", "--no-textconv",
                 "--src-prefix=a/", "--dst-prefix=b/", sha, "--")
     path, number, header = "", 0, True
     for line in diff.splitlines():
@@ -362,15 +354,6 @@ def run_command(root: Path, command: Command, timeout: float) -> CommandResult:
     return CommandResult(command.run, command.line, code, seconds, code is None, _tail(output))
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
-
-
 def _tail(output: bytes) -> str:
     lines = output.decode("utf-8", errors="replace").splitlines()[-TAIL_LINES:]
     return "\n".join(line if len(line) <= TAIL_CHARS else line[:TAIL_CHARS] + "…" for line in lines)
@@ -392,14 +375,3 @@ def _unquote(path: str) -> str:
     if len(path) > 1 and path.startswith('"') and path.endswith('"'):
         return codecs.escape_decode(path[1:-1].encode())[0].decode("utf-8", errors="replace")
     return path
-
-
-def _git(root: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(["git", "-c", "core.quotePath=false", *args], cwd=root, capture_output=True,
-                              stdin=subprocess.DEVNULL, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UsageError(f"git could not run in {root}: {exc}") from None
-    if done.returncode != 0:
-        raise UsageError(f"git {' '.join(args)} failed in {root}: {done.stderr.decode(errors='replace').strip()}")
-    return done.stdout.decode("utf-8", errors="surrogateescape")
