@@ -40,7 +40,7 @@ def main() -> None:
 @app.command()
 def init(
     directory: Annotated[Path | None, typer.Argument(metavar="DIR", help="Where to write the project (created if missing).", show_default="current folder")] = None,
-    example: Annotated[str, typer.Option(help="Which example to start from.")] = "support-triage",
+    example: Annotated[str, typer.Option(help="Which example to start from: support-triage (the workflow track, what `lane demo` runs) or coding (the feature runbook on a git repository).")] = "support-triage",
     project: Annotated[Path | None, typer.Option("--project", "-p", help="The same as DIR.")] = None,
 ) -> None:
     """Write a working project: lane.yaml, agents, a runbook, tools and a rehearsal script."""
@@ -179,11 +179,12 @@ def demo(
 
 def _coding_track() -> None:
     """The coding track's command groups; each works on a repository, with or without lane.yaml."""
-    from lane.cli import context, hooks, killdates, locks, session, tasks
+    from lane.cli import context, feature, hooks, killdates, locks, session, tasks
 
     app.add_typer(context.app, name="context", help="Render the canon into AGENTS.md, CLAUDE.md, Cursor rules and Copilot instructions, and check them.")
     app.add_typer(locks.app, name="lock", help="Pre-build locks: the gates a feature must fill and a person must sign before it is built.")
-    app.add_typer(tasks.app, name="task", help="Task runbooks (FILES, TYPES, SKELETON, PROHIBITED, VALIDATE): write, verify against git, enforce in coding tools.")
+    app.add_typer(tasks.app, name="task", help="Task runbooks (FILES, TYPES, SKELETON, PROHIBITED, VALIDATE): write, enforce in coding tools, verify against git, commit.")
+    app.add_typer(feature.app, name="feature", help="The feature runbook: lock, sign-off, then each task worked, verified, reviewed and committed.")
     app.command("killdates", help="List every flag and shim with its kill date; --check fails on a passed date or an unregistered marker.")(killdates.killdates)
     app.add_typer(session.app, name="session", help="Where things stand at the start of a session, and a dated log entry at its end.")
     app.add_typer(hooks.app, name="hook", help="What the hooks `lane task start` installs run.", hidden=True)

@@ -18,7 +18,7 @@ from lane.errors import LaneError, ProjectInvalid, RunError, UsageError
 if TYPE_CHECKING:
     from lane.cli.progress import RunProgress
 
-EXAMPLES = {"support-triage": "support_triage"}
+EXAMPLES = {"support-triage": "support_triage", "coding": "coding"}
 
 
 @contextmanager
@@ -61,14 +61,14 @@ def init(directory: Path, example: str) -> None:
         if (directory / "lane.yaml").exists():
             raise UsageError(f"{directory / 'lane.yaml'} exists already; choose an empty folder")
         copy_example(package, directory)
-        render.initialized(directory)
+        render.initialized(directory, example)
 
 
 def copy_example(package: str, directory: Path) -> None:
     source = resources.files("lane.examples") / package
     with resources.as_file(source) as path:
         shutil.copytree(path, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", ".lane", "outbox", "*.db"))
-    (directory / ".gitignore").write_text(".lane/\noutbox/\n*.db\n")
+    (directory / ".gitignore").write_text(".lane/\noutbox/\n*.db\n__pycache__/\n")
 
 
 def validate(project: Path, as_json: bool) -> None:

@@ -65,6 +65,7 @@ def sign(
     feature: Feature,
     by: Annotated[str, typer.Option("--by", help="Who signs the lock off.")],
     project: ProjectDir = Path("."),
+    commit: Annotated[bool, typer.Option("--commit", help="Then commit the lock and its sign-off (only those two files).")] = False,
     today: Today = None,
 ) -> None:
     """Record the sign-off: who, when (UTC) and the sha256 of the lock. Any later edit voids it.
@@ -85,6 +86,12 @@ def sign(
         f"[green]signed[/] the lock of {escape(feature)} as {escape(signoff.signed_by)} at {signoff.signed_at} "
         f"(sha256 {signoff.sha256[:12]}); any edit to it voids the sign-off"
     )
+    if commit:
+        from lane.coding.commit import commit_lock
+
+        with errors():
+            done = commit_lock(project, feature)
+        render.out.print(f"committed {done.sha[:12]}: {escape(', '.join(done.paths))}")
 
 
 def _render_check(report: LockReport, at: str) -> None:

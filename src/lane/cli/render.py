@@ -39,10 +39,18 @@ def valid(project: Path) -> None:
     out.print(f"[green]ok[/]: {escape(str(project.resolve()))} is a valid lane project")
 
 
-def initialized(directory: Path) -> None:
+def initialized(directory: Path, example: str = "support-triage") -> None:
     where = _e(directory)
     out.print(f"Wrote a lane project in [bold]{where}[/]. Next:")
     flag = "" if str(directory) in (".", "") else f" --project {where}"
+    if example == "coding":
+        if flag:
+            out.print(f"  cd {where}")
+        out.print('  git init -q && git add -A && git commit -qm "Shop: lock and tasks of cart"')
+        out.print("  lane feature plan cart")
+        out.print('  git add runbooks && git commit -qm "Plan feature cart"')
+        out.print("  lane run feature-cart")
+        return
     out.print(f"  lane validate{flag}")
     out.print(f"  lane run support-triage --input email=inbox/01-double-charge.eml{flag}")
 

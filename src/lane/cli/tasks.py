@@ -14,7 +14,7 @@ import typer
 
 app = typer.Typer(
     name="task",
-    help="Task runbooks (FILES, TYPES, SKELETON, PROHIBITED, VALIDATE) and their verification against git.",
+    help="Task runbooks (FILES, TYPES, SKELETON, PROHIBITED, VALIDATE): write one, hold a coding tool to its FILES, verify the work against git, commit what passed.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -87,10 +87,19 @@ def report(evidence: dict[str, Any]) -> str:
         lines.append(f"  {'ok  ' if run['exit_code'] == 0 else 'FAIL'} {code:<8} {run['seconds']:>7.1f}s  {run['command']}")
         if run["exit_code"] != 0:
             lines += [f"       | {text}" for text in run["output_tail"].splitlines()[-SHOWN_TAIL:]]
-    failed = [c["name"] for c in evidence["checks"] if not c["passed"]]
+    failed = [_first(c) for c in evidence["checks"] if not c["passed"]]
     lines.append(f"evidence: {evidence['evidence_file']}")
-    lines.append(f"FAILED: {', '.join(failed)}" if failed else "PASSED: every check holds")
+    lines.append(f"FAILED: {'; '.join(failed)}" if failed else "PASSED: every check holds")
     return "\n".join(lines)
+
+
+def _first(check: dict[str, Any]) -> str:
+    """A failed check on one line, naming its first violation: the last line of the report says what went wrong."""
+    found = check["violations"]
+    if not found:
+        return str(check["name"])
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    return f"{check['name']} ({found[0]['path']}: {found[0]['reason']}{more})"
 
 
 def _summary(name: str, count: int) -> str:
@@ -144,3 +153,24 @@ def stop(project: ProjectDir = Path(".")) -> None:
     with errors():
         done = stop_task(_root(project))
         typer.echo("\n".join(done) if done else "no active task and no lane hooks: nothing to do")
+
+
+@app.command()
+def commit(
+    feature: Feature,
+    task: TaskName,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="The commit message.", show_default="names the task and its evidence")] = None,
+    project: ProjectDir = Path("."),
+) -> None:
+    """Commit exactly what `lane task verify` passed, with its evidence file, after a person reviewed it.
+
+    Refused (exit 2) when the last verification failed, HEAD moved, or any changed file differs from what was
+    verified: verify again first. Ends the active task (its hooks) before committing; your own git hooks still run."""
+    from lane.cli.commands import errors
+    from lane.coding.commit import commit_task
+
+    with errors():
+        done = commit_task(project, feature, task, message)
+        typer.echo(f"committed {done.sha[:12]}: {feature}/{task}, {len(done.paths)} path{'s' if len(done.paths) != 1 else ''}")
+        for path in done.paths:
+            typer.echo(f"  {path}")

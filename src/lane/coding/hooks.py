@@ -9,6 +9,7 @@ denies the edit or blocks the commit, with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -46,7 +47,7 @@ def start(root: Path, feature: str, task: str) -> list[str]:
     """Mark the task active and install both hooks; returns what was done, for the person."""
     load_task(root, feature, task)  # a task that does not exist, or no git repository, is a usage error
     _hooks_dir(root)  # before anything is written
-    _exclude_state(root)
+    exclude_state(root)
     _write_json(root / ACTIVE, {"feature": feature, "task": task})
     done = [f"active task: {feature}/{task} ({ACTIVE})"]
     done.append(_install_claude(root))
@@ -150,6 +151,8 @@ def _remove_claude(root: Path) -> str:
         _write_json(path, settings)
     else:
         path.unlink()  # lane made it, or it held only lane's hook
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # and the folder, when nothing else is in it
     return f"Claude Code hook removed from {SETTINGS}"
 
 
@@ -203,7 +206,7 @@ def staged_outside(root: Path) -> tuple[Active, list[str]]:
     return current, sorted({p for p in paths if not spec.in_scope(p)})
 
 
-def _exclude_state(root: Path) -> None:
+def exclude_state(root: Path) -> None:
     """lane's state folder is never part of a commit: say so in the repository's own exclude file."""
     exclude = (root / git(root, "rev-parse", "--git-path", "info/exclude").strip()).resolve()
     lines = exclude.read_text().splitlines() if exclude.exists() else []

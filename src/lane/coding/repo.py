@@ -10,10 +10,10 @@ from pathlib import Path
 from lane.errors import UsageError
 
 
-def git(root: Path, *args: str) -> str:
+def git(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
     try:
         done = subprocess.run(["git", "-c", "core.quotePath=false", *args], cwd=root, capture_output=True,
-                              stdin=subprocess.DEVNULL, timeout=120)
+                              stdin=subprocess.DEVNULL, timeout=120, env={**os.environ, **env} if env else None)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UsageError(f"git could not run in {root}: {exc}") from None
     if done.returncode != 0:
@@ -30,6 +30,14 @@ def repo_root(path: Path) -> Path:
     return Path(found)
 
 
+def top_of_repo(folder: Path) -> Path:
+    """`folder` itself, when it is the top folder of a git repository: where FILES and task paths count from."""
+    top = repo_root(folder)
+    if top.resolve() != folder.resolve():
+        raise UsageError(f"{folder.resolve()} must be the top folder of its git repository ({top}): tasks name paths from there")
+    return top
+
+
 def write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
@@ -37,3 +45,23 @@ def write_atomically(path: Path, text: str) -> None:
         tmp.flush()
         os.fsync(tmp.fileno())
     os.replace(tmp.name, path)
+
+
+def commit_paths(root: Path, paths: list[str], message: str) -> str:
+    """Commit the working-tree content of `paths` on top of HEAD, and nothing else; returns the new commit.
+
+    Built in an index of its own (HEAD's tree plus these paths), so what is staged in the repository's index,
+    flags on its entries and hooks cannot change what is committed. Those paths are then reset in the real
+    index to the new commit; everything else staged stays staged."""
+    head = git(root, "rev-parse", "--verify", "HEAD").strip()
+    with tempfile.TemporaryDirectory(prefix="lane-commit-") as folder:
+        env = {"GIT_INDEX_FILE": str(Path(folder) / "index")}
+        git(root, "read-tree", head, env=env)
+        git(root, "add", "-A", "--", *paths, env=env)
+        tree = git(root, "write-tree", env=env).strip()
+    if tree == git(root, "rev-parse", f"{head}^{{tree}}").strip():
+        raise UsageError(f"nothing to commit: {', '.join(paths)} are as HEAD has them")
+    commit = git(root, "commit-tree", tree, "-p", head, "-m", message).strip()
+    git(root, "update-ref", "-m", f"commit: {message.splitlines()[0]}", "HEAD", commit, head)
+    git(root, "reset", "-q", commit, "--", *paths)
+    return commit

@@ -293,8 +293,8 @@ def _normalize(path: str | PurePath) -> str | None:
 @lru_cache(maxsize=512)
 def glob_regex(pattern: str) -> re.Pattern[str]:
     """A FILES glob as a regular expression: `*` and `?` stay within a folder, `**` crosses folders."""
-    if pattern.endswith("/"):
-        pattern += "**"
+    folder = pattern.endswith("/")  # everything under it, and the folder itself (a nested repository shows as one)
+    pattern = pattern.rstrip("/") if folder else pattern
     out, i = [], 0
     while i < len(pattern):
         if pattern.startswith("**/", i):
@@ -313,4 +313,4 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(pattern[i]))
             i += 1
-    return re.compile("".join(out))
+    return re.compile("".join(out) + ("(?:/.*)?" if folder else ""))

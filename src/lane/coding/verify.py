@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -83,6 +84,7 @@ class Verification:
     changes: list[Change]
     checks: list[Check]
     commands: list[CommandResult]
+    fingerprint: str = ""  # of the changed paths' contents: `lane task commit` takes exactly what was verified
 
     @property
     def passed(self) -> bool:
@@ -101,17 +103,50 @@ def verify(project: Path, feature: str, name: str, base: str = "HEAD", timeout: 
     root = repo_root(project)
     task = load_task(root, feature, name)
     sha = resolve_base(root, base)
-    changes = [c for c in list_changes(root, sha) if not lane_state(root, sha, c.path)]
+    changes = current_changes(root, sha)
+    verified = fingerprint(root, changes, skip=task.own_files[1])  # before VALIDATE runs: the work, not its by-products
+    before = {c.path: _content(root / c.path) for c in changes}
     commands = run_validate(root, task, timeout, on_command)
+    left = left_behind(root, sha, before, skip=task.own_files[1])
     checks = [check_task_unchanged(root, sha, task), check_files(task, changes), check_dependencies(root, sha, changes),
-              check_forbid(root, sha, task, changes), check_validate(task, commands)]
+              check_forbid(root, sha, task, changes), check_validate(task, commands, left)]
     evidence = evidence_path(root, feature, name)
     result = Verification(
         task=f"{feature}/{name}", task_file=task.own_files[0], evidence_file=task.own_files[1], base=base, base_sha=sha,
         timestamp=datetime.now(UTC).isoformat(timespec="seconds"), changes=changes, checks=checks, commands=commands,
+        fingerprint=verified,
     )
     write_atomically(evidence, json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
     return result
+
+
+def fingerprint(root: Path, changes: list[Change], *, skip: str) -> str:
+    """A sha256 over each change and the content it leaves (the evidence file `skip` aside, as verify rewrites it)."""
+    digest = hashlib.sha256()
+    for change in sorted(changes, key=lambda c: (c.path, c.old_path or "", c.status)):
+        if change.path != skip:
+            digest.update(f"{change.status}\0{change.path}\0{change.old_path or ''}\0{_content(root / change.path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _content(path: Path) -> str:
+    """What a change leaves at `path`: a link's target, a file's mode and bytes, a nested repository's commit."""
+    if path.is_symlink():
+        return "symlink:" + os.readlink(path)
+    if path.is_file():
+        executable = "x" if path.stat().st_mode & 0o111 else "-"
+        return f"file{executable}:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    if path.is_dir():
+        try:
+            return "repository:" + git(path, "rev-parse", "--verify", "HEAD").strip()  # a submodule, or a nested clone
+        except UsageError:
+            return "folder"
+    return "absent"
+
+
+def current_changes(root: Path, sha: str) -> list[Change]:
+    """What git reports between `sha` and the working tree, lane's own hook state aside."""
+    return [c for c in list_changes(root, sha) if not lane_state(root, sha, c.path)]
 
 
 def resolve_base(root: Path, rev: str) -> str:
@@ -314,9 +349,17 @@ def added_lines(root: Path, sha: str, changes: list[Change]) -> Iterator[tuple[s
             yield from _file_lines(root, change.path)
 
 
-def check_validate(task: Task, commands: list[CommandResult]) -> Check:
+def left_behind(root: Path, sha: str, before: dict[str, str], *, skip: str) -> list[str]:
+    """Paths VALIDATE added or changed that git does not ignore: what was checked is no longer what would be committed."""
+    paths = {c.path for c in current_changes(root, sha)} | set(before)
+    return sorted(p for p in paths if p != skip and before.get(p) != _content(root / p))
+
+
+def check_validate(task: Task, commands: list[CommandResult], left: list[str] | None = None) -> Check:
     found = [Violation(f"{task.own_files[0]}:{c.line}", f"`{c.command}` " + (f"timed out after {c.seconds:.0f} s"
              if c.timed_out else f"exited {c.exit_code}")) for c in commands if not c.passed]
+    found += [Violation(path, "VALIDATE left this file changed or new, and git does not ignore it: what ran is not "
+                              "what would be committed (add it to .gitignore, or make the command clean up)") for path in left or []]
     if not task.validate:
         found.append(Violation(task.own_files[0], "VALIDATE has no command: add a ```sh block with commands that must exit 0"))
     return Check("validate", not found, found)

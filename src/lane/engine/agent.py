@@ -16,7 +16,7 @@ from lane.engine.approvals import ask, decision_for
 from lane.engine.budgets import AGENT_STEP_DEFAULTS, merge
 from lane.engine.calls import CallRequest, call_tool
 from lane.engine.state import RunState, StepFailed
-from lane.errors import ModelCallFailed, ModelError, PauseRun, ToolError
+from lane.errors import LaneError, ModelCallFailed, ModelError, PauseRun, ToolError
 from lane.models.base import ModelRequest, ModelResponse, Settings, Task, ToolCall, ToolSpec
 from lane.models.registry import model_id
 from lane.spec.files import RetryPolicy
@@ -57,6 +57,7 @@ class AgentStep:
             raise StepFailed(str(exc)) from exc
         self.tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in tools)
         self.messages = self.context()
+        self.lane = self.recorded_lane()
         self.sent = len(self.messages)
         self.task = self.recorded_task()
         while True:
@@ -79,6 +80,8 @@ class AgentStep:
         if recorded is not None:
             return list(recorded.data["messages"])
         inputs = self.step.with_.render(self.state.scope()) if self.step.with_ else {}
+        if self.step.step.task is not None:
+            inputs = {**inputs, "task": self.coding_task(self.step.step.task)} if isinstance(inputs, dict) else inputs
         try:
             ctx = assemble(self.state.project, self.agent, self.step, inputs)
         except (ContextTooLarge, OSError) as exc:
@@ -89,6 +92,26 @@ class AgentStep:
             sources=ctx.sources, tools=[t.name for t in self.tools], estimated_tokens=ctx.estimated_tokens,
         )
         return list(ctx.messages)
+
+    def coding_task(self, name: str) -> dict[str, Any]:
+        """The coding task this step works, read when its context is assembled: its text, and the FILES its writes are held to."""
+        from lane.coding.repo import top_of_repo
+        from lane.coding.tasks import load_task
+
+        feature, _, task = name.partition("/")
+        try:
+            spec = load_task(top_of_repo(self.state.project.root), feature, task)
+        except LaneError as exc:
+            raise StepFailed(f"step {self.step.id}: {exc}") from exc
+        return {"name": name, "file": spec.own_files[0], "files": spec.files, "text": spec.path.read_text(encoding="utf-8")}
+
+    def recorded_lane(self) -> Lane:
+        """The agent's lane; for a coding task, writes held to the FILES recorded with the context (a resume holds the same)."""
+        if self.step.step.task is None:
+            return self.lane
+        data = self.state.journal.find("context_assembled", self.step.id).data  # type: ignore[union-attr]
+        files = (data.get("inputs") or {}).get("task", {}).get("files", [])
+        return Lane(self.agent.name, self.lane.paths, tuple(files), self.step.step.task)
 
     def recorded_task(self) -> Task:
         """The step as structure, from what was recorded when its context was assembled (a resume sees the same)."""

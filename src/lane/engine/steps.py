@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from lane.engine.approvals import ask, decision_for
@@ -48,6 +49,9 @@ async def run_human_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str
 async def run_check_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str, Any]]:
     argv = step.check.render(state.scope()) if step.check else []
     argv = [a if isinstance(a, str) else as_text(a) for a in argv]
+    shown = " ".join(argv)
+    if argv[:1] == ["lane"]:  # lane's own commands run on this lane, whatever PATH holds
+        argv = [sys.executable, "-P", "-m", "lane", *argv[1:]]
     state.journal.flush()  # a command is an effect: what led to it is on disk first
     cwd = state.project.root / (step.step.cwd or ".")
     result = await run_command(argv, cwd=cwd, timeout=step.step.timeout or 600, max_output=65536)
@@ -55,5 +59,5 @@ async def run_check_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str
     if result.exit_code != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
         why = "timed out" if result.timed_out else ("could not start" if result.exit_code is None else f"exited {result.exit_code}")
-        raise StepFailed(f"check {step.id} ({' '.join(argv)}) {why}" + (f": {' | '.join(tail)}" if tail else ""))
+        raise StepFailed(f"check {step.id} ({shown}) {why}" + (f": {' | '.join(tail)}" if tail else ""))
     return output, {}

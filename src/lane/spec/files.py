@@ -193,6 +193,7 @@ class Step(Strict):
     tool_choice: Literal["auto", "required"] = "auto"
     repairs: int | None = Field(default=None, ge=0)
     budget: Budget | None = None
+    task: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")  # FEATURE/TASK
     # tool steps
     tool: str | None = None
     args: dict[str, Any] | None = None
@@ -211,7 +212,7 @@ class Step(Strict):
 
 STEP_KINDS = ("agent", "tool", "human", "check")
 STEP_KEYS: dict[str, set[str]] = {
-    "agent": {"goal", "with", "output", "examples", "tools", "tool_choice", "repairs", "budget"},
+    "agent": {"goal", "with", "output", "examples", "tools", "tool_choice", "repairs", "budget", "task"},
     "tool": {"args", "autonomy", "approver"},
     "human": {"approve", "input", "prompt", "output"},
     "check": {"cwd", "timeout"},

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
-from lane.errors import Problem
+from lane.errors import LaneError, Problem
 from lane.spec.expressions import (
     Expression,
     ExpressionSyntaxError,
@@ -118,6 +118,8 @@ def _check_step(step: Step, index: int, book: RunbookSpec, project: ProjectSpec)
             problems += _check_schema(schema, source, (*loc, key))
     if kind == "agent" and not step.goal:
         problems.append(source.at(loc, f"agent step '{step.id}' needs a 'goal': what the agent must achieve"))
+    if kind == "agent" and step.task is not None:
+        problems += _check_task(step.task, source, (*loc, "task"), project)
     if kind == "tool" and step.tool not in project.tools and not project.unloaded_tool(step.tool or ""):
         problems.append(source.at((*loc, "tool"), _unknown_tool(step.tool or "", project)))
     if kind == "human" and (step.approve is None) == (step.input is None):
@@ -134,6 +136,21 @@ def _check_step(step: Step, index: int, book: RunbookSpec, project: ProjectSpec)
             if not project.allows(allowed, name):
                 problems.append(source.at((*loc, "tools", i), f"agent '{step.agent}' is not allowed tool '{name}' (its tools: {', '.join(allowed) or 'none'})"))
     return spec, problems
+
+
+def _check_task(name: str, source: Source, loc: Loc, project: ProjectSpec) -> list[Problem]:
+    """A coding task the step works: it must exist and read as a task, or the step could not be held to its FILES."""
+    from lane.coding.repo import top_of_repo
+    from lane.coding.tasks import load_task
+
+    feature, _, task = name.partition("/")
+    if ".." in name:
+        return [source.at(loc, f"task {name!r} must be FEATURE/TASK, two simple names")]
+    try:
+        load_task(top_of_repo(project.root), feature, task)
+    except LaneError as exc:
+        return [source.at(loc, str(exc).replace(f"{project.root}/", ""))]
+    return []
 
 
 def _check_roles(spec: StepSpec, source: Source, loc: Loc, project: ProjectSpec) -> list[Problem]:

@@ -18,6 +18,8 @@ class Lane:
 
     agent: str | None = None
     paths: tuple[str, ...] = ()  # globs relative to the project root; empty: wherever the tool's own root allows
+    writes: tuple[str, ...] = ()  # a coding task's FILES (git-style globs): where writes may land, on top of `paths`
+    task: str | None = None  # FEATURE/TASK whose FILES `writes` holds
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,8 @@ class _Scope:
             for path in (lexical, real):
                 if reason := _control(raw, path, project, writing):
                     return reason
-        return _outside_globs(raw, (lexical, real), lane, _real(project_dir))
+        return _outside_globs(raw, (lexical, real), lane, _real(project_dir)) or (
+            _outside_task(raw, (lexical, real), lane, _real(project_dir)) if writing else None)
 
     def inside(self, raw: str, *, writing: bool = False) -> str:
         """The real path of `raw` relative to the root; PermissionError if it is not inside, or is a control file.
@@ -138,6 +139,28 @@ def _outside_globs(raw: str, paths: tuple[Path, ...], lane: Lane, project: Path)
     if lane.paths and (len(rels) < len(paths) or not all(any(_matches(r, g) for g in lane.paths) for r in rels)):
         return f"path {raw!r} is outside this agent's lane ({', '.join(lane.paths)}); use a path matching one of them"
     return None
+
+
+def _outside_task(raw: str, paths: tuple[Path, ...], lane: Lane, project: Path) -> str | None:
+    """Why a write (as written and as resolved) lands outside the FILES of the agent's coding task, or None."""
+    if lane.task is None:
+        return None
+    from lane.coding.tasks import glob_regex
+
+    rels = [path.relative_to(project).as_posix() for path in paths if path.is_relative_to(project)]
+    if "\\" in raw:  # git and FILES read a backslash as a folder separator; a file tool would not
+        return f"path {raw!r} holds a backslash; write folders with / and name files without \\"
+    if any(_records_work(r) for r in rels):
+        return f"path {raw!r} is a lock, task or evidence file: it defines or records the work, so a person changes it, not the agent"
+    if len(rels) < len(paths) or not all(any(glob_regex(g).fullmatch(r) for g in lane.writes) for r in rels):
+        files = ", ".join(lane.writes) or "none"
+        return f"path {raw!r} is not in the FILES of task {lane.task} ({files}); write only those, or ask the person to widen the task"
+    return None
+
+
+def _records_work(rel: str) -> bool:
+    parts = rel.casefold().split("/")
+    return parts[0] == "features" and (parts[-1] in ("lock.md", "lock.signoff.json") or parts[2:3] == ["tasks"])
 
 
 def _matches(rel: str, glob: str) -> bool:
