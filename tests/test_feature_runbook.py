@@ -216,6 +216,7 @@ def test_two_tasks_run_end_to_end_pausing_for_the_sign_off_and_each_review(tmp_p
     review = next(p for p in shown["pending"] if p["step_id"] == "task1_review")
     assert review["value"]["summary"] == "add_item in src/cart.py"
     assert "PASSED" in review["value"]["verification"]
+    assert "untracked  src/cart.py" in review["value"]["verification"], "the reviewer sees which paths changed"
     assert not (repo / "src" / "total.py").exists(), "task 2 must wait for the review of task 1"
 
     resumed = approve_and_resume(repo, run_id)

@@ -74,6 +74,11 @@ def report(evidence: dict[str, Any]) -> str:
     """The verification as plain text: each violation with its path and why, then the VALIDATE results."""
     lines = [f"task {evidence['task']} against {evidence['base']} ({evidence['base_sha'][:12]}): "
              f"{len(evidence['changes'])} changed path{'s' if len(evidence['changes']) != 1 else ''}"]
+    for change in evidence["changes"][:SHOWN_VIOLATIONS]:  # what a reviewer reads the diff of
+        moved = f"{change['old_path']} -> " if change.get("old_path") else ""
+        lines.append(f"  {change['status']:<10} {moved}{change['path']}")
+    if len(evidence["changes"]) > SHOWN_VIOLATIONS:
+        lines.append(f"  … and {len(evidence['changes']) - SHOWN_VIOLATIONS} more in {evidence['evidence_file']}")
     for check in evidence["checks"]:
         found = check["violations"]
         lines.append(f"{'ok  ' if check['passed'] else 'FAIL'} {check['name']}: {_summary(check['name'], len(found))}")
