@@ -49,6 +49,6 @@ def plan(
     typer.echo(f"wrote {shown} (version {done.version}): {len(done.tasks)} task{'s' if len(done.tasks) != 1 else ''}: {', '.join(done.tasks)}")
     typer.echo(f"coder: {done.coder} ({done.why})")
     typer.echo(f"reviewer: {done.reviewer} (signs the lock, reviews each task)")
-    typer.echo("next: commit the runbook, then run it:")
-    typer.echo(f"  git add {shown} && git commit -m 'Plan feature {feature}'")
+    typer.echo("next: commit the runbook, the lock and every task (verify counts an uncommitted file as a change), then run it:")
+    typer.echo(f"  git add {shown} features/{feature} && git commit -m 'Plan feature {feature}'")
     typer.echo(f"  lane run {runbook_name(feature)}{at}")
