@@ -44,7 +44,7 @@ def commit_task(project: Path, feature: str, name: str, message: str | None = No
         raise UsageError(f"task {feature}/{name} has no evidence yet: {again}") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"cannot read the evidence {task.own_files[1]} ({exc}): {again}") from None
-    if passed is not True or not all(c.get("passed") is True for c in evidence.get("checks") or [{}]):
+    if passed is not True or not all(isinstance(c, dict) and c.get("passed") is True for c in evidence.get("checks") or [{}]):
         raise UsageError(f"the last verification of {feature}/{name} failed (see {task.own_files[1]}); fix the work, then {again}")
     head = git(root, "rev-parse", "--verify", "HEAD").strip()
     if base != head:
