@@ -160,6 +160,9 @@ def test_the_agent_cannot_edit_its_own_task_or_the_hooks(repo: Path) -> None:
                  ".lane/active-task.json", ".git/hooks/pre-commit"):
         answer = hook(repo, edit(repo, "Write", path))
         assert answer["permissionDecision"] == "deny", (path, answer)
+    for path in ("features/parser/LOCK.md", "features/parser/LOCK.signoff.json", "features/other/tasks/next.md"):
+        answer = hook(repo, edit(repo, "Write", path))  # any lock, sign-off or task: the person's, as for lane's file tools
+        assert answer["permissionDecision"] == "deny" and "defines or records the work" in answer["permissionDecisionReason"]
 
 
 def test_verify_counts_the_agents_work_not_lanes_hooks_and_not_a_widened_task(repo: Path) -> None:

@@ -38,7 +38,8 @@ def plan(
 ) -> None:
     """Write runbooks/feature-FEATURE.yaml: one block of steps per task, in the order of the task files' names.
 
-    Commit the runbook before you run it: `lane task verify` counts every uncommitted file as a change."""
+    Commit the runbook, the lock and every task before you run it: `lane task verify` counts every uncommitted
+    file as a change."""
     from lane.cli.commands import errors
     from lane.coding.feature import plan_feature, runbook_name
 

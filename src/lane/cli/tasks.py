@@ -170,7 +170,8 @@ def commit(
     """Commit exactly what `lane task verify` passed, with its evidence file, after a person reviewed it.
 
     Refused (exit 2) when the last verification failed, HEAD moved, or any changed file differs from what was
-    verified: verify again first. Ends the active task (its hooks) before committing; your own git hooks still run."""
+    verified: verify again first. The commit holds HEAD plus exactly those paths, whatever else is staged; git's
+    hooks do not run (put their checks in VALIDATE). Then the active task ends (its hooks are removed)."""
     from lane.cli.commands import errors
     from lane.coding.commit import commit_task
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from lane.coding.locks import LOCK_FILE, SIGNOFF_FILE, check_lock, lock_path
 from lane.coding.repo import commit_paths, git, repo_root
 from lane.coding.tasks import evidence_path, load_task
-from lane.coding.verify import current_changes, fingerprint
+from lane.coding.verify import contents, current_changes, fingerprint
 from lane.errors import UsageError
 
 
@@ -50,7 +50,7 @@ def commit_task(project: Path, feature: str, name: str, message: str | None = No
     if base != head:
         raise UsageError(f"{feature}/{name} was verified against {str(base)[:12]}, but HEAD is {head[:12]} now: {again}")
     changes = current_changes(root, head)
-    if fingerprint(root, changes, skip=task.own_files[1]) != recorded:
+    if fingerprint(changes, contents(root, changes), skip=task.own_files[1]) != recorded:
         raise UsageError(f"the working tree changed after {feature}/{name} was verified: {again}")
     current = active(root) if (root / ACTIVE).exists() else None
     if current is not None and (current.feature, current.task) != (feature, name):

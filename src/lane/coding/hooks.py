@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lane.coding.repo import git, repo_root, write_atomically
-from lane.coding.tasks import load_task
+from lane.coding.tasks import load_task, records_work
 from lane.errors import UsageError
 
 ACTIVE = Path(".lane") / "active-task.json"
@@ -104,9 +104,9 @@ def claude_decision(payload: str, root: Path | None = None) -> dict[str, Any]:
         rel = _relative(target, repo)
         if rel is None:
             return _decision("deny", f"{path} is outside the repository {repo}; task {current.feature}/{current.task} may change only its FILES")
-        if rel in spec.own_files or rel == ACTIVE.as_posix() or rel.startswith((".claude/", ".git/")):
-            # The task file, its evidence and the hooks' own settings: editing them would widen or fake the task.
-            return _decision("deny", f"{rel} defines or records task {current.feature}/{current.task}; a person changes it, not the agent")
+        if records_work(rel) or rel == ACTIVE.as_posix() or rel.startswith((".claude/", ".git/")):
+            # Locks, tasks, evidence and the hooks' own settings: editing them would widen or fake the work.
+            return _decision("deny", f"{rel} defines or records the work of task {current.feature}/{current.task}; a person changes it, not the agent")
         if not spec.in_scope(rel):
             files = ", ".join(spec.files) or "none"
             return _decision("deny", f"{rel} is not in the FILES of task {current.feature}/{current.task} ({files}); "

@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lane.coding.repo import run_git
 from lane.errors import Problem, ProjectInvalid, UsageError
 
 if TYPE_CHECKING:
@@ -225,9 +226,7 @@ def find_markers(root: Path) -> Iterator[Marker]:
 def _files(root: Path) -> list[str]:
     """Tracked and untracked-but-not-ignored files; every file under root when it is not a git repository."""
     try:
-        done = subprocess.run(
-            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True, check=False, timeout=60
-        )
+        done = run_git(root, "ls-files", "-co", "--exclude-standard", "-z", timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         done = None
     if done is not None and done.returncode == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import tempfile
@@ -10,10 +11,16 @@ from pathlib import Path
 from lane.errors import UsageError
 
 
+def run_git(root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess[bytes]:
+    """git without a shell or stdin, whatever its exit code; raises OSError or TimeoutExpired when it cannot run."""
+    return subprocess.run(["git", "-c", "core.quotePath=false", *args], cwd=root, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout, env={**os.environ, **env} if env else None)
+
+
 def git(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """What git prints; UsageError, with git's own words, when it fails or cannot run."""
     try:
-        done = subprocess.run(["git", "-c", "core.quotePath=false", *args], cwd=root, capture_output=True,
-                              stdin=subprocess.DEVNULL, timeout=120, env={**os.environ, **env} if env else None)
+        done = run_git(root, *args, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UsageError(f"git could not run in {root}: {exc}") from None
     if done.returncode != 0:
@@ -30,8 +37,11 @@ def repo_root(path: Path) -> Path:
     return Path(found)
 
 
+@functools.lru_cache(maxsize=32)
 def top_of_repo(folder: Path) -> Path:
-    """`folder` itself, when it is the top folder of a git repository: where FILES and task paths count from."""
+    """`folder` itself, when it is the top folder of a git repository: where FILES and task paths count from.
+
+    Remembered per folder: a project's runbooks ask once for every step that works a task."""
     top = repo_root(folder)
     if top.resolve() != folder.resolve():
         raise UsageError(f"{folder.resolve()} must be the top folder of its git repository ({top}): tasks name paths from there")

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lane.coding.repo import run_git
 from lane.errors import UsageError
 
 LOG_NAME = "log.md"
@@ -221,10 +222,10 @@ def _folder(root: Path) -> Path:
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace",
-        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}, timeout=GIT_TIMEOUT, check=False,
-    )
+    """A read-only git command, its output as text for the terminal; raises when git cannot run."""
+    done = run_git(cwd, *args, env={"GIT_OPTIONAL_LOCKS": "0"}, timeout=GIT_TIMEOUT)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode("utf-8", errors="replace"),
+                                       done.stderr.decode("utf-8", errors="replace"))
 
 
 def _out(cwd: Path, *args: str) -> str:

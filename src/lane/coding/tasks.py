@@ -111,6 +111,7 @@ class Task:
     forbid: list[Forbid]
     validate: list[Command]
     blocks: dict[str, str]
+    text: str = ""  # the whole file, as a coding agent is given it
 
     @property
     def own_files(self) -> tuple[str, str]:
@@ -124,6 +125,13 @@ class Task:
         if rel is None:
             return False
         return rel in self.own_files or any(glob_regex(g).fullmatch(rel) for g in self.files)
+
+
+def records_work(path: str) -> bool:
+    """Whether `path` (relative to the repository's root) is a lock, a sign-off, a task or evidence: files that
+    define or record the work, which a person changes and a coding agent never does."""
+    parts = path.casefold().split("/")
+    return parts[0] == "features" and (parts[-1] in ("lock.md", "lock.signoff.json") or parts[2:3] == ["tasks"])
 
 
 def check_name(kind: str, value: str) -> str:
@@ -165,6 +173,7 @@ def load_task(root: Path, feature: str, task: str) -> Task:
         forbid=_forbid(path, sections["PROHIBITED"]),
         validate=_validate(path, sections["VALIDATE"]),
         blocks={name: "\n".join(line for _, line in lines).strip() for name, lines in sections.items()},
+        text=text,
     )
 
 

@@ -104,8 +104,7 @@ def verify(project: Path, feature: str, name: str, base: str = "HEAD", timeout: 
     task = load_task(root, feature, name)
     sha = resolve_base(root, base)
     changes = current_changes(root, sha)
-    verified = fingerprint(root, changes, skip=task.own_files[1])  # before VALIDATE runs: the work, not its by-products
-    before = {c.path: _content(root / c.path) for c in changes}
+    before = contents(root, changes)  # before VALIDATE runs: the work, not its by-products
     commands = run_validate(root, task, timeout, on_command)
     left = left_behind(root, sha, before, skip=task.own_files[1])
     checks = [check_task_unchanged(root, sha, task), check_files(task, changes), check_dependencies(root, sha, changes),
@@ -114,18 +113,23 @@ def verify(project: Path, feature: str, name: str, base: str = "HEAD", timeout: 
     result = Verification(
         task=f"{feature}/{name}", task_file=task.own_files[0], evidence_file=task.own_files[1], base=base, base_sha=sha,
         timestamp=datetime.now(UTC).isoformat(timespec="seconds"), changes=changes, checks=checks, commands=commands,
-        fingerprint=verified,
+        fingerprint=fingerprint(changes, before, skip=task.own_files[1]),
     )
     write_atomically(evidence, json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
     return result
 
 
-def fingerprint(root: Path, changes: list[Change], *, skip: str) -> str:
-    """A sha256 over each change and the content it leaves (the evidence file `skip` aside, as verify rewrites it)."""
+def contents(root: Path, changes: list[Change]) -> dict[str, str]:
+    """What each change leaves at its path, by path."""
+    return {c.path: _content(root / c.path) for c in changes}
+
+
+def fingerprint(changes: list[Change], left: dict[str, str], *, skip: str) -> str:
+    """A sha256 over each change and what it `left` (the evidence file `skip` aside, as verify rewrites it)."""
     digest = hashlib.sha256()
     for change in sorted(changes, key=lambda c: (c.path, c.old_path or "", c.status)):
         if change.path != skip:
-            digest.update(f"{change.status}\0{change.path}\0{change.old_path or ''}\0{_content(root / change.path)}\n".encode())
+            digest.update(f"{change.status}\0{change.path}\0{change.old_path or ''}\0{left[change.path]}\n".encode())
     return digest.hexdigest()
 
 

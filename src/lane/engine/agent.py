@@ -103,7 +103,7 @@ class AgentStep:
             spec = load_task(top_of_repo(self.state.project.root), feature, task)
         except LaneError as exc:
             raise StepFailed(f"step {self.step.id}: {exc}") from exc
-        return {"name": name, "file": spec.own_files[0], "files": spec.files, "text": spec.path.read_text(encoding="utf-8")}
+        return {"name": name, "file": spec.own_files[0], "files": spec.files, "text": spec.text}
 
     def recorded_lane(self) -> Lane:
         """The agent's lane; for a coding task, writes held to the FILES recorded with the context (a resume holds the same)."""

@@ -72,8 +72,8 @@ class _Scope:
             for path in (lexical, real):
                 if reason := _control(raw, path, project, writing):
                     return reason
-        return _outside_globs(raw, (lexical, real), lane, _real(project_dir)) or (
-            _outside_task(raw, (lexical, real), lane, _real(project_dir)) if writing else None)
+        rels = _relative((lexical, real), _real(project_dir))
+        return _outside_globs(raw, rels, lane) or (_outside_task(raw, rels, lane) if writing else None)
 
     def inside(self, raw: str, *, writing: bool = False) -> str:
         """The real path of `raw` relative to the root; PermissionError if it is not inside, or is a control file.
@@ -133,34 +133,33 @@ def _control(raw: str, path: Path, project: Path, writing: bool) -> str | None:
     return None
 
 
-def _outside_globs(raw: str, paths: tuple[Path, ...], lane: Lane, project: Path) -> str | None:
-    """Why a path (as written and as resolved) matches none of the lane's globs, or None."""
+def _relative(paths: tuple[Path, ...], project: Path) -> list[str] | None:
+    """The paths (as written and as resolved) relative to the project, or None when one leads outside it."""
     rels = [path.relative_to(project).as_posix() for path in paths if path.is_relative_to(project)]
-    if lane.paths and (len(rels) < len(paths) or not all(any(_matches(r, g) for g in lane.paths) for r in rels)):
+    return rels if len(rels) == len(paths) else None
+
+
+def _outside_globs(raw: str, rels: list[str] | None, lane: Lane) -> str | None:
+    """Why a path matches none of the lane's globs, or None."""
+    if lane.paths and (rels is None or not all(any(_matches(r, g) for g in lane.paths) for r in rels)):
         return f"path {raw!r} is outside this agent's lane ({', '.join(lane.paths)}); use a path matching one of them"
     return None
 
 
-def _outside_task(raw: str, paths: tuple[Path, ...], lane: Lane, project: Path) -> str | None:
-    """Why a write (as written and as resolved) lands outside the FILES of the agent's coding task, or None."""
+def _outside_task(raw: str, rels: list[str] | None, lane: Lane) -> str | None:
+    """Why a write lands outside the FILES of the agent's coding task, or None."""
     if lane.task is None:
         return None
-    from lane.coding.tasks import glob_regex
+    from lane.coding.tasks import glob_regex, records_work
 
-    rels = [path.relative_to(project).as_posix() for path in paths if path.is_relative_to(project)]
     if "\\" in raw:  # git and FILES read a backslash as a folder separator; a file tool would not
         return f"path {raw!r} holds a backslash; write folders with / and name files without \\"
-    if any(_records_work(r) for r in rels):
+    if rels is not None and any(records_work(r) for r in rels):
         return f"path {raw!r} is a lock, task or evidence file: it defines or records the work, so a person changes it, not the agent"
-    if len(rels) < len(paths) or not all(any(glob_regex(g).fullmatch(r) for g in lane.writes) for r in rels):
+    if rels is None or not all(any(glob_regex(g).fullmatch(r) for g in lane.writes) for r in rels):
         files = ", ".join(lane.writes) or "none"
         return f"path {raw!r} is not in the FILES of task {lane.task} ({files}); write only those, or ask the person to widen the task"
     return None
-
-
-def _records_work(rel: str) -> bool:
-    parts = rel.casefold().split("/")
-    return parts[0] == "features" and (parts[-1] in ("lock.md", "lock.signoff.json") or parts[2:3] == ["tasks"])
 
 
 def _matches(rel: str, glob: str) -> bool:
