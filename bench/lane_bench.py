@@ -2,6 +2,7 @@
 
     python bench/lane_bench.py w1|w2|w2-full|w3|w3-async [--reps R] [--runs K] [--warmup W]
     python bench/lane_bench.py w4 [--concurrency N] [--warmup W]
+    python bench/lane_bench.py w6 --steps N [--loads L]
 
 Prints one JSON object on stdout. Each project is written into a temporary
 folder by bench/projects.py and removed afterwards. The model is the scripted
@@ -11,6 +12,9 @@ w1..w3 time batches of K runs, one after another in one event loop
 (`await project.run_async(...)`), and report for each repetition the mean
 microseconds per step (W1/W2) or per tool round trip (W3); run.py takes the
 median of the repetitions. w4 times `asyncio.gather` over N concurrent runs.
+w6 times `Project.load` of a project whose one runbook has N steps (tool and
+check steps: no model), L times in this process; the first load is the one a
+fresh `lane run` pays (run.py takes its median over fresh processes).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -101,15 +106,45 @@ async def concurrent(concurrency: int, warmup: int) -> dict:
             "peak_rss_mb": rss_mb, "warmup_runs": warmup}
 
 
+def load_times(steps: int, loads: int) -> dict[str, Any]:
+    """W6: `Project.load` of a runbook of `steps` steps, `loads` times; checked, and for a short one, run."""
+    began, cpu_began = time.perf_counter(), time.process_time()
+    import lane.project  # noqa: F401  (timed apart from the loads)
+
+    imported = {"wall_ms": (time.perf_counter() - began) * 1000, "cpu_ms": (time.process_time() - cpu_began) * 1000}
+    samples, cpu = [], []
+    with tempfile.TemporaryDirectory(prefix="lane-bench-w6-") as tmp:
+        root = projects.write_long(Path(tmp) / "long", steps=steps)
+        for _ in range(loads):
+            began, cpu_began = time.perf_counter(), time.process_time()
+            project = lane.Project.load(root)
+            samples.append((time.perf_counter() - began) * 1000)
+            cpu.append((time.process_time() - cpu_began) * 1000)
+        loaded = len(project.spec.runbooks["long"].steps)
+        if loaded != steps:
+            raise SystemExit(f"w6: loaded {loaded} steps, expected {steps}")
+        if steps <= 10:  # the generated runbook works: every check of the count passes
+            with project:
+                run = project.run("long", {})
+            if run.status != "completed":
+                raise SystemExit(f"w6 run {run.run_id} ended {run.status}: {run.reason}")
+    return {"workload": "w6", "steps": steps, "unit": "ms", "samples": samples, "cpu_samples": cpu,
+            "first_ms": samples[0], "first_cpu_ms": cpu[0], "import": imported}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workload", choices=[*WORKLOADS, "w4"])
+    parser.add_argument("workload", choices=[*WORKLOADS, "w4", "w6"])
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--runs", type=int, default=50, help="runs timed per repetition")
     parser.add_argument("--warmup", type=int, default=20, help="untimed runs first")
     parser.add_argument("--concurrency", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1000, help="w6: steps in the runbook")
+    parser.add_argument("--loads", type=int, default=3, help="w6: loads timed in this process (the first is a fresh one)")
     args = parser.parse_args()
-    if args.workload == "w4":
+    if args.workload == "w6":
+        result = load_times(args.steps, args.loads)
+    elif args.workload == "w4":
         result = asyncio.run(concurrent(args.concurrency, args.warmup))
     else:
         result = asyncio.run(sequential(args.workload, args.reps, args.runs, args.warmup))

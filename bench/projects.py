@@ -8,6 +8,9 @@ project afresh from these templates.
            on `{n: N}` (validated against its output schema).
   counter  W3: one agent step (autonomy auto) whose model calls the read-only
            tool `calc.add_one` CALLS times, with n = 0..CALLS-1, then answers.
+  long     W6: one runbook of N steps and no model: tool steps `calc.add_one`
+           chained by `${{ steps.sK.output }}`, every tenth a check step that
+           tests the count so far. For Project.load's time against N.
 """
 
 from __future__ import annotations
@@ -67,14 +70,7 @@ def write_counter(root: Path, *, store: str, calls: int = CALLS, async_tool: boo
     root.mkdir(parents=True, exist_ok=True)
     (root / "lane.yaml").write_text(_lane_yaml("bench-counter", store, "toolsets:\n  calc: {python: tools/calc.py}\n"))
     _agent(root, tools="[calc.add_one]")
-    (root / "tools").mkdir(exist_ok=True)
-    (root / "tools" / "calc.py").write_text(
-        "from lane import tool\n\n\n"
-        '@tool(effect="read", idempotent=True)\n'
-        f"{'async ' if async_tool else ''}def add_one(n: int) -> int:\n"
-        '    """Add one to an integer.\n\n    Args:\n        n: The integer.\n    """\n'
-        "    return n + 1\n"
-    )
+    _calc(root, async_tool=async_tool)
     (root / "runbooks").mkdir(exist_ok=True)
     (root / "runbooks" / "count.yaml").write_text(
         "runbook: count\n"
@@ -90,6 +86,43 @@ def write_counter(root: Path, *, store: str, calls: int = CALLS, async_tool: boo
     (root / "scripts").mkdir(exist_ok=True)
     (root / "scripts" / "model.yaml").write_text("count:\n" + "\n".join(turns) + "\n")
     return root
+
+
+def write_long(root: Path, *, steps: int) -> Path:
+    """W6: `runbooks/long.yaml` with `steps` steps, run with inputs `{}` (memory store; nothing calls a model).
+
+    Step sI is a tool step `calc.add_one` whose `n` is the output of the last tool step
+    before it (0 for the first), so after k tool steps the count is k; every tenth step
+    is instead a check step, `test COUNT -eq k`, so both kinds are loaded and checked.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "lane.yaml").write_text(
+        "project: bench-long\nroles:\n  operator: {kind: human}\ntoolsets:\n  calc: {python: tools/calc.py}\nstore: memory\n"
+    )
+    _calc(root, async_tool=False)
+    lines = ["runbook: long", "version: 1", "description: Counts up, one tool step at a time, checking the count.", "steps:"]
+    last_tool, count = None, 0
+    for i in range(1, steps + 1):
+        n = "0" if last_tool is None else f'"${{{{ steps.{last_tool}.output }}}}"'
+        if i % 10 == 0 and last_tool is not None:
+            lines += [f"  - id: s{i}", f'    check: [test, "${{{{ steps.{last_tool}.output }}}}", -eq, "{count}"]']
+            continue
+        lines += [f"  - id: s{i}", "    tool: calc.add_one", f"    args: {{n: {n}}}"]
+        last_tool, count = f"s{i}", count + 1
+    (root / "runbooks").mkdir(exist_ok=True)
+    (root / "runbooks" / "long.yaml").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _calc(root: Path, *, async_tool: bool) -> None:
+    (root / "tools").mkdir(exist_ok=True)
+    (root / "tools" / "calc.py").write_text(
+        "from lane import tool\n\n\n"
+        '@tool(effect="read", idempotent=True)\n'
+        f"{'async ' if async_tool else ''}def add_one(n: int) -> int:\n"
+        '    """Add one to an integer.\n\n    Args:\n        n: The integer.\n    """\n'
+        "    return n + 1\n"
+    )
 
 
 def _agent(root: Path, *, tools: str) -> None:

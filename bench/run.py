@@ -1,7 +1,7 @@
-"""Run lane's benchmark suite (W1-W5) and the LangGraph peer comparison; print a table, write bench/results.json.
+"""Run lane's benchmark suite (W1-W7) and the peer comparison; print a table, write bench/results.json.
 
     .venv/bin/python bench/run.py            # the full suite (a few minutes)
-    .venv/bin/python bench/run.py --quick    # fewer repetitions, no extra variants (about a minute)
+    .venv/bin/python bench/run.py --quick    # fewer repetitions, no extra variants (about two minutes)
     .venv/bin/python bench/run.py --no-peers # lane only
     .venv/bin/python bench/run.py --only w2,w5
 
@@ -11,6 +11,11 @@ bench/peers/requirements.txt when it is missing or the requirements changed.
 The machine is shared and noisy, so lane and LangGraph alternate, round after
 round, and each figure is the median of all repetitions (each repetition
 itself a mean over a batch of runs, after untimed warm-up runs).
+
+W5-W7 are start-up costs: `lane --help`, `Project.load` of runbooks of 10, 100
+and 1,000 steps, and the CPU time of `import lane.project` beside the peers'
+imports (LangGraph, pydantic-ai, openai-agents, all in the peers venv), each
+in fresh processes.
 
 Targets are reported as pass/fail; nothing here asserts them.
 """
@@ -40,12 +45,26 @@ REQUIREMENTS = PEERS / "requirements.txt"
 LANE_BENCH = BENCH / "lane_bench.py"
 PEER_BENCH = PEERS / "langgraph_bench.py"
 
+sys.path.insert(0, str(BENCH))
+import import_cost  # noqa: E402  (bench/import_cost.py: fresh-process import timing, -X importtime by package)
+
 TARGETS = {  # key: (comparison, value, text)
     "w2": ("<=", 300.0, "<= 300 us/step"),
     "w3": ("<=", 400.0, "<= 400 us/round trip"),
     "w4": (">=", 500.0, ">= 500 runs/s"),
     "w4_rss": ("<", 200.0, "< 200 MB"),
-    "w5": ("<", 200.0, "< 200 ms"),
+    "w5": ("<", 80.0, "< 80 ms"),
+    "w6": ("<=", 500.0, "<= 500 ms"),
+    "w7": ("<=", 150.0, "<= 150 ms CPU"),
+}
+W6_STEPS = (10, 100, 1000)  # runbook lengths for Project.load; the target is on the longest
+IMPORTS = {  # W7: key -> (venv, module); lane's in lane's venv, the peers' in bench/.peers-venv
+    "lane.w7": ("lane", "lane.project"),
+    "lane.w7_package": ("lane", "lane"),
+    "lane.w7_cli": ("lane", "lane.cli.app"),
+    "langgraph.w7": ("peers", "langgraph.graph"),
+    "pydantic_ai.w7": ("peers", "pydantic_ai"),
+    "openai_agents.w7": ("peers", "agents"),
 }
 PUBLISHED = {  # LangGraph 1.2 with SQLite, as published (context only; not measured here)
     "w2": "1,237 us/step", "w3": "1,114 us/round trip", "w4": "178 runs/s", "w4_rss": "125 MB", "w5": "457 ms (import)",
@@ -81,6 +100,16 @@ def peers_python() -> Path:
     return python
 
 
+PEER_DISTRIBUTIONS = ("langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite", "langchain-core",
+                      "aiosqlite", "pydantic-ai-slim", "openai-agents", "pydantic")
+
+
+def peer_versions() -> dict[str, str]:
+    """The peers venv's versions of the packages compared."""
+    code = f"import json; from importlib.metadata import version; print(json.dumps({{p: version(p) for p in {PEER_DISTRIBUTIONS!r}}}))"
+    return run_json([str(peers_python()), "-c", code])
+
+
 def run_json(argv: list[str]) -> dict[str, Any]:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
@@ -88,10 +117,9 @@ def run_json(argv: list[str]) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def wall_ms(argv: list[str], env: dict[str, str] | None = None) -> float:
-    began = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
-    return (time.perf_counter() - began) * 1000
+def pycache_env(cache: str) -> dict[str, str]:
+    """This environment with a warm bytecode cache kept in `cache`, as an installed package has; nothing written into src/."""
+    return import_cost.cached_env(cache)
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -112,6 +140,9 @@ def plan(quick: bool, peers: bool, only: set[str]) -> tuple[list[tuple[str, str,
             ("lane.w2_fsync", "w2", [*lane_py, "w2-full", *lane_args, "--runs", "30", "--warmup", "10"]),
             ("lane.w3_async_tool", "w3", [*lane_py, "w3-async", *lane_args, "--runs", "20", "--warmup", "10"]),
         ]
+    for steps in W6_STEPS:  # a fresh process each: the first load is what `lane run` pays
+        loads = "2" if steps >= 1000 else "5"
+        jobs.append((f"lane.w6_{steps}", "w6", [*lane_py, "w6", "--steps", str(steps), "--loads", loads]))
     if peers:
         peer_py = [str(peers_python()), str(PEER_BENCH)]
         jobs += [
@@ -127,9 +158,13 @@ def plan(quick: bool, peers: bool, only: set[str]) -> tuple[list[tuple[str, str,
             ]
     jobs = [j for j in jobs if j[1] in only]
     # lane and LangGraph alternate within a workload, so a noisy spell hits both sides alike
-    order = {w: i for i, w in enumerate(("w1", "w2", "w3", "w4"))}
+    order = {w: i for i, w in enumerate(("w1", "w2", "w3", "w4", "w6"))}
     jobs.sort(key=lambda j: order[j[1]])
     return jobs, (2 if quick else 3), (1 if quick else 3)
+
+
+def rounds_of(workload: str, rounds: int, w4_rounds: int, quick: bool) -> int:
+    return w4_rounds if workload == "w4" else (2 if quick else 5) if workload == "w6" else rounds
 
 
 def measure_startup(quick: bool, peers: bool) -> dict[str, Any]:
@@ -149,21 +184,45 @@ def measure_startup(quick: bool, peers: bool) -> dict[str, Any]:
     if peers:
         commands["langgraph.w5_import"] = ([str(peers_python()), "-c",
                                             "import langgraph.graph, langgraph.checkpoint.sqlite, langgraph.prebuilt"], True)
-    samples: dict[str, list[float]] = {k: [] for k in commands}
+    samples: dict[str, list[dict[str, float]]] = {k: [] for k in commands}
     with tempfile.TemporaryDirectory(prefix="lane-bench-pycache-") as cache:
-        cached_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        cached_env["PYTHONPYCACHEPREFIX"] = cache
-        envs = {True: cached_env, False: dict(os.environ)}
+        envs = {True: pycache_env(cache), False: dict(os.environ)}
         for argv, cached in commands.values():
             for _ in range(warm):
-                wall_ms(argv, envs[cached])
+                import_cost.process_cpu(argv, envs[cached])
         for _ in range(n):
             for key, (argv, cached) in commands.items():
-                samples[key].append(wall_ms(argv, envs[cached]))
+                samples[key].append(import_cost.process_cpu(argv, envs[cached]))
     env_note = f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}"
-    return {key: {"unit": "ms", "samples": s, "warmup_runs": warm,
+    return {key: {"unit": "ms", "samples": [x["wall_ms"] for x in s], "cpu_samples": [x["cpu_ms"] for x in s], "warmup_runs": warm,
                   "bytecode_cache": "warm (PYTHONPYCACHEPREFIX)" if commands[key][1] else f"as the environment is ({env_note})"}
             for key, s in samples.items()}
+
+
+def measure_imports(quick: bool, peers: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """W7: CPU time of `import MODULE` in fresh interpreters, lane's and the peers' in turn; and lane.project by package.
+
+    Each sample is one fresh process timing its own import (`time.process_time` around the
+    import statement, so the interpreter's start is left out; the whole process's CPU is kept
+    too), with a warm bytecode cache. The breakdown is `-X importtime`, median per module.
+    """
+    n, warm = (7, 2) if quick else (21, 3)
+    pythons = {"lane": sys.executable, **({"peers": str(peers_python())} if peers else {})}
+    commands = {key: (pythons[venv], module) for key, (venv, module) in IMPORTS.items() if venv in pythons}
+    samples: dict[str, list[dict[str, float]]] = {k: [] for k in commands}
+    with tempfile.TemporaryDirectory(prefix="lane-bench-pycache-") as cache:
+        env = pycache_env(cache)
+        for python, module in commands.values():
+            for _ in range(warm):
+                import_cost.import_cpu(python, module, env)
+        for _ in range(n):
+            for key, (python, module) in commands.items():
+                samples[key].append(import_cost.import_cpu(python, module, env))
+        trees = [import_cost.importtime(sys.executable, ["-c", "import lane.project"], env) for _ in range(3 if quick else 7)]
+    out = {key: {"unit": "ms", "module": commands[key][1], "venv": IMPORTS[key][0], "warmup_runs": warm,
+                 "cpu_samples": [x["cpu_ms"] for x in s], "wall_samples": [x["wall_ms"] for x in s],
+                 "process_cpu_samples": [x["process_cpu_ms"] for x in s]} for key, s in samples.items()}
+    return out, import_cost.breakdown(trees, top=15)
 
 
 # -- summary -------------------------------------------------------------------------------
@@ -172,7 +231,16 @@ def measure_startup(quick: bool, peers: bool) -> dict[str, Any]:
 def summarize(raw: dict[str, list[dict[str, Any]]], startup: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, results in raw.items():
-        if key.endswith(("w4", "w4_durability_async")):
+        if key.startswith("lane.w6_"):  # one fresh process per result: its first load, then loads again
+            first = [r["first_ms"] for r in results]
+            first_cpu = [r["first_cpu_ms"] for r in results]
+            again = [s for r in results for s in r["samples"][1:]]
+            steps = results[0]["steps"]
+            out[key] = {"unit": "ms", "steps": steps, "median": statistics.median(first), "min": min(first), "max": max(first),
+                        "cpu_median": statistics.median(first_cpu), "again_median": statistics.median(again) if again else None,
+                        "us_per_step": statistics.median(first) * 1000 / steps, "samples": first, "cpu_samples": first_cpu,
+                        "again_samples": again, "import_cpu_ms": [r["import"]["cpu_ms"] for r in results]}
+        elif key.endswith(("w4", "w4_durability_async")):
             rates = [r["runs_per_s"] for r in results]
             cpu = [r["cpu_seconds"] for r in results]
             rss = [r["peak_rss_mb"] for r in results]
@@ -186,8 +254,15 @@ def summarize(raw: dict[str, list[dict[str, Any]]], startup: dict[str, Any]) -> 
                         "min": min(samples), "max": max(samples), "cpu_median": statistics.median(cpu),
                         "samples": samples, "cpu_samples": cpu}
     for key, data in startup.items():
+        if "cpu_samples" in data and "wall_samples" in data:  # W7: the figure is CPU time
+            out[key] = {"unit": "ms", "module": data["module"], "venv": data["venv"], "median": statistics.median(data["cpu_samples"]),
+                        "min": min(data["cpu_samples"]), "max": max(data["cpu_samples"]), "wall_median": statistics.median(data["wall_samples"]),
+                        "process_cpu_median": statistics.median(data["process_cpu_samples"]), "samples": data["cpu_samples"],
+                        "wall_samples": data["wall_samples"], "process_cpu_samples": data["process_cpu_samples"]}
+            continue
         out[key] = {"unit": "ms", "median": statistics.median(data["samples"]), "min": min(data["samples"]),
-                    "max": max(data["samples"]), "bytecode_cache": data["bytecode_cache"], "samples": data["samples"]}
+                    "max": max(data["samples"]), "cpu_median": statistics.median(data["cpu_samples"]),
+                    "bytecode_cache": data["bytecode_cache"], "samples": data["samples"], "cpu_samples": data["cpu_samples"]}
     return out
 
 
@@ -213,6 +288,10 @@ def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
         ("W4 1,000 concurrent W2 runs", "w4", "lane.w4", "runs_per_s", "langgraph.w4", "runs_per_s", "runs/s", False),
         ("W4 peak RSS", "w4_rss", "lane.w4", "peak_rss_mb", "langgraph.w4", "peak_rss_mb", "MB", True),
         ("W5 lane --help (LangGraph: import)", "w5", "lane.w5", "median", "langgraph.w5_import", "median", "ms", True),
+        ("W6 Project.load, 10 steps", None, "lane.w6_10", "median", None, None, "ms", True),
+        ("W6 Project.load, 100 steps", None, "lane.w6_100", "median", None, None, "ms", True),
+        ("W6 Project.load, 1,000 steps", "w6", "lane.w6_1000", "median", None, None, "ms", True),
+        ("W7 import lane.project, CPU (LangGraph: langgraph.graph)", "w7", "lane.w7", "median", "langgraph.w7", "median", "ms", True),
         # extra variants: the same workloads under other settings, for context
         ("W2 both fsync each commit (lane ?synchronous=full)", None, "lane.w2_fsync", "median", "langgraph.w2", "median", "us/step", True),
         ("W2 neither fsyncs (LangGraph synchronous=NORMAL)", None, "lane.w2", "median", "langgraph.w2_sync_normal", "median", "us/step", True),
@@ -238,7 +317,7 @@ def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 says = f"{ratio:.1f}x {'slower' if unit != 'MB' else 'more'}"
         else:
             says = f"{ratio:.1f}x more" if ratio >= 1 else f"{1 / ratio:.1f}x fewer"
-        cpu_field = "cpu_median" if unit.startswith("us") else "cpu_seconds" if unit == "runs/s" else None
+        cpu_field = "cpu_median" if unit.startswith("us") or unit == "ms" else "cpu_seconds" if unit == "runs/s" else None
         lane_cpu = med(lane_key, cpu_field) if cpu_field else None
         peer_cpu = med(peer_key, cpu_field) if cpu_field and peer_key else None
         if unit == "runs/s":  # CPU ms per run
@@ -263,7 +342,7 @@ def fmt(value: float | None, unit: str) -> str:
 
 def print_table(table: list[dict[str, Any]]) -> None:
     headers = ["workload", "unit", "lane", "LangGraph", "lane/LG", "", "target", "", "LG published", "CPU: lane", "LG"]
-    cpu = lambda v, r: "" if v is None else f"{v:,.0f}" if r["cpu_unit"] != "ms/run" else f"{v:.2f}"  # noqa: E731
+    cpu = lambda v, r: "" if v is None else f"{v:,.0f}" if r["cpu_unit"] not in ("ms/run", "ms") else f"{v:,.1f}"  # noqa: E731
     lines = [[r["workload"], r["unit"], fmt(r["lane"], r["unit"]), fmt(r["langgraph"], r["unit"]),
               f"{r['ratio_lane_to_langgraph']:.2f}" if r["ratio_lane_to_langgraph"] else "-", r["ratio_says"],
               r["target"] or "", r["verdict"] or "", r["langgraph_published"] or "",
@@ -275,7 +354,26 @@ def print_table(table: list[dict[str, Any]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def machine(peer_versions: dict[str, str] | None) -> dict[str, Any]:
+def print_startup(summary: dict[str, Any], breakdown: dict[str, Any] | None) -> None:
+    """W6 per step (linear if flat) and W7 with every peer, then where lane.project's import time goes."""
+    loads = [summary[f"lane.w6_{n}"] for n in W6_STEPS if f"lane.w6_{n}" in summary]
+    if loads:
+        print("\nW6 Project.load, first load in a fresh process (median): "
+              + "; ".join(f"{d['steps']:,} steps {d['median']:,.1f} ms = {d['us_per_step']:,.0f} us/step" for d in loads)
+              + ". Loaded again in the same process: " + "; ".join(f"{d['again_median']:,.1f} ms" for d in loads if d["again_median"]))
+    imports = [(k, summary[k]) for k in IMPORTS if k in summary]
+    if imports:
+        print("\nW7 imports, fresh interpreters, warm bytecode cache (median ms):")
+        print(f"  {'import':<22} {'venv':<6} {'CPU':>8} {'wall':>8} {'process CPU':>12}")
+        for _, d in imports:
+            print(f"  {d['module']:<22} {d['venv']:<6} {d['median']:>8,.1f} {d['wall_median']:>8,.1f} {d['process_cpu_median']:>12,.1f}")
+    if breakdown:
+        print(f"\nimport lane.project by package (-X importtime, median of {breakdown['runs']} runs, cumulative ms; bench/import_cost.py for more):")
+        for g in breakdown["packages"][:10]:
+            print(f"  {g['cum_us'] / 1000:>7,.1f}  {g['package']:<18} first imported by {g['imported_by']}")
+
+
+def machine(peers: dict[str, str] | None) -> dict[str, Any]:
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -293,7 +391,7 @@ def machine(peer_versions: dict[str, str] | None) -> dict[str, Any]:
         "git": {"commit": commit or None, "src_changed_files": len(dirty.splitlines())},
         "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "cpu": cpu, "platform": platform.platform(), "python": platform.python_version(),
-        "lane": version("lane"), "sqlite": sqlite3.sqlite_version, "peers": peer_versions or {},
+        "lane": version("lane"), "sqlite": sqlite3.sqlite_version, "peers": peers or {},
     }
 
 
@@ -301,7 +399,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and no extra variants")
     parser.add_argument("--no-peers", action="store_true", help="lane only: no LangGraph, no peers venv")
-    parser.add_argument("--only", default="w1,w2,w3,w4,w5", help="comma-separated workloads (default: all)")
+    parser.add_argument("--only", default="w1,w2,w3,w4,w5,w6,w7", help="comma-separated workloads (default: all)")
     parser.add_argument("--out", type=Path, default=BENCH / "results.json")
     args = parser.parse_args()
     only = {w.strip().lower() for w in args.only.split(",") if w.strip()}
@@ -310,9 +408,9 @@ def main() -> None:
     began = time.time()
     jobs, rounds, w4_rounds = plan(args.quick, peers, only)
     raw: dict[str, list[dict[str, Any]]] = {}
-    for workload in ("w1", "w2", "w3", "w4"):
+    for workload in ("w1", "w2", "w3", "w4", "w6"):
         group = [j for j in jobs if j[1] == workload]
-        for r in range(w4_rounds if workload == "w4" else rounds):
+        for r in range(rounds_of(workload, rounds, w4_rounds, args.quick) if group else 0):
             for key, _, argv in group:
                 log(f"[{workload} round {r + 1}] {key}")
                 raw.setdefault(key, []).append(run_json(argv))
@@ -320,13 +418,18 @@ def main() -> None:
     if "w5" in only:
         log("[w5] startup")
         startup = measure_startup(args.quick, peers)
+    breakdown = None
+    if "w7" in only:
+        log("[w7] imports")
+        imports, breakdown = measure_imports(args.quick, peers)
+        startup.update(imports)
 
     summary = summarize(raw, startup)
     table = rows(summary)
-    peer_versions = next((r[0].get("versions") for k, r in raw.items() if k.startswith("langgraph.")), None)
+    versions = peer_versions() if peers else None
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - began, 1), "quick": args.quick,
-        "machine": machine(peer_versions), "table": table, "summary": summary,
+        "machine": machine(versions), "table": table, "summary": summary, "w7_lane_project_by_package": breakdown,
         "targets": {k: v[2] for k, v in TARGETS.items()}, "langgraph_published": PUBLISHED,
         "settings": {key: argv[2:] for key, _, argv in jobs},
     }
@@ -334,8 +437,10 @@ def main() -> None:
     m = result["machine"]
     print(f"lane {m['lane']} ({m['git']['commit']}, {m['git']['src_changed_files']} uncommitted files in src/)"
           f" | Python {m['python']} | SQLite {m['sqlite']} | {m['nproc']} CPUs: {m['cpu']}"
-          + (f" | langgraph {m['peers'].get('langgraph')}" if m["peers"] else ""))
+          + (f" | langgraph {m['peers'].get('langgraph')}, pydantic-ai {m['peers'].get('pydantic-ai-slim')},"
+             f" openai-agents {m['peers'].get('openai-agents')}" if m["peers"] else ""))
     print_table(table)
+    print_startup(summary, breakdown)
     print(f"\n{len(table)} rows in {result['seconds']} s. Figures are wall-clock medians; lane/LG < 1 means lane is faster"
           " (or smaller), except runs/s where > 1 is better. CPU columns: process CPU time in the same unit"
           " (W4: CPU ms per run), steadier than wall time on a busy machine.")

@@ -99,3 +99,18 @@ def node_servers() -> NodeServers:
         subprocess.run([npm, "ci", "--prefix", str(MCP_SERVERS), "--no-audit", "--no-fund"], check=True, capture_output=True, timeout=600)
     scope = MCP_SERVERS / "node_modules" / "@modelcontextprotocol"
     return NodeServers(scope / "server-filesystem" / "dist" / "index.js", scope / "server-everything" / "dist" / "index.js")
+
+
+# The README test runs the README's test command in a fresh copy of the repository to check
+# the install from a clean clone. That inner run takes these files, a quick representative
+# subset (the API, the CLI, each step kind, approvals, the store, secrets), not the whole
+# suite a second time: the outer run already runs everything.
+README_SUBSET = ("test_api.py", "test_cli.py", "test_steps.py", "test_approvals.py", "test_store.py", "test_secrets.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("LANE_README_CHECK"):
+        return
+    keep = [item for item in items if item.path.name in README_SUBSET]
+    config.hook.pytest_deselected(items=[item for item in items if item.path.name not in README_SUBSET])
+    items[:] = keep

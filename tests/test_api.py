@@ -11,8 +11,9 @@ import lane.testing
 
 def test_the_public_names_are_pinned() -> None:
     assert sorted(lane.__all__) == [
-        "DecisionError", "LaneError", "ModelError", "PauseRun", "Problem", "Project", "ProjectInvalid",
-        "Run", "RunError", "RunNotFound", "ScriptExhausted", "StopRun", "ToolContext", "ToolError",
+        "Decision", "DecisionError", "Event", "LaneError", "Model", "ModelCallFailed", "ModelError", "ModelRequest",
+        "ModelResponse", "PauseRun", "Pending", "Problem", "Project", "ProjectInvalid", "Run", "RunBusy", "RunError",
+        "RunNotFound", "ScriptExhausted", "StopRun", "ToolCall", "ToolContext", "ToolError", "ToolSpec", "Usage",
         "UsageError", "tool",
     ]
     for name in lane.__all__:

@@ -128,6 +128,7 @@ def test_a_bad_budget_override_is_refused_and_changes_nothing(tmp_path: Path) ->
 def test_wall_time_counts_active_running_and_resume_raises_it(tmp_path: Path) -> None:
     files = _files(_turns(10, same=False), budgets="budgets: {wall_seconds: 1}")
     files["tools/t.py"] = files["tools/t.py"].replace('"""Poll once."""', '"""Poll once."""\n                import time\n                time.sleep(0.3)')
+    files["tools/t.py"] = files["tools/t.py"].replace('@tool(effect="read")', '@tool(effect="read", idempotent=True)')  # cut off, retried
     root = write_project(tmp_path / "p", files)
     with lane.Project.load(root) as project:
         run = project.run("loop")

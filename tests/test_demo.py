@@ -62,7 +62,8 @@ def test_demo_yes_answers_every_email_on_the_local_model(tmp_path: Path) -> None
         sent = root / "outbox" / f"{view['run_id']}.eml"
         assert recipient(sent) == sender(root / "inbox" / name)
         assert body(sent).rstrip().endswith("Acme Support")
-        assert view["kpis"]["approved_without_edit"] is True
+        assert view["kpis"]["approved_without_edit"] is None  # --yes approved it, no person: not counted
+        assert step(view, "send")["tool_calls"][0]["decision"]["by"] == "--yes"
         assert view["kpis"]["category"] == step(view, "classify")["output"]["category"]
         assert view["kpis"]["tokens"] == view["usage"]["input_tokens"] + view["usage"]["output_tokens"] > 0
     # The summary's counts are the database's.
@@ -75,7 +76,7 @@ def test_demo_yes_answers_every_email_on_the_local_model(tmp_path: Path) -> None
     db.close()
     assert f"{completed} sent, 0 held, 0 waiting, 0 failed · {found} customers found" in result.stdout
     assert completed == INBOX and 0 < found < INBOX  # the example has one stranger in it
-    assert f"approved_without_edit: {INBOX}/{INBOX} (100%) · target >= 0.8: met" in result.stdout
+    assert "approved_without_edit: no values" in result.stdout  # --yes approved them all: no person did
 
 
 def test_a_malformed_email_is_a_failed_row_and_the_others_complete(tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_without_a_terminal_the_runs_wait_and_the_demo_says_how_to_decide(tmp_pa
     assert lane("resume", waiting[0], "--project", str(root), cwd=tmp_path).returncode == 0
     assert [p.stem for p in (root / "outbox").glob("*.eml")] == [waiting[0]]
     again = lane("demo", "--dir", str(root), cwd=tmp_path)
-    assert again.returncode == 2 and "already holds a project" in again.stderr
+    assert again.returncode == 2 and "lane never overwrites a file" in again.stderr
 
 
 @pytest.mark.slow
@@ -160,7 +161,7 @@ def test_on_a_terminal_the_lead_approves_edits_and_rejects(tmp_path: Path) -> No
     # Rejected: nothing sent, the reason kept.
     call = step(rejected, "send")["tool_calls"][0]
     assert call["decision"]["decision"] == "rejected"
-    assert rejected["status"] == "failed" and "wrong article for this customer" in rejected["reason"]
+    assert rejected["status"] == "rejected" and "wrong article for this customer" in rejected["reason"]
     assert rejected["kpis"]["approved_without_edit"] is False
     shown = lane("show", rejected["run_id"], "--project", str(root), cwd=tmp_path)
     assert "rejected" in shown.stdout and "wrong article for this customer" in shown.stdout
@@ -184,11 +185,11 @@ def test_show_lists_the_kpis_of_a_run(tmp_path: Path) -> None:
     assert lane("demo", "--yes", "--model", "rehearsal", "--dir", str(root), cwd=tmp_path).returncode == 0
     run_id = lane_json("runs", cwd=root)[0]["run_id"]
     view = lane_json("show", run_id, cwd=root)
-    assert view["kpis"]["category"] == "billing" and view["kpis"]["approved_without_edit"] is True
+    assert view["kpis"]["category"] == "billing" and view["kpis"]["approved_without_edit"] is None  # no person approved
     assert isinstance(view["kpis"]["seconds"], float) and view["kpi_errors"] == {}
     assert view["kpis"]["tokens"] == view["usage"]["input_tokens"] + view["usage"]["output_tokens"]
     shown = lane("show", run_id, cwd=root).stdout
-    assert 'kpis: category "billing", approved_without_edit true' in shown
+    assert 'kpis: category "billing", approved_without_edit null' in shown
 
 
 def test_on_a_terminal_an_empty_edit_is_refused_and_ctrl_d_leaves_the_rest_waiting(tmp_path: Path) -> None:
@@ -227,7 +228,7 @@ def test_on_a_terminal_an_empty_edit_is_refused_and_ctrl_d_leaves_the_rest_waiti
     assert first["kpis"]["approved_without_edit"] is True
     assert body(root / "outbox" / f"{second['run_id']}.eml") == "Thanks, Dana: refunded.\n"
     assert second["kpis"]["approved_without_edit"] is False
-    assert third["status"] == "failed" and "duplicate of an earlier email" in third["reason"]
+    assert third["status"] == "rejected" and "duplicate of an earlier email" in third["reason"]
     assert sorted(p.stem for p in (root / "outbox").glob("*.eml")) == sorted([first["run_id"], second["run_id"]])
     assert sum(v["status"] == "paused" for v in runs.values()) == INBOX - 3
 

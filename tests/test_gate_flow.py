@@ -114,17 +114,18 @@ def test_run_pauses_at_the_gate_then_approve_and_resume_complete_it(project_dir:
     assert "approved by lead" in human.stdout and "publish:1 notes.publish" in human.stdout
 
 
-def test_rejected_gate_fails_the_tool_step_and_never_runs_it(project_dir: Path) -> None:
+def test_rejected_gate_ends_the_run_rejected_and_never_runs_the_call(project_dir: Path) -> None:
     write_project(project_dir, FILES)
     run_id = lane_json("run", "ticket", "--input", "ticket=x", cwd=project_dir)["run_id"]
     rejected = lane("reject", run_id, "--reason", "not today", cwd=project_dir)
     assert rejected.returncode == 0, rejected.stderr
     resumed = lane("resume", run_id, cwd=project_dir)
-    assert resumed.returncode == 1
-    assert "not today" in resumed.stdout
+    assert resumed.returncode == 4  # rejected by a person: its own exit code, not a failure
+    assert "rejected" in resumed.stdout and "not today" in resumed.stdout
     assert not (project_dir / "published.txt").exists()
     view = lane_json("show", run_id, cwd=project_dir)
-    assert view["status"] == "failed"
+    assert view["status"] == "rejected"
+    assert lane_json("runs", cwd=project_dir)[0]["status"] == "rejected"
     assert view["steps"][1]["tool_calls"][0]["status"] == "rejected"
     assert view["steps"][1]["tool_calls"][0]["executions"] == []
     assert view["steps"][2]["status"] == "pending"

@@ -123,6 +123,6 @@ def test_a_person_sees_every_argument_of_the_call_they_approve(tmp_path: Path) -
     args = {"text": "x" * 300, "detail": "y" * 300, "customer": "leak@evil.example"}
     proj, _ = project(tmp_path, [{"tool_calls": [{"name": "crm.note", "args": args}]}, {"output": "done"}])
     [pending] = proj.run("go").pending
-    assert "leak@evil.example" in pending["question"] and '"detail"' in pending["question"]
+    assert '"customer"' in pending["question"] and '"detail"' in pending["question"]  # every argument named
     assert len(pending["question"]) < 400, pending["question"]
-    assert json.loads(json.dumps(pending["args"])) == args  # the whole value is there for `lane show`
+    assert json.loads(json.dumps(pending["args"])) == args  # the whole value is there, and printed whole

@@ -182,18 +182,18 @@ def test_local_path_runs_any_gguf_file(tmp_path: Path) -> None:
         assert f"llama.cpp cannot load {other / 'weights' / 'any.gguf'}" in (run.reason or "")
 
 
-def test_without_the_extra_the_error_says_how_to_install_it(tmp_path: Path) -> None:
+def test_without_the_extra_validate_and_run_say_how_to_install_it_before_anything_runs(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", FILES)
     code = (
         "import sys; sys.modules['llama_cpp'] = None\n"  # as if lane[local] were not installed
         "from lane.cli.app import main; main()"
     )
-    result = subprocess.run([sys.executable, "-c", code, "run", "classify", "--input", "email=hi", "--json"],
-                            cwd=root, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1
-    view = json.loads(result.stdout)
-    assert view["status"] == "failed"
-    assert "install it with: pip install 'lane[local]'" in view["reason"]
+    for args in (["validate"], ["run", "classify", "--input", "email=hi", "--json"]):
+        result = subprocess.run([sys.executable, "-c", code, *args], cwd=root, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "agents/triager.md:2:7: agent 'triager' (the default in lane.yaml): model local needs llama_cpp, " \
+               "which is not installed: pip install 'lane[local]'" in result.stdout
+    assert not (root / ".lane").exists()  # nothing was run
 
 
 def _one_step(root: Path, output: str, *, agent: str = "triager", extra: str = "") -> Path:

@@ -34,8 +34,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with log.open("w") as sink:  # a pipe nobody reads would fill and stall the server
+        # As lane loads it: without llama.cpp's AMX path where the CPU lists AMX it does not enable (see lane.models.local).
+        serve = ("import runpy, llama_cpp\nfrom lane.models.local import without_amx\n"
+                 "with without_amx(llama_cpp):\n    runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
         process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(default_weights()), "--host", "127.0.0.1",
+            [sys.executable, "-c", serve, "--model", str(default_weights()), "--host", "127.0.0.1",
              "--port", str(port), "--chat_format", "chatml-function-calling", "--n_ctx", "4096", "--model_alias", "gemma"],
             stdout=subprocess.DEVNULL, stderr=sink,
         )

@@ -210,6 +210,8 @@ def test_show_prints_names_from_model_output_as_they_are(tmp_path: Path) -> None
     """
     root = _project(tmp_path / "p", runbook=book, lane_yaml_extra="")
     (root / "lane.yaml").write_text((root / "lane.yaml").read_text().replace("scripted:model", "scripted:script.yaml"))
+    with open(root / "tools/ops.py", "a") as tools:  # a tool whose name is Rich markup
+        tools.write('\n@tool(effect="read", name="look[/]")\ndef look_markup() -> dict:\n    return {"seen": True}\n')
     (root / "script.yaml").write_text("- tool_calls: [{name: 'ops.look[/]', args: {}}]\n- text: '[bold]done[/bold]'\n")
     result = lane_cli("run", "book", "--json", cwd=root)
     assert result.returncode == 0, result.stderr

@@ -142,3 +142,51 @@ def test_redaction_reaches_every_string_and_prefers_the_longest_secret() -> None
         "tiny": "ab",  # shorter than four characters: not treated as a secret
     }
     assert os.environ.get("MISSING") is None
+
+
+def test_a_secret_in_a_failing_commands_output_reaches_no_terminal_and_no_json(tmp_path: Path) -> None:
+    from conftest import on_a_terminal
+
+    canary = "canary-" + secrets.token_hex(12)
+    root = write_project(tmp_path, {
+        "lane.yaml": """
+            project: canary
+            roles: {lead: {kind: human}}
+            secrets: [env:LANE_CANARY]
+        """,
+        "runbooks/flow.yaml": """
+            runbook: flow
+            steps:
+              - id: ask
+                human: lead
+                input: {type: object}
+              - {id: leak, check: [sh, -c, 'echo "deploy failed with token $LANE_CANARY" >&2; exit 1']}
+        """,
+    })
+    env = {"LANE_CANARY": canary}
+    printed: list[str] = []
+
+    def cli(*args: str) -> str:
+        result = lane(*args, cwd=root, env=env)
+        printed.append(result.stdout + result.stderr)
+        return result.stdout
+
+    run_id = json.loads(cli("run", "flow", "--json"))["run_id"]
+    cli("approve", run_id, "--edit", "{}")
+    ended = json.loads(cli("resume", run_id, "--json"))
+    assert ended["status"] == "failed" and "[secret:LANE_CANARY]" in ended["reason"]
+    cli("retry", run_id)
+    cli("retry", run_id, "--json")
+    cli("run", "flow")
+    for args in (["runs"], ["runs", "--json"], ["show", run_id], ["show", run_id, "--json"], ["audit", run_id], ["audit", run_id, "--json"]):
+        cli(*args)
+    os.environ["LANE_CANARY"] = canary  # the terminal runs see it too
+    try:
+        printed.append(on_a_terminal(["resume", run_id], root))
+        printed.append(on_a_terminal(["retry", run_id], root))
+        printed.append(on_a_terminal(["show", run_id], root))
+    finally:
+        del os.environ["LANE_CANARY"]
+    assert any("[secret:LANE_CANARY]" in text for text in printed)  # the reason was shown, scrubbed
+    for text in printed:
+        assert canary not in text

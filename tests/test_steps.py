@@ -91,11 +91,13 @@ def test_an_edited_value_is_what_later_steps_see_and_skips_the_when_step(tmp_pat
         assert steps["review"]["decisions"][0]["edited"] == {"title": "Hi there"}
 
 
-def test_a_rejected_human_step_fails_the_run_with_the_reason(tmp_path: Path) -> None:
+def test_a_rejected_human_step_ends_the_run_rejected_with_the_reason(tmp_path: Path) -> None:
     with _project(tmp_path / "p", [{"output": {"title": "Hello"}}]) as project:
         run = FakeHuman(policy=lambda p: reject("off-brand")).drive(project.run("flow", {"topic": "x"}))
-        assert run.status == "failed"
+        assert run.status == "rejected"  # its own status: a person said no, nothing broke
         assert run.reason == "step review was rejected by lead: off-brand"
+        assert project.get(run.run_id).status == "rejected"
+        assert {s["id"]: s["status"] for s in run.show()["steps"]}["review"] == "rejected"
 
 
 def test_invalid_output_is_sent_back_with_the_errors_until_it_is_valid(tmp_path: Path) -> None:

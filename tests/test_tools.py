@@ -510,33 +510,25 @@ def test_output_beyond_max_output_is_dropped_and_marked(tmp_path: Path) -> None:
     assert check["stdout"] == "a" * 65536 + "\n[lane: output truncated]" and check["truncated"] is True
 
 
-def test_a_missing_executable_is_an_error_result_not_a_crash(tmp_path: Path) -> None:
-    root = agent_project(tmp_path, toolsets="ghost: {command: [no-such-program-lane-test], effect: read}", allow="ghost")
-    run, view, model = run_agent(root, [{"tool_calls": [{"name": "ghost", "args": {}}]}, {"output": "it is missing"}])
-    assert run.status == "completed"
-    [call] = view["steps"][0]["tool_calls"]
+def test_a_missing_executable_is_found_by_validate_and_is_an_error_result_if_it_goes_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ghost = bin_dir / "lane-test-ghost"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    root = agent_project(tmp_path / "p", toolsets="ghost: {command: [lane-test-ghost], effect: read}", allow="ghost")
+    with pytest.raises(lane.ProjectInvalid, match="no program 'lane-test-ghost' on PATH"):
+        lane.Project.load(root, models={"scripted:x": Recording([])})
+    ghost.write_text("#!/bin/sh\necho boo\n")
+    ghost.chmod(0o755)
+    model = Recording([{"tool_calls": [{"name": "ghost", "args": {}}]}, {"output": "it is missing"}])
+    with lane.Project.load(root, models={"scripted:x": model}) as project:
+        ghost.unlink()  # uninstalled between validation and the run
+        run = project.run("work")
+        assert run.status == "completed"
+        [call] = project.show(run.run_id)["steps"][0]["tool_calls"]
     assert call["status"] == "error"
     error = tool_results(model)[0]["content"]["untrusted_data"]["error"]
-    assert "cannot start 'no-such-program-lane-test': No such file or directory" in error
-
-    write_project(root, {"runbooks/work.yaml": """
-        runbook: work
-        autonomy: auto
-        steps:
-          - {id: ghost, tool: ghost}
-          - {id: check, check: [no-such-program-lane-test]}
-    """})
-    run, view = run_steps(root)
-    assert run.status == "failed", "a tool step whose command cannot start must not complete"
-    assert "cannot start 'no-such-program-lane-test'" in (run.reason or "")
-
-    write_project(root, {"runbooks/work.yaml": """
-        runbook: work
-        steps:
-          - {id: check, check: [no-such-program-lane-test]}
-    """})
-    run, view = run_steps(root)
-    assert run.status == "failed" and "cannot start 'no-such-program-lane-test'" in (run.reason or "")
+    assert "cannot start 'lane-test-ghost': No such file or directory" in error
 
 
 def test_a_missing_working_directory_is_named(tmp_path: Path) -> None:

@@ -673,17 +673,35 @@ def test_a_bad_store_url_is_a_validate_problem(tmp_path: Path) -> None:
     ]
 
 
-def test_a_work_chart_without_a_person_is_a_problem(tmp_path: Path) -> None:
-    root = tmp_path / "p"
-    root.mkdir()
-    (root / "lane.yaml").write_text("project: x\nroles:\n  bot: {kind: agent}\n")
-    (root / "agents").mkdir()
-    (root / "agents" / "bot.md").write_text("---\nname: bot\n---\nYou work.\n")
+def test_a_work_chart_without_a_person_is_a_problem_only_where_a_step_would_wait_for_one(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", {
+        "lane.yaml": """
+            project: x
+            roles:
+              bot: {kind: agent}
+            toolsets:
+              desk: {python: tools/desk.py}
+        """,
+        "agents/bot.md": "---\nname: bot\nmodel: scripted:s.yaml\nautonomy: auto\ntools: [desk.*]\n---\nYou work.\n",
+        "s.yaml": "- output: done\n",
+        "tools/desk.py": """
+            from lane import tool
+
+            @tool(effect="external")
+            def send(to: str) -> str:
+                \"\"\"Sends.\"\"\"
+                return to
+        """,
+        "runbooks/r.yaml": "runbook: r\nsteps:\n  - {id: work, agent: bot, goal: Work.}\n",
+    })
+    assert lane("validate", cwd=root).returncode == 0  # nothing waits for a person: no human role needed
+    (root / "runbooks" / "s.yaml").write_text("runbook: s\nsteps:\n  - {id: send, tool: desk.send, args: {to: a}}\n")
     result = lane("validate", cwd=root)
     assert result.returncode == 2
     assert result.stdout.splitlines() == [
-        "lane.yaml:2:1: the work chart has no human role; add one, e.g. `lead: {kind: human}`: "
-        "a person approves gated calls and fixes handoffs the agents cannot"
+        "runbooks/s.yaml:3:5: step 'send' waits for a person (autonomy guarded: desk.send is external), but the work chart "
+        "has no human role to decide it; add one to roles in lane.yaml, such as `lead: {kind: human}`, "
+        "or let the step run on its own (autonomy, rules)"
     ]
 
 

@@ -9,25 +9,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import secrets
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from lane.engine.approvals import Pending, open_requests
 from lane.engine.audit import audit
 from lane.engine.budgets import parse_overrides
 from lane.engine.decisions import UNSET, Decision, decide
 from lane.engine.journal import Journal
-from lane.engine.runner import execute
-from lane.engine.state import ModelCache, RunState
+from lane.engine.state import ModelCache
 from lane.engine.timeline import timeline
 from lane.errors import UsageError
-from lane.models.base import Model
 from lane.secrets import Redactor
 from lane.spec.project import ProjectSpec, load_project
 from lane.spec.runbook import RunbookSpec
@@ -35,6 +33,10 @@ from lane.spec.schema import schema_errors
 from lane.store.records import FINISHED, Event, RunRecord
 from lane.store.sqlite import process_owner
 from lane.store.url import Store, open_store
+from lane.store.values import checked, too_deep
+
+if TYPE_CHECKING:
+    from lane.models.base import Model
 
 OnEvent = Callable[[Event], None]
 OnStream = Callable[[str], None]
@@ -52,17 +54,35 @@ class Run:
     reason: str | None
 
     @property
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self) -> list[Pending]:
+        """What the run waits for, oldest first (empty unless it is paused)."""
         return self.project.pending(self.run_id)
 
-    def approve(self, call_id: str | None = None, *, as_role: str | None = None, edit: Any = UNSET, result: Any = UNSET) -> Decision:
-        return self.project.approve(self.run_id, call_id, as_role=as_role, edit=edit, result=result)
+    @property
+    def output(self) -> Any:
+        """The output of the run's last step that ran, once the run completed; None before."""
+        return self.project.output(self.run_id)
+
+    def approve(self, call_id: str | None = None, *, as_role: str | None = None, edit: Any = UNSET, patch: Any = UNSET,
+                result: Any = UNSET, automatic: str | None = None) -> Decision:
+        return self.project.approve(self.run_id, call_id, as_role=as_role, edit=edit, patch=patch, result=result, automatic=automatic)
 
     def reject(self, call_id: str | None = None, *, reason: str, as_role: str | None = None) -> Decision:
         return self.project.reject(self.run_id, call_id, as_role=as_role, reason=reason)
 
     def resume(self, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None, on_stream: OnStream | None = None) -> Run:
         return self.project.resume(self.run_id, budget=budget, on_event=on_event, on_stream=on_stream)
+
+    def retry(self, *, from_step: str | None = None, on_event: OnEvent | None = None, on_stream: OnStream | None = None) -> Run:
+        return self.project.retry(self.run_id, from_step=from_step, on_event=on_event, on_stream=on_stream)
+
+    async def resume_async(self, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None,
+                           on_stream: OnStream | None = None) -> Run:
+        return await self.project.resume_async(self.run_id, budget=budget, on_event=on_event, on_stream=on_stream)
+
+    async def retry_async(self, *, from_step: str | None = None, on_event: OnEvent | None = None,
+                          on_stream: OnStream | None = None) -> Run:
+        return await self.project.retry_async(self.run_id, from_step=from_step, on_event=on_event, on_stream=on_stream)
 
     def show(self) -> dict[str, Any]:
         return self.project.show(self.run_id)
@@ -90,6 +110,38 @@ def _journal(store: Store, run_id: str, events: list[Event], on_event: OnEvent |
     if report is not None:
         journal.listeners.append(report)
     return journal
+
+
+def _token(size: int) -> str:
+    """Random hex of `size` bytes: run ids and process claims (os.urandom, as `secrets` uses)."""
+    return os.urandom(size).hex()
+
+
+def _blocking(work: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
+    return asyncio.run(work)
+
+
+def _no_running_loop(call: str) -> None:
+    """The blocking calls start their own event loop: inside one (a notebook, an async service) say what to call instead."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise UsageError(f"Project.{call}() cannot run inside a running event loop (a notebook, an async service); "
+                     f"use `await project.{call}_async(...)`")
+
+
+def _step_index(run_id: str, ids: list[str], step: str, ended: int) -> int:
+    """Where `--from STEP` starts: a step of the runbook, no later than the one where the run ended."""
+    if step not in ids:
+        raise UsageError(f"run {run_id}'s runbook has no step {step!r}; steps: {', '.join(ids)}")
+    if ids.index(step) > ended:
+        raise UsageError(f"run {run_id} ended at step {ids[ended]}; --from names that step or an earlier one, not {step}")
+    return ids.index(step)
 
 
 def _scopes(journal: Journal, overrides: dict[str, float]) -> dict[str, str]:
@@ -141,7 +193,8 @@ class Project:
         `on_event` is called with each journal event as it is recorded, and `on_stream` with
         each piece of a model's reply as it arrives (for progress displays).
         """
-        return asyncio.run(self.run_async(runbook, inputs, on_event=on_event, on_stream=on_stream))
+        _no_running_loop("run")
+        return _blocking(self.run_async(runbook, inputs, on_event=on_event, on_stream=on_stream))
 
     async def run_async(self, runbook: str, inputs: dict[str, Any] | None = None, *, on_event: OnEvent | None = None,
                         on_stream: OnStream | None = None) -> Run:
@@ -149,16 +202,21 @@ class Project:
         if book is None:
             names = ", ".join(sorted(self.spec.runbooks)) or "none"
             raise UsageError(f"no runbook {runbook!r} in {self.root}/runbooks (runbooks: {names})")
+        if too_deep(inputs):
+            raise UsageError(f"the inputs of runbook {runbook!r} nest deeper than 100 levels; lane takes at most 100")
         try:
             inputs = to_jsonable_python(dict(inputs or {}))  # YAML dates become ISO text
         except PydanticSerializationError as exc:
             raise UsageError(f"the inputs of runbook {runbook!r} must be JSON data: {exc}") from None
+        inputs, unfit = checked(inputs, "inputs")
+        if unfit is not None:
+            raise UsageError(f"the inputs of runbook {runbook!r} must be JSON data: {unfit}")
         errors = schema_errors(book.file.inputs, inputs, root="")
         if errors:
             lines = [f"inputs.{e}".replace("inputs.:", "inputs:") for e in errors]
             raise UsageError(f"the inputs do not fit runbook {runbook!r}:\n" + "\n".join(lines))
-        owner = process_owner(secrets.token_hex(4))
-        run_id = secrets.token_hex(6)
+        owner = process_owner(_token(4))
+        run_id = _token(6)
         self.store.create_run(run_id, book.name, book.file.version, Redactor(self.spec.secrets)(inputs), owner)
         journal = _journal(self.store, run_id, [], on_event, Redactor(self.spec.secrets))
         journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
@@ -167,7 +225,8 @@ class Project:
     def resume(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None,
                on_stream: OnStream | None = None) -> Run:
         """Continue a paused, stopped or interrupted run; `budget` raises the limit that stopped it (`{"tool_calls": 80}`)."""
-        return asyncio.run(self.resume_async(run_id, budget=budget, on_event=on_event, on_stream=on_stream))
+        _no_running_loop("resume")
+        return _blocking(self.resume_async(run_id, budget=budget, on_event=on_event, on_stream=on_stream))
 
     async def resume_async(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None,
                            on_stream: OnStream | None = None) -> Run:
@@ -177,11 +236,10 @@ class Project:
             raise UsageError(f"--budget: {exc}") from None
         record = self.store.run(run_id)
         if record.status in FINISHED:
-            raise UsageError(f"run {record.run_id} is {record.status}; only paused, stopped or interrupted runs resume")
-        book = self.spec.runbooks.get(record.runbook)
-        if book is None or book.file.version != record.version:
-            raise UsageError(f"run {record.run_id} is of runbook {record.runbook} v{record.version}, which this project no longer has")
-        owner = process_owner(secrets.token_hex(4))
+            again = "; `lane retry` runs it again from where it ended" if record.status != "completed" else ""
+            raise UsageError(f"run {record.run_id} is {record.status}; only paused, stopped or interrupted runs resume{again}")
+        book = self._book_of(record)
+        owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner)
         journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets))
         journal.record("run_resumed", previous_status=record.status)
@@ -189,7 +247,43 @@ class Project:
             journal.record("budget_raised", limits=overrides, scopes=_scopes(journal, overrides))
         return await self._execute(record.run_id, book, journal, owner, on_stream)
 
+    def retry(self, run_id: str, *, from_step: str | None = None, on_event: OnEvent | None = None, on_stream: OnStream | None = None) -> Run:
+        """Run a failed or rejected run again from the step where it ended, or from an earlier step `from_step`.
+
+        Journaled as a new attempt: the steps from there on run afresh (their earlier attempt stays in the journal)."""
+        _no_running_loop("retry")
+        return _blocking(self.retry_async(run_id, from_step=from_step, on_event=on_event, on_stream=on_stream))
+
+    async def retry_async(self, run_id: str, *, from_step: str | None = None, on_event: OnEvent | None = None,
+                          on_stream: OnStream | None = None) -> Run:
+        record = self.store.run(run_id)
+        if record.status not in ("failed", "rejected"):
+            verb = "lane resume continues it" if record.status not in FINISHED else "it needs no retry"
+            raise UsageError(f"run {record.run_id} is {record.status}; lane retry runs a failed or rejected run again ({verb})")
+        book = self._book_of(record)
+        ids = [s.id for s in book.steps]
+        done = Journal(self.store, record.run_id, self.store.events(record.run_id))
+        ended = next((i for i, sid in enumerate(ids) if not (done.find("step_finished", sid) or done.find("step_skipped", sid))), len(ids) - 1)
+        start = ended if from_step is None else _step_index(record.run_id, ids, from_step, ended)
+        attempt = 2 + sum(1 for e in done.events if e.type == "run_retried")
+        owner = process_owner(_token(4))
+        self.store.claim(record.run_id, owner)
+        journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets))
+        journal.record("run_retried", attempt=attempt, from_step=ids[start], steps=ids[start:], previous_status=record.status)
+        return await self._execute(record.run_id, book, journal, owner, on_stream)
+
+    def _book_of(self, record: RunRecord) -> RunbookSpec:
+        book = self.spec.runbooks.get(record.runbook)
+        if book is None or book.file.version != record.version:
+            raise UsageError(f"run {record.run_id} is of runbook {record.runbook} v{record.version}, which this project no longer has")
+        return book
+
     async def _execute(self, run_id: str, book: RunbookSpec, journal: Journal, owner: str, on_stream: OnStream | None) -> Run:
+        import asyncio  # the engine loads when a run first executes, not with the project
+
+        from lane.engine.runner import execute
+        from lane.engine.state import RunState
+
         shown = _guarded(on_stream)
         if shown is not None:  # a reply streamed to a terminal is shown, so it is scrubbed too (a secret split across pieces is not caught)
             show, redact = shown, Redactor(self.spec.secrets).text
@@ -200,22 +294,33 @@ class Project:
         except (KeyboardInterrupt, asyncio.CancelledError):
             self.store.release(run_id, owner)  # interrupted, not failed: `lane resume` continues it
             raise
+        except Exception as exc:  # a defect of lane's own: the run ends failed, with the reason and where
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            import traceback
+
+            journal.fail(reason, traceback="".join(traceback.format_exception(exc)[-6:]))
+            return Run(self, run_id, "failed", journal.redact(reason))
         except BaseException as exc:
-            journal.record("run_failed", reason=f"internal error: {type(exc).__name__}: {exc}")
-            journal.flush(status="failed", reason=f"internal error: {exc}", release=True)
+            journal.fail(f"internal error: {type(exc).__name__}: {exc}")
             raise
         finally:
             with contextlib.suppress(Exception):
                 await state.toolbox.aclose()
             with contextlib.suppress(Exception):
                 await self._models.aclose()
-        return Run(self, run_id, status, reason)
+        return Run(self, run_id, status, journal.redact(reason))  # what is shown is what is stored: no secret
 
     # -- people ---------------------------------------------------------------
 
-    def approve(self, run_id: str, call_id: str | None = None, *, as_role: str | None = None, edit: Any = UNSET, result: Any = UNSET) -> Decision:
-        """Approve a pending call or human step (`edit` replaces its arguments or value)."""
-        return decide(self.store, self.spec, run_id, approve=True, call_id=call_id, as_role=as_role, edit=edit, result=result)
+    def approve(self, run_id: str, call_id: str | None = None, *, as_role: str | None = None, edit: Any = UNSET, patch: Any = UNSET,
+                result: Any = UNSET, automatic: str | None = None) -> Decision:
+        """Approve what a paused run waits for: `call_id` (as `pending` lists it; needed when several wait), deciding as `as_role`.
+
+        `edit` replaces the call's arguments or the step's value; `patch` changes them by a JSON merge patch
+        (`{"category": "hardware"}`); `result` settles a call left in doubt by a crash; `automatic` approves
+        with no person (see `lane.engine.decisions.decide`). Recorded at once; `resume` carries on."""
+        return decide(self.store, self.spec, run_id, approve=True, call_id=call_id, as_role=as_role, edit=edit, patch=patch,
+                      result=result, automatic=automatic)
 
     def reject(self, run_id: str, call_id: str | None = None, *, reason: str, as_role: str | None = None) -> Decision:
         return decide(self.store, self.spec, run_id, approve=False, call_id=call_id, as_role=as_role, reason=reason)
@@ -239,8 +344,27 @@ class Project:
         """Every tool call of the run in order: hashes, effect, what let it run or refused it, who decided."""
         return audit(self.store.events(self.store.run(run_id).run_id))
 
-    def pending(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self.show(run_id)["pending"])
+    def pending(self, run_id: str) -> list[Pending]:
+        """What a paused run waits for, oldest first; empty when it is not paused."""
+        record = self.store.run(run_id)
+        if record.status != "paused":
+            return []
+        return [Pending.from_request(e) for e in open_requests(self.store.events(record.run_id))]
+
+    def output(self, run_id: str) -> Any:
+        """The output of a completed run's last step that ran (a skipped step has none); None for any other run."""
+        record = self.store.run(run_id)
+        if record.status != "completed":
+            return None
+        journal = Journal(self.store, record.run_id, self.store.events(record.run_id))
+        book = self.spec.runbooks.get(record.runbook)
+        order = [s.id for s in book.steps] if book and book.file.version == record.version else [
+            e.step_id for e in journal.events if e.type == "step_finished" and e.step_id]
+        for step_id in reversed(order):
+            finished = journal.find("step_finished", step_id)
+            if finished is not None:
+                return finished.data.get("output")
+        return None
 
 
 

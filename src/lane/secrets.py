@@ -50,3 +50,8 @@ def remember(names: Iterable[str]) -> None:
 def scrub(text: str) -> str:
     """`text` without the value of any secret of a project loaded in this process."""
     return Redactor(_known).text(text)
+
+
+def scrub_data(data: Any) -> Any:
+    """`data` without the value of any secret of a project loaded in this process, in strings at any depth."""
+    return Redactor(_known)(data)

@@ -1,25 +1,75 @@
 """The `lane` command. It parses, calls the library and renders; nothing more.
 
 Exit codes: 0 completed, 1 failed or stopped, 2 invalid usage or project,
-3 paused waiting for a person.
+3 paused waiting for a person, 4 rejected by a person.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+
+# The coding track's commands, each loaded only when it runs: `lane --help` lists them from here.
+# name: (module in lane.cli, its Typer app or command function, help, hidden)
+LAZY: dict[str, tuple[str, str, str, bool]] = {
+    "killdates": ("killdates", "killdates", "List every flag and shim with its kill date; --check fails on a passed date or an unregistered marker.", False),
+    "context": ("context", "app", "Render the canon into AGENTS.md, CLAUDE.md, Cursor rules and Copilot instructions, and check them.", False),
+    "lock": ("locks", "app", "Pre-build locks: the gates a feature must fill and a person must sign before it is built.", False),
+    "task": ("tasks", "app", "Task runbooks (FILES, TYPES, SKELETON, PROHIBITED, VALIDATE): write, enforce in coding tools, verify against git, commit.", False),
+    "feature": ("feature", "app", "The feature runbook: lock, sign-off, then each task worked, verified, reviewed and committed.", False),
+    "session": ("session", "app", "Where things stand at the start of a session, and a dated log entry at its end.", False),
+    "hook": ("hooks", "app", "What the hooks `lane task start` installs run.", True),
+}
+
+
+class _Commands(TyperGroup):
+    """lane's commands, with the coding track's imported only when one of them runs (`lane --help` stays quick)."""
+
+    listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *LAZY]
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in LAZY:
+            return super().get_command(ctx, name)
+        module, attribute, help_text, hidden = LAZY[name]
+        if self.listing:  # the help lists it: its name and help are enough
+            return TyperCommand(name, help=help_text, hidden=hidden)
+        target = getattr(importlib.import_module(f"lane.cli.{module}"), attribute)
+        if isinstance(target, typer.Typer):
+            command: Any = typer.main.get_group(target)
+        else:
+            single = typer.Typer(rich_markup_mode=None, add_completion=False)
+            single.command(name)(target)
+            command = typer.main.get_command(single)
+        command.name, command.help, command.hidden = name, help_text, hidden
+        return command
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        self.listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self.listing = False
+
 
 app = typer.Typer(
     name="lane",
+    cls=_Commands,
     help=(
         "Run human-directed AI agents by runbook: each agent kept in its lane, a person "
         "asked where the process says so, every run durable and on record.\n\n"
         "Start with `lane init my-project`, then `lane validate`, `lane run RUNBOOK`, "
-        "`lane approve RUN`, `lane resume RUN` and `lane show RUN`."
+        "`lane approve RUN`, `lane resume RUN` and `lane show RUN`.\n\n"
+        "Exit codes: 0 completed, 1 failed or stopped, 2 invalid usage or project, "
+        "3 paused waiting for a person, 4 rejected by a person."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -30,7 +80,8 @@ app = typer.Typer(
 ProjectDir = Annotated[Path, typer.Option("--project", "-p", help="The project folder (holds lane.yaml).", show_default="current folder")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress; only the outcome.")]
-EXIT = {"completed": 0, "failed": 1, "stopped": 1, "paused": 3}
+AskFlag = Annotated[bool, typer.Option("--ask/--no-ask", help="On a terminal, ask what a paused run waits for and carry on.")]
+EXIT = {"completed": 0, "failed": 1, "stopped": 1, "paused": 3, "rejected": 4}
 
 
 def main() -> None:
@@ -68,14 +119,17 @@ def run(
     project: ProjectDir = Path("."),
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
+    ask: AskFlag = True,
 ) -> None:
-    """Start a run and execute it until it completes, fails, stops or waits for a person (exit 3).
+    """Start a run and execute it until it completes, fails, is rejected, stops or waits for a person.
 
-    On a terminal it shows which step is running, what it waits for, tokens and time.
+    On a terminal it shows which step is running, tokens and time, and when the run
+    waits for a person it asks you there: approve, edit, reject, or decide later.
+    Piped, with --json or --no-ask, it exits 3 and prints how to decide.
     """
     from lane.cli import commands
 
-    commands.run(project, runbook, input or [], input_file, as_json, quiet)
+    commands.run(project, runbook, input or [], input_file, as_json, quiet, ask)
 
 
 @app.command()
@@ -116,7 +170,10 @@ def approve(
     run_id: Annotated[str, typer.Argument(metavar="RUN")],
     call: Annotated[str | None, typer.Option("--call", help="Which pending decision (as listed by `lane show`); needed when more than one waits.")] = None,
     as_role: Annotated[str | None, typer.Option("--as", help="The human role deciding; needed when several may.")] = None,
-    edit: Annotated[str | None, typer.Option(help="JSON replacing the call's arguments, the step's value, or giving a step's input.")] = None,
+    edit: Annotated[str | None, typer.Option(help=(
+        "JSON: an object is a merge patch (RFC 7396) on the call's arguments, the step's value or the agent's output: "
+        "'{\"category\": \"hardware\"}' changes one field, null drops one; any other JSON replaces the value. "
+        "Checked against the schema before it is recorded."))] = None,
     result: Annotated[str | None, typer.Option(help="For a call left in doubt by a crash: it took effect, with this JSON result.")] = None,
     project: ProjectDir = Path("."),
 ) -> None:
@@ -143,15 +200,39 @@ def reject(
 @app.command()
 def resume(
     run_id: Annotated[str, typer.Argument(metavar="RUN")],
-    budget: Annotated[list[str] | None, typer.Option("--budget", help="KEY=N raises a limit for this run: tool_calls, steps, tokens, wall_seconds, repeats.")] = None,
+    budget: Annotated[list[str] | None, typer.Option("--budget", help=(
+        "KEY=N raises a limit for this run (where the limit stopped it: the run or one step): "
+        "tool_calls, steps, tokens, wall_seconds, repeats, cost_usd, approvals."))] = None,
     project: ProjectDir = Path("."),
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
+    ask: AskFlag = True,
 ) -> None:
-    """Continue a paused, stopped or interrupted run from its journal; finished steps are not run again."""
+    """Continue a paused, stopped or interrupted run from its journal; finished steps are not run again.
+
+    A failed or rejected run does not resume: `lane retry RUN` runs it again from where it ended."""
     from lane.cli import commands
 
-    commands.resume(project, run_id, budget or [], as_json, quiet)
+    commands.resume(project, run_id, budget or [], as_json, quiet, ask)
+
+
+@app.command()
+def retry(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    from_step: Annotated[str | None, typer.Option("--from", metavar="STEP", help="Start at this step (the one where the run ended, or an earlier one).")] = None,
+    project: ProjectDir = Path("."),
+    as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
+    ask: AskFlag = True,
+) -> None:
+    """Run a failed or rejected run again from the step where it ended, or from an earlier --from STEP.
+
+    A new attempt of the same run: the steps from there on run afresh (approvals are asked
+    again), the earlier attempt stays in the journal, and `lane show` lists both. Steps
+    before it keep their recorded outputs."""
+    from lane.cli import commands
+
+    commands.retry(project, run_id, from_step, as_json, quiet, ask)
 
 
 @app.command()
@@ -177,21 +258,12 @@ def demo(
     demo_command.demo(yes, directory, model)
 
 
-def _coding_track() -> None:
-    """The coding track's command groups; each works on a repository, with or without lane.yaml."""
-    from lane.cli import context, feature, hooks, killdates, locks, session, tasks
-
-    app.add_typer(context.app, name="context", help="Render the canon into AGENTS.md, CLAUDE.md, Cursor rules and Copilot instructions, and check them.")
-    app.add_typer(locks.app, name="lock", help="Pre-build locks: the gates a feature must fill and a person must sign before it is built.")
-    app.add_typer(tasks.app, name="task", help="Task runbooks (FILES, TYPES, SKELETON, PROHIBITED, VALIDATE): write, enforce in coding tools, verify against git, commit.")
-    app.add_typer(feature.app, name="feature", help="The feature runbook: lock, sign-off, then each task worked, verified, reviewed and committed.")
-    app.command("killdates", help="List every flag and shim with its kill date; --check fails on a passed date or an unregistered marker.")(killdates.killdates)
-    app.add_typer(session.app, name="session", help="Where things stand at the start of a session, and a dated log entry at its end.")
-    app.add_typer(hooks.app, name="hook", help="What the hooks `lane task start` installs run.", hidden=True)
-
-
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    """Strict JSON on stdout: no secret's value, no NaN or Infinity (null), no lone surrogate (escaped)."""
+    from lane.secrets import scrub, scrub_data
+    from lane.store.values import storable
+
+    text = json.dumps(storable(scrub_data(data)), indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    sys.stdout.write(scrub(text) + "\n")
 
 
-_coding_track()  # last: its modules import emit_json from here

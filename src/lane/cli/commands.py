@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -58,17 +57,45 @@ def init(directory: Path, example: str) -> None:
         package = EXAMPLES.get(example)
         if package is None:
             raise UsageError(f"no example {example!r}; examples: {', '.join(EXAMPLES)}")
-        if (directory / "lane.yaml").exists():
-            raise UsageError(f"{directory / 'lane.yaml'} exists already; choose an empty folder")
         copy_example(package, directory)
         render.initialized(directory, example)
 
 
-def copy_example(package: str, directory: Path) -> None:
+GITIGNORE = ".lane/\noutbox/\n*.db\n__pycache__/\n"
+_SKIPPED = ("__pycache__", ".lane", "outbox")
+
+
+def copy_example(package: str, directory: Path) -> list[Path]:
+    """Write the example into `directory` and return the files written; refuses, writing nothing, when any is there already."""
     source = resources.files("lane.examples") / package
-    with resources.as_file(source) as path:
-        shutil.copytree(path, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", ".lane", "outbox", "*.db"))
-    (directory / ".gitignore").write_text(".lane/\noutbox/\n*.db\n__pycache__/\n")
+    with resources.as_file(source) as root:
+        files = [p for p in sorted(root.rglob("*")) if p.is_file() and not _skipped(p.relative_to(root))]
+        names = [p.relative_to(root) for p in files] + [Path(".gitignore")]
+        taken = [str(name) for name in names if (directory / name).exists() or (directory / name).is_symlink()]
+        if taken:
+            shown = ", ".join(taken[:10]) + (f" and {len(taken) - 10} more" if len(taken) > 10 else "")
+            raise UsageError(f"{directory} already has {shown}; lane never overwrites a file: choose an empty or new folder, "
+                             "or move these files away")
+        for file in files:
+            target = directory / file.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, target)
+    (directory / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
+    return [directory / name for name in names]
+
+
+def remove_example(written: list[Path], directory: Path) -> None:
+    """Take back what `copy_example` wrote (and the folders left empty), so the same folder can be used again."""
+    for path in written:
+        path.unlink(missing_ok=True)
+    for folder in sorted({p.parent for p in written}, key=lambda p: len(p.parts), reverse=True):
+        while folder != directory and folder.is_relative_to(directory) and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+
+
+def _skipped(relative: Path) -> bool:
+    return any(part in _SKIPPED for part in relative.parts) or relative.suffix in (".db", ".pyc")
 
 
 def validate(project: Path, as_json: bool) -> None:
@@ -84,26 +111,45 @@ def validate(project: Path, as_json: bool) -> None:
             render.valid(project)
 
 
-def run(project: Path, runbook: str, pairs: list[str], input_file: Path | None, as_json: bool, quiet: bool) -> None:
+def run(project: Path, runbook: str, pairs: list[str], input_file: Path | None, as_json: bool, quiet: bool, ask: bool = True) -> None:
     from lane.cli.inputs import parse_inputs
 
     with errors():
         inputs = parse_inputs(pairs, input_file)
         proj = _load(project)
-        with progress(as_json or quiet) as shown:
-            result = proj.run(runbook, inputs, on_event=shown and shown.on_event, on_stream=shown and shown.on_stream)
-        _finish(result, as_json)
+        _carry_on(lambda **shown: proj.run(runbook, inputs, **shown), as_json, quiet, ask)
 
 
-def resume(project: Path, run_id: str, pairs: list[str], as_json: bool, quiet: bool) -> None:
+def resume(project: Path, run_id: str, pairs: list[str], as_json: bool, quiet: bool, ask: bool = True) -> None:
     from lane.cli.inputs import parse_pairs
 
     with errors():
         budget = parse_pairs(pairs, "--budget", json_values=False)
         proj = _load(project)
+        _carry_on(lambda **shown: proj.resume(run_id, budget=budget, **shown), as_json, quiet, ask)
+
+
+def retry(project: Path, run_id: str, from_step: str | None, as_json: bool, quiet: bool, ask: bool = True) -> None:
+    with errors():
+        proj = _load(project)
+        _carry_on(lambda **shown: proj.retry(run_id, from_step=from_step, **shown), as_json, quiet, ask)
+
+
+def _carry_on(start: Callable[..., Any], as_json: bool, quiet: bool, ask: bool) -> NoReturn:
+    """Run `start` with live progress; on a terminal, ask the person what a pause waits for and resume, until it ends."""
+    from lane.cli import asking
+
+    ask = ask and not as_json and asking.can_ask()
+    while True:
         with progress(as_json or quiet) as shown:
-            result = proj.resume(run_id, budget=budget, on_event=shown and shown.on_event, on_stream=shown and shown.on_stream)
-        _finish(result, as_json)
+            result = start(**({"on_event": shown.on_event, "on_stream": shown.on_stream} if shown else {}))
+        if result.status != "paused" or not ask:
+            break
+        render.paused(result)
+        if not asking.decide_all(result):
+            break
+        start = result.resume
+    _finish(result, as_json)
 
 
 @contextmanager
@@ -158,6 +204,8 @@ def decide(project: Path, run_id: str, approve: bool, call: str | None, as_role:
         proj = _load(project)
         if approve:
             extras = {k: _json_option(f"--{k}", v) for k, v in (("edit", edit), ("result", result)) if v is not None}
+            if isinstance(extras.get("edit"), dict):  # an object is a merge patch: change one field, keep the rest
+                extras["patch"] = extras.pop("edit")
             decision = proj.approve(run_id, call, as_role=as_role, **extras)
         else:
             decision = proj.reject(run_id, call, as_role=as_role, reason=reason or "")
@@ -165,9 +213,8 @@ def decide(project: Path, run_id: str, approve: bool, call: str | None, as_role:
 
 
 def _json_option(name: str, text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{name} must be JSON ({exc}); for example {name} '{{\"body\": \"Hello\"}}'") from None
+    from lane.cli.inputs import json_option
+
+    return json_option(text, name)
 
 

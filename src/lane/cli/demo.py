@@ -21,15 +21,16 @@ from rich.panel import Panel
 from rich.table import Table
 
 from lane.cli import render
-from lane.cli.commands import copy_example, errors, progress
+from lane.cli.commands import copy_example, errors, progress, remove_example
 from lane.errors import UsageError
 
 if TYPE_CHECKING:
+    from lane.engine.approvals import Pending
     from lane.project import Project, Run
 
 RUNBOOK = "support-triage"
 REPLY_STYLE = {"sent": "green", "held": "yellow", "waiting": "yellow", "failed": "red"}
-Decide = Callable[["Run", dict[str, Any]], None]
+Decide = Callable[["Run", "Pending"], None]
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,13 @@ def demo(yes: bool, directory: Path | None, model: str | None) -> None:
 
     with errors():
         target = directory or Path(tempfile.mkdtemp(prefix="lane-demo-"))
-        if (target / "lane.yaml").exists():
-            raise UsageError(f"{target} already holds a project; pick another --dir")
-        copy_example("support_triage", target)
+        written = copy_example("support_triage", target)
         try:
             if model:
                 _use_model(target / "lane.yaml", model)
             project = Project.load(target)
         except Exception:
-            (target / "lane.yaml").unlink(missing_ok=True)  # so the same --dir can be used again once fixed
+            remove_example(written, target)  # so the same --dir can be used again once fixed
             raise
         render.out.print(f"demo project: [bold]{escape(str(target))}[/] (a copy of the support-triage example)")
         render.out.print(f"model: {escape(project.spec.model_id(None))} · one run per email in inbox/ · the support lead approves each reply\n")
@@ -123,43 +122,43 @@ def _watched(label: str, start: Callable[..., Run]) -> Run:
         return start(on_event=shown.on_event, on_stream=shown.on_stream) if shown else start()
 
 
-def _approve_all(run: Run, item: dict[str, Any]) -> None:
-    run.approve(item["call_id"], as_role=item["roles"][0] if item["roles"] else None)
+def _approve_all(run: Run, item: Pending) -> None:
+    run.approve(item.call_id, automatic="--yes")  # no person looked: recorded as such, and left out of what people approved
 
 
-def _ask(run: Run, item: dict[str, Any]) -> None:
+def _ask(run: Run, item: Pending) -> None:
     """Show what waits for the lead and ask: approve, edit or reject."""
     from rich.prompt import Prompt
 
-    role = item["roles"][0] if item["roles"] else None
-    args = item.get("args")
-    if item["kind"] != "tool_call" or not isinstance(args, dict) or "body" not in args:
-        render.out.print(f"[yellow]waiting[/]: {escape(item['question'])}")
+    role = item.roles[0] if item.roles else None
+    args = item.args
+    if item.kind != "tool_call" or not isinstance(args, dict) or "body" not in args:
+        render.out.print(f"[yellow]waiting[/]: {escape(item.question)}")
         answer = Prompt.ask("approve or reject?", choices=["a", "r"], default="a")
         if answer == "a":
-            run.approve(item["call_id"], as_role=role)
+            run.approve(item.call_id, as_role=role)
         else:
-            run.reject(item["call_id"], as_role=role, reason=Prompt.ask("why?", default="rejected in the demo"))
+            run.reject(item.call_id, as_role=role, reason=Prompt.ask("why?", default="rejected in the demo"))
         return
     title = f"reply to {escape(str(args.get('to')))} · {escape(str(args.get('subject', '')))}"
     render.out.print(Panel(escape(str(args["body"])), title=title, title_align="left", expand=False))
     answer = Prompt.ask("[bold]a[/]pprove and send, [bold]e[/]dit, or [bold]r[/]eject?", choices=["a", "e", "r"], default="a")
     if answer == "a":
-        run.approve(item["call_id"], as_role=role)
+        run.approve(item.call_id, as_role=role)
     elif answer == "e":
         body = _edit(str(args["body"]))
         if not body.strip():
             render.out.print("[yellow]an empty reply is not sent[/]; decide again")
             _ask(run, item)
         elif body.strip() == str(args["body"]).strip():
-            run.approve(item["call_id"], as_role=role)
+            run.approve(item.call_id, as_role=role)
             render.out.print("[green]approved[/] (unchanged)")
         else:
-            run.approve(item["call_id"], as_role=role, edit={**args, "body": body})
+            run.approve(item.call_id, as_role=role, edit={**args, "body": body})
             render.out.print("[green]approved with your edit[/]")
     else:
         reason = Prompt.ask("why? (recorded with the decision)", default="not right for this customer")
-        run.reject(item["call_id"], as_role=role, reason=reason)
+        run.reject(item.call_id, as_role=role, reason=reason)
 
 
 def _edit(body: str) -> str:

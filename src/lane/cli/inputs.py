@@ -15,7 +15,7 @@ def parse_inputs(pairs: list[str], input_file: Path | None) -> dict[str, Any]:
     if input_file is not None:
         loaded = read_data_file(input_file, "--input-file")
         if not isinstance(loaded, dict):
-            raise UsageError(f"--input-file {input_file}: must hold a mapping of input names to values")
+            raise UsageError(f"--input-file {shown(str(input_file))}: must hold a mapping of input names to values")
         inputs.update(loaded)
     for key, value in parse_pairs(pairs, "--input").items():
         _put(inputs, key.split("."), value)
@@ -27,26 +27,56 @@ def parse_pairs(pairs: list[str], option: str, *, json_values: bool = True) -> d
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UsageError(f"{option} {pair!r}: write KEY=VALUE")
-        out[key] = _value(value, option) if json_values else value
+            raise UsageError(f"{option} '{_preview(pair)}': write KEY=VALUE")
+        if not _is_utf8(key):
+            raise UsageError(f"{option} {shown(key)}: the name is not UTF-8 text; write it in UTF-8")
+        if not _is_utf8(value) and not (json_values and value.startswith("@")):  # a file's name may be any bytes
+            raise UsageError(f"{option} {key}: the value is not UTF-8 text ('{_preview(value)}'); "
+                             "pass it in UTF-8, or from a file with KEY=@FILE")
+        out[key] = _value(value, f"{option} {key}") if json_values else value
     return out
 
 
-def _value(text: str, option: str) -> Any:
-    if text.startswith("@"):
-        return read_data_file(Path(text[1:]), option)
+def _is_utf8(text: str) -> bool:
+    """False for text holding bytes that were not UTF-8: Python passes them on as lone surrogates."""
     try:
-        return json.loads(text)
-    except ValueError:
-        return text
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(text: str) -> str:
+    """`text` as it can be printed: bytes that were not UTF-8 appear as \\xff."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _preview(text: str) -> str:
+    text = shown(text)
+    return text if len(text) <= 60 else f"{text[:60]}…"
+
+
+def _value(text: str, where: str) -> Any:
+    from lane.spec.source import load_json
+
+    if text.startswith("@"):
+        return read_data_file(Path(text[1:]), where)
+    try:
+        source = load_json(text, where)
+    except json.JSONDecodeError:
+        return text  # not JSON: the text itself
+    if source.problems:
+        raise UsageError(f"{where}: {source.problems[0].message}")
+    return source.data
 
 
 def read_data_file(path: Path, option: str) -> Any:
-    from lane.spec.source import read_yaml
+    """A JSON or YAML file's data; JSON is read as JSON (fast), within the limits of lane.spec.source."""
+    from lane.spec.source import read_data
 
     if not path.is_file():
-        raise UsageError(f"{option}: no file {path}")
-    source = read_yaml(path, str(path))  # JSON is YAML too
+        raise UsageError(f"{option}: no file {shown(str(path))}")
+    source = read_data(path, shown(str(path)))
     if source.problems:
         raise UsageError(f"{option}: {source.problems[0]}")
     return source.data
@@ -69,3 +99,16 @@ def parse_day(today: str | None) -> date | None:
         return date.fromisoformat(today)
     except ValueError as exc:
         raise UsageError(f"--today {today!r} is not a date: write YYYY-MM-DD") from exc
+
+
+def json_option(text: str, name: str) -> Any:
+    """The JSON an option holds (`--edit`, `--result`), read within lane's limits; UsageError says what is wrong."""
+    from lane.spec.source import load_json
+
+    try:
+        source = load_json(text, name)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{name} must be JSON ({exc}); for example {name} '{{\"body\": \"Hello\"}}'") from None
+    if source.problems:
+        raise UsageError(f"{name}: {source.problems[0].message}")
+    return source.data

@@ -44,7 +44,7 @@ class RunProgress:
         now = time.monotonic()
         step = f"[bold]{escape(self.label)}[/] · " if self.label else ""
         step += f"step [bold]{escape(self.step)}[/] · " if self.step else ""
-        doing = f"{self.doing}: {self.streamed} tokens in · {self.tail!r}" if self.streamed else self.doing
+        doing = f"{self.doing}: the model is writing, {self.streamed} tokens out · {self.tail!r}" if self.streamed else self.doing
         self._spinner.update(text=f"{step}{escape(doing)} · {self.tokens} tokens · {now - self.step_began:.1f} s (run {now - self.began:.1f} s)")
         return self._spinner
 

@@ -3,25 +3,50 @@
 from __future__ import annotations
 
 import json
+import sys
+import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from lane.engine.approvals import Pending
 from lane.errors import Problem
 from lane.secrets import scrub
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _Scrubbed:
+    """The process's stdout or stderr, as it is at each write, with every secret's value replaced.
+
+    Everything lane prints goes through here: a secret that reached a message by
+    any path is still never shown. (A secret split across two writes is not caught;
+    Rich writes each print whole.)"""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def _stream(self) -> TextIO:
+        stream: TextIO = getattr(sys, self.name)
+        return stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(scrub(text))
+
+    def __getattr__(self, attr: str) -> Any:  # isatty, fileno, flush, encoding...: the real stream's
+        return getattr(self._stream, attr)
+
+
+out = Console(file=_Scrubbed("stdout"), highlight=False, soft_wrap=True)  # type: ignore[arg-type]
+err = Console(file=_Scrubbed("stderr"), stderr=True, highlight=False, soft_wrap=True)  # type: ignore[arg-type]
 APPROVE_HINTS = {
     "tool_call": "        (add --edit JSON to change its arguments)",
     "human_step": "        (add --edit JSON to change the value, or to give the input)",
     "handoff": " --edit JSON        (a valid output is required)",
     "in_doubt": "        (runs it again; or --result JSON if it took effect)",
 }
-STATUS_STYLE = {"completed": "green", "paused": "yellow", "stopped": "magenta", "failed": "red", "running": "cyan"}
+STATUS_STYLE = {"completed": "green", "paused": "yellow", "stopped": "magenta", "failed": "red", "rejected": "red", "running": "cyan"}
 
 
 def error(message: str) -> None:
@@ -64,17 +89,61 @@ def outcome(run: Any, project: Path | None = None) -> None:
     out.print(f"run [bold]{run.run_id}[/] [{style}]{run.status}[/]" + (f": {escape(reason)}" if reason else ""))
     if run.status == "paused":
         for item in pending:
-            call = item["call_id"]
-            call, kind = _e(item["call_id"]), item["kind"]
-            out.print(f"  waiting: [bold]{call}[/] ({kind.replace('_', ' ')}) for {_e(', '.join(item['roles']))}: {_e(item['question'])}")
-            approve = APPROVE_HINTS.get(kind, "")
+            waiting(item)
+            call, approve = _e(item.call_id), APPROVE_HINTS.get(item.kind, "")
             out.print(f"    lane approve {run.run_id} --call {call}{at}{approve}")
             out.print(f"    lane reject {run.run_id} --call {call} --reason TEXT{at}")
         out.print(f"  then: lane resume {run.run_id}{at}")
     elif run.status == "stopped":
         out.print(f"  raise the limit and continue: lane resume {run.run_id} --budget KEY=N{at}")
+    elif run.status in ("failed", "rejected"):
+        out.print(f"  run it again from where it ended: lane retry {run.run_id}{at} (or --from STEP, an earlier step)")
     if run.status != "paused":
         out.print(f"  timeline: lane show {run.run_id}{at}")
+
+
+def paused(run: Any) -> None:
+    """The first line of a pause the person is about to be asked about."""
+    count = len(run.pending)
+    out.print(f"run [bold]{run.run_id}[/] [yellow]paused[/]: waiting for {count} decision{'s' if count != 1 else ''}")
+
+
+def waiting(item: Any) -> None:
+    """One thing a run waits for, in full: a person must see all of what they decide."""
+    kind = item.kind.replace("_", " ")
+    out.print(f"  waiting: [bold]{_e(item.call_id)}[/] ({kind}) for {_e(', '.join(item.roles) or 'a person')}: {_e(item.question)}")
+    shown = {"tool_call": ("arguments", item.args), "in_doubt": ("arguments", item.args), "handoff": ("the agent's output", item.output)}
+    label, value = shown.get(item.kind, ("value", item.value))
+    if item.kind == "human_step" and item.mode == "input":
+        label, value = "the input must fit", item.schema
+    if value is not None:
+        out.print(f"    {label}:")
+        for line in details(value, indent=6):
+            out.print(escape(line))
+    for error in item.errors:
+        out.print(f"    [yellow]invalid:[/] {_e(error)}")
+
+
+def details(value: Any, *, indent: int = 0) -> list[str]:
+    """A value as a person reads it, whole: `key: value` lines, text as text (its own lines kept), wrapped to the width."""
+    width = max(40, out.width - indent)
+    pad = " " * indent
+    lines: list[str] = []
+    items = value.items() if isinstance(value, dict) and value else [(None, value)]
+    for key, item in items:
+        head = f"{key}: " if key is not None else ""
+        text = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False, indent=2)
+        body = text.splitlines() or [""]
+        if len(body) == 1 and len(head) + len(body[0]) <= width:
+            lines.append(pad + head + body[0])
+            continue
+        if head:
+            lines.append(pad + head.rstrip() + (" |" if isinstance(item, str) else ""))
+        inner = pad + ("  " if head else "")
+        for line in body:
+            wrapped = textwrap.wrap(line, width - len(inner) + len(pad), break_on_hyphens=False) or [""]
+            lines.extend(inner + part for part in wrapped)
+    return lines
 
 
 def decided(decision: Any) -> None:
@@ -82,14 +151,18 @@ def decided(decision: Any) -> None:
 
 
 def runs(records: list[Any]) -> None:
+    """One line per run in fixed columns, and its reason whole on the lines below: readable piped and at 80 columns."""
     if not records:
         out.print("no runs yet; start one with `lane run RUNBOOK`")
         return
-    table = Table("run", "runbook", "status", "started", "reason", box=None, pad_edge=False)
-    for r in records:
-        style = STATUS_STYLE.get(r.status, "")
-        table.add_row(r.run_id, _e(f"{r.runbook} v{r.version}"), f"[{style}]{r.status}[/]", r.started_at[:19].replace("T", " "), escape(_short(r.reason or "", 60)))
-    out.print(table)
+    rows = [(r.run_id, f"{r.runbook} v{r.version}", r.status, r.started_at[:19].replace("T", " ")) for r in records]
+    widths = [max(len(row[i]) for row in [("run", "runbook", "status", "started"), *rows]) for i in range(3)]
+    out.print(f"{'run':<{widths[0]}}  {'runbook':<{widths[1]}}  {'status':<{widths[2]}}  started")
+    for record, (run_id, book, status, started) in zip(records, rows, strict=True):
+        pad = " " * (widths[2] - len(status))
+        out.print(f"{run_id:<{widths[0]}}  {_e(book):<{widths[1]}}  [{STATUS_STYLE.get(status, '')}]{status}[/]{pad}  {started}")
+        for line in (record.reason or "").splitlines():
+            out.print(f"  {_e(line)}")
 
 
 def timeline(view: dict[str, Any]) -> None:
@@ -100,8 +173,10 @@ def timeline(view: dict[str, Any]) -> None:
     out.print(f"inputs: {escape(_short(json.dumps(view['inputs'], ensure_ascii=False), 200))}")
     for step in view["steps"]:
         _step(step)
+    if view["pending"]:
+        out.print()
     for item in view["pending"]:
-        out.print(f"[yellow]waiting[/] {escape(item['call_id'])}: {escape(item['question'])}")
+        waiting(Pending.from_json(item))
     if view["kpis"]:
         shown = ", ".join(f"{_e(k)} {escape(json.dumps(v, ensure_ascii=False))}" for k, v in view["kpis"].items())
         out.print(f"\nkpis: {shown}")
@@ -149,7 +224,7 @@ def _call(call: dict[str, Any]) -> None:
     out.print(f"  call {_e(call['call_id'])} {_e(call['tool'])} ({call['effect']}) {_e(args)} → {call['status']}" + (f": {_e(call['reason'])}" if call.get("reason") else ""))
     decision = call.get("decision")
     if decision:
-        edited = " with edited arguments" if "edited_args" in decision else ""
+        edited = " with edited arguments" if decision.get("edited_args") is not None else ""
         out.print(f"    {decision['decision']} by {_e(decision['by'])} ({_e(decision['user'])}) at {decision['at'][:19]}{edited}")
     for ex in call["executions"]:
         took = f" {ex['seconds'] * 1000:.1f} ms" if ex.get("seconds") is not None else ""
@@ -167,21 +242,23 @@ def _short(text: str, limit: int) -> str:
 
 
 def audit(run_id: str, rows: list[dict[str, Any]]) -> None:
+    """One block per tool call, each fact on its own line: readable piped and at 80 columns."""
     if not rows:
         out.print(f"run {escape(run_id)} made no tool calls")
         return
-    table = Table(title=f"tool calls of run {escape(run_id)}", title_justify="left")
-    for column in ("call", "tool", "effect", "args", "let through / stopped by", "decided by", "outcome", "result"):
-        table.add_column(column, overflow="fold")
+    out.print(f"[bold]tool calls of run {escape(run_id)}[/]")
     for row in rows:
-        basis = row["refused_by"] or row["allowed_by"] or ""
-        decided = (f"approved by {row['approved_by']}" if row["approved_by"] else
-                   f"rejected by {row['rejected_by']}" if row["rejected_by"] else "")
-        if decided and row["edited"]:
-            decided += " (edited)"
-        outcome = row["outcome"] + (f": {row['reason']}" if row["reason"] and row["outcome"] != "ran" else "")
-        table.add_row(
-            _e(row["call_id"] or ""), _e(row["tool"] or ""), row["effect"] or "", (row["args_hash"] or "")[:12],
-            _e(basis), _e(decided), _e(outcome), (row["result_hash"] or "")[:12],
-        )
-    out.print(table)
+        attempt = f" · attempt {row['attempt']}" if row.get("attempt", 1) != 1 else ""
+        out.print(f"\n[bold]{_e(row['call_id'] or '')}[/] {_e(row['tool'] or '')} ({row['effect'] or 'unknown effect'}){attempt} → {_e(row['outcome'])}")
+        if row["refused_by"]:
+            out.print(f"  stopped by: {_e(row['refused_by'])}")
+        elif row["allowed_by"]:
+            out.print(f"  let through by: {_e(row['allowed_by'])}")
+        for who in ("approved", "rejected"):
+            if row[f"{who}_by"]:
+                edited = " (edited)" if row["edited"] else ""
+                out.print(f"  {who} by {_e(row[f'{who}_by'])} at {(row['decided_at'] or '')[:19]}{edited}")
+        if row["reason"] and row["outcome"] != "ran":
+            out.print(f"  reason: {_e(row['reason'])}")
+        result = f" · result {row['result_hash'][:12]}" if row["result_hash"] else ""
+        out.print(f"  args {(row['args_hash'] or '')[:12]}{result} (sha256)")

@@ -24,11 +24,12 @@ class Context:
     estimated_tokens: int
 
 
-def assemble(project: ProjectSpec, agent: AgentSpec, step: StepSpec, inputs: Any) -> Context:
+def assemble(project: ProjectSpec, agent: AgentSpec, step: StepSpec, inputs: Any, goal: str) -> Context:
+    """What the agent sees: `goal` is the step's, with its `${{ }}` already evaluated."""
     plan = agent.file.context
     inputs_json = _json(inputs)
     sources = list(plan.always)
-    haystack = f"{step.step.goal or ''}\n{inputs_json}".lower()
+    haystack = f"{goal}\n{inputs_json}".lower()
     sources += [t.read for t in plan.on if t.when.lower() in haystack and t.read not in sources]
     system = [agent.direction.strip() or f"You are {agent.name}."]
     if step.step.tools != [] and (step.step.tools or agent.file.tools):
@@ -38,7 +39,7 @@ def assemble(project: ProjectSpec, agent: AgentSpec, step: StepSpec, inputs: Any
         system.append(f"# {file}\n\n{text}")
     messages = [
         {"role": "system", "content": "\n\n".join(system)},
-        {"role": "user", "content": _task(step, inputs_json)},
+        {"role": "user", "content": _task(step, goal, inputs_json)},
     ]
     tokens = sum(len(m["content"]) for m in messages) // 4
     if plan.max_tokens is not None and tokens > plan.max_tokens:
@@ -49,8 +50,8 @@ def assemble(project: ProjectSpec, agent: AgentSpec, step: StepSpec, inputs: Any
     return Context(messages, sources, tokens)
 
 
-def _task(step: StepSpec, inputs_json: str) -> str:
-    parts = [f"Goal: {step.step.goal}", f"Inputs:\n{inputs_json}"]
+def _task(step: StepSpec, goal: str, inputs_json: str) -> str:
+    parts = [f"Goal: {goal}", f"Inputs:\n{inputs_json}"]
     for example in step.step.examples or ():
         parts.append(f"Example inputs:\n{_json(example.with_)}\nExample output:\n{_json(example.output)}")
     if step.step.output is not None:

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 from lane.context.assemble import ContextTooLarge, assemble, nudge_message, repair_message, tool_message
 from lane.engine.approvals import ask, decision_for
 from lane.engine.budgets import AGENT_STEP_DEFAULTS, merge
 from lane.engine.calls import CallRequest, call_tool
-from lane.engine.state import RunState, StepFailed
-from lane.errors import LaneError, ModelCallFailed, ModelError, PauseRun, ToolError
+from lane.engine.state import RunState, StepFailed, StepRejected
+from lane.errors import LaneError, ModelCallFailed, ModelError, PauseRun, StopRun, ToolError
 from lane.models.base import ModelRequest, ModelResponse, Settings, Task, ToolCall, ToolSpec
 from lane.models.registry import model_id
+from lane.spec.expressions import as_text
 from lane.spec.files import RetryPolicy
 from lane.spec.runbook import StepSpec
 from lane.spec.schema import schema_errors
@@ -82,13 +84,15 @@ class AgentStep:
         inputs = self.step.with_.render(self.state.scope()) if self.step.with_ else {}
         if self.step.step.task is not None:
             inputs = {**inputs, "task": self.coding_task(self.step.step.task)} if isinstance(inputs, dict) else inputs
+        goal = self.step.goal.render(self.state.scope()) if self.step.goal else ""
+        goal = goal if isinstance(goal, str) else as_text(goal)
         try:
-            ctx = assemble(self.state.project, self.agent, self.step, inputs)
+            ctx = assemble(self.state.project, self.agent, self.step, inputs, goal)
         except (ContextTooLarge, OSError) as exc:
             raise StepFailed(str(exc)) from exc
         self.state.journal.record(
             "context_assembled", self.step.id, agent=self.agent.name, model=self.model_id, messages=ctx.messages, inputs=inputs,
-            goal=self.step.step.goal or "", examples=[{"with": e.with_, "output": e.output} for e in self.step.step.examples or ()],
+            goal=goal, examples=[{"with": e.with_, "output": e.output} for e in self.step.step.examples or ()],
             sources=ctx.sources, tools=[t.name for t in self.tools], estimated_tokens=ctx.estimated_tokens,
         )
         return list(ctx.messages)
@@ -145,7 +149,7 @@ class AgentStep:
             attempt += 1
             try:
                 model = self.state.models.get(self.model_spec, self.state.project)
-                return await model.request(request)
+                return await self.within_budget(model.request(request))
             except ModelCallFailed as exc:
                 wait = self.retry.wait(attempt, exc.retry_after) if exc.retryable else None
                 self.state.journal.record(
@@ -161,6 +165,24 @@ class AgentStep:
             except ModelError as exc:
                 exc.run_id = self.state.run_id
                 raise
+            except (LaneError, StopRun, PauseRun):
+                raise
+            except Exception as exc:  # a model object's own failure (one given in Python): the step's, not lane's
+                raise ModelError(f"model {self.model_id} failed: {type(exc).__name__}: {exc}", run_id=self.state.run_id) from exc
+
+    async def within_budget(self, reply: Awaitable[ModelResponse]) -> ModelResponse:
+        """The model's reply, unless a wall_seconds budget runs out first: then the run stops (a resume asks again)."""
+        budget = self.state.meter.time_left(self.step.id, self.state.run_limits, self.limits)
+        if budget is None:
+            return await reply
+        deadline = asyncio.timeout(max(budget[0], 0.0))
+        try:
+            async with deadline:
+                return await reply
+        except TimeoutError:
+            if deadline.expired():
+                raise budget[1] from None
+            raise
 
     async def run_tool_calls(self, calls: tuple[ToolCall, ...]) -> None:
         for call in calls:
@@ -201,7 +223,7 @@ class AgentStep:
                 roles=self.state.approver_roles(self.step), output=candidate, errors=errors, schema=self.schema,
             )
         if decision.data["decision"] == "rejected":
-            raise StepFailed(f"the handoff of step {self.step.id} was rejected by {decision.data['by']}: {decision.data.get('reason') or ''}".rstrip(": "))
+            raise StepRejected(f"the handoff of step {self.step.id} was rejected by {decision.data['by']}: {decision.data.get('reason') or ''}".rstrip(": "))
         return decision.data["edited"]
 
 

@@ -21,17 +21,24 @@ OUTCOMES = {
 
 def audit(events: list[Event]) -> list[dict[str, Any]]:
     """One row per tool call: call_id, step, tool, effect, level, args_hash, allowed_by, approved_by, outcome, result_hash."""
-    rows: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+    rows: dict[tuple[str | None, str | None], dict[str, Any]] = {}  # the current attempt's calls
+    every: list[dict[str, Any]] = []
+    attempt = 1
     for event in events:
         key = (event.step_id, event.ref)
         data = event.data
+        if event.type == "run_retried":  # steps run again reuse their call ids: their earlier rows are closed
+            attempt = int(data.get("attempt", attempt + 1))
+            rows = {k: row for k, row in rows.items() if k[0] not in set(data.get("steps", ()))}
+            continue
         if event.type == "tool_call_requested":
             rows[key] = {
-                "call_id": event.ref, "step": event.step_id, "tool": data.get("tool"), "effect": data.get("effect"),
+                "call_id": event.ref, "step": event.step_id, "attempt": attempt, "tool": data.get("tool"), "effect": data.get("effect"),
                 "level": data.get("level"), "args_hash": data.get("args_hash"), "at": event.at,
                 "allowed_by": None, "refused_by": None, "reason": None, "approved_by": None, "rejected_by": None, "decided_at": None,
                 "edited": False, "outcome": "requested", "result_hash": None,
             }
+            every.append(rows[key])
             continue
         row = rows.get(key)
         if row is None:
@@ -53,7 +60,7 @@ def audit(events: list[Event]) -> list[dict[str, Any]]:
         elif event.type == "tool_finished":
             row["outcome"] = "ran" if data.get("status") == "ok" else "ran: error"
             row["result_hash"] = _hash(data.get("result") if data.get("status") == "ok" else {"error": data.get("error")})
-    return list(rows.values())
+    return every
 
 
 def _hash(value: Any) -> str:

@@ -87,7 +87,11 @@ class Meter:
         elif event.type == "budget_raised":
             for key, value in event.data.get("limits", {}).items():
                 self.overrides.setdefault(event.data.get("scopes", {}).get(key, RUN), {})[key] = value
-        elif event.type in ("run_paused", "run_stopped", "run_failed", "run_completed"):
+        elif event.type == "run_retried":  # a step run again starts its own budget afresh; the run's counts go on
+            for step_id in event.data.get("steps", ()):
+                self.steps.pop(step_id, None)
+                self.step_start.pop(step_id, None)
+        elif event.type in ("run_paused", "run_stopped", "run_failed", "run_completed", "run_rejected"):
             self.active_before = float(event.data.get("active_seconds", self.active_before))
 
     def active_seconds(self) -> float:
@@ -138,6 +142,22 @@ class Meter:
         _over("steps", self.run.steps, run_limits.steps, RUN)
         self._check_time(None, run_limits, Budget())
 
+    def time_left(self, step_id: str, run_limits: Budget, step_limits: Budget) -> tuple[float, StopRun] | None:
+        """Seconds until a wall_seconds budget (the run's or the step's) is reached, and the signal that stops
+        the run then: for a call in flight, which is cut off when they run out. None without such a budget."""
+        run_limits, step_limits = self.limits(run_limits, RUN), self.limits(step_limits, step_id)
+        found: list[tuple[float, StopRun]] = []
+        if run_limits.wall_seconds is not None:
+            left = run_limits.wall_seconds - self.active_seconds()
+            found.append((left, StopRun(_message("wall_seconds", run_limits.wall_seconds, RUN, cut=True),
+                                        key="wall_seconds", scope=RUN)))
+        if step_limits.wall_seconds is not None:
+            started = max(self.step_start.get(step_id, self.segment_start), self.segment_start)
+            left = step_limits.wall_seconds - (time.monotonic() - started)
+            found.append((left, StopRun(_message("wall_seconds", step_limits.wall_seconds, step_id, cut=True),
+                                        key="wall_seconds", scope=step_id)))
+        return min(found, key=lambda pair: pair[0]) if found else None
+
     def _check_time(self, step_id: str | None, run_limits: Budget, step_limits: Budget) -> None:
         if run_limits.wall_seconds is not None and self.active_seconds() >= run_limits.wall_seconds:
             raise StopRun(_message("wall_seconds", run_limits.wall_seconds, RUN), key="wall_seconds", scope=RUN)
@@ -152,9 +172,10 @@ def _over(key: str, used: float, limit: float | None, scope: str, *, what: str |
         raise StopRun(_message(key, limit, scope, f": {used:g} {what or key.replace('_', ' ')} used"), key=key, scope=scope)
 
 
-def _message(key: str, limit: float, scope: str, used: str = "") -> str:
+def _message(key: str, limit: float, scope: str, used: str = "", *, cut: bool = False) -> str:
     where = "run" if scope == RUN else f"step {scope}"
-    return f"budget: {key} {limit:g} reached ({where}{used}); `lane resume RUN --budget {key}=N` allows more"
+    during = " while a call was in flight, which was cut off" if cut else ""
+    return f"budget: {key} {limit:g} reached ({where}{used}){during}; `lane resume RUN --budget {key}=N` allows more"
 
 
 def parse_overrides(pairs: dict[str, Any]) -> dict[str, float]:

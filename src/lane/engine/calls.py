@@ -7,9 +7,11 @@ for an idempotent tool (same idempotency key); otherwise a person is asked.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ from lane.engine.state import RunState, StepFailed
 from lane.errors import ToolError
 from lane.spec.files import Budget
 from lane.spec.runbook import StepSpec
+from lane.store import values
 from lane.store.records import Event
 from lane.tools.base import Lane, Tool, ToolArgsInvalid, ToolContext
 
@@ -195,7 +198,7 @@ def _approval(state: RunState, req: CallRequest, requested: Event, tool: Tool) -
             state.meter.check_approval(state.run_limits)
         raise ask(
             journal, req.step.id, req.call_id, "tool_call",
-            question=f"run {req.tool} ({tool.effect}) with {_brief(req.args)}?", roles=req.roles,
+            question=f"run {req.tool} ({tool.effect}) with {_names(req.args)}?", roles=req.roles,
             tool=req.tool, args=req.args, args_hash=requested.data["args_hash"], effect=tool.effect,
         )
     journal.record("approval_used", req.step.id, req.call_id, decision_seq=decision.seq)
@@ -217,10 +220,11 @@ async def _execute(state: RunState, req: CallRequest, tool: Tool, args: dict[str
     journal.flush()
     ctx = ToolContext(state.run_id, req.step.id, req.call_id, key, state.project.root, req.lane)
     began = time.perf_counter()
-    try:
-        result, error = await tool.invoke(args, ctx), None
-    except Exception as exc:  # a tool's own failure is data for the agent, not a crash of the run
-        result, error = None, f"{type(exc).__name__}: {exc}"
+    result, error = await _invoke(state, req, tool, args, ctx)
+    if error is None:
+        result, unfit = values.checked(result, "result")
+        if unfit is not None:
+            error = f"the tool's result cannot be recorded: {unfit}; return null or a string instead"
     seconds = round(time.perf_counter() - began, 6)
     if error is None:
         event = journal.record("tool_finished", req.step.id, req.call_id, status="ok", result=result, seconds=seconds)
@@ -228,6 +232,32 @@ async def _execute(state: RunState, req: CallRequest, tool: Tool, args: dict[str
         event = journal.record("tool_finished", req.step.id, req.call_id, status="error", error=error, seconds=seconds)
     journal.flush()
     return _outcome(event)
+
+
+async def _invoke(state: RunState, req: CallRequest, tool: Tool, args: dict[str, Any], ctx: ToolContext) -> tuple[Any, str | None]:
+    """The tool's result, or None and its error. A call in flight is cut off by the tool's own timeout (an
+    error the agent sees) or by a wall_seconds budget (the run stops; the call is journaled as timed out)."""
+    own: float | None = getattr(tool, "call_timeout", None)  # tools that do not time out by themselves (Python functions)
+    budget = state.meter.time_left(req.step.id, state.run_limits, req.limits)
+    limit = min(x for x in (own, budget[0] if budget else None, math.inf) if x is not None)
+    deadline = asyncio.timeout(None if limit == math.inf else max(limit, 0.0))
+    began = time.perf_counter()
+    try:
+        async with deadline:
+            return await tool.invoke(args, ctx), None
+    except TimeoutError as exc:
+        if not deadline.expired():  # the tool's own TimeoutError: its failure, like any other
+            return None, f"TimeoutError: {exc}"
+        if budget is not None and (own is None or budget[0] <= own):
+            # Whether it took effect is not known, so nothing is recorded as finished: a resume
+            # retries it if the tool is idempotent, and asks a person otherwise.
+            state.journal.record("tool_timed_out", req.step.id, req.call_id, seconds=round(time.perf_counter() - began, 6),
+                                 limit="wall_seconds", scope=budget[1].scope)
+            state.journal.flush()
+            raise budget[1] from None
+        return None, f"timed out after {limit:g} s (the tool's timeout) and was abandoned; it may still have taken effect"
+    except (Exception, SystemExit) as exc:  # a tool's own failure (sys.exit too) is data for the agent, not a crash of the run
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def _in_doubt(state: RunState, req: CallRequest, tool: Tool, last_start: Event) -> CallOutcome | None:
@@ -256,13 +286,9 @@ def _outcome(finished: Event) -> CallOutcome:
     return CallOutcome("error", {"error": finished.data.get("error")}, ran=True)
 
 
-def _brief(args: dict[str, Any], limit: int = 80) -> str:
-    """Every argument, each long value cut in its middle: a person must see all of what they approve."""
-    def cut(value: Any) -> str:
-        text = json.dumps(value, ensure_ascii=False)
-        return text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2:]}"
-
-    return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {cut(v)}" for k, v in sorted(args.items())) + "}"
+def _names(args: dict[str, Any]) -> str:
+    """The arguments by name, for the one-line question; their values are shown whole beside it (`pending`)."""
+    return "arguments " + ", ".join(json.dumps(k, ensure_ascii=False) for k in sorted(args)) if args else "no arguments"
 
 
 def idempotency_key(run_id: str, step_id: str, call_id: str) -> str:

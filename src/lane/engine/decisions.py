@@ -8,7 +8,6 @@ with who, when and any edit, before anything runs.
 
 from __future__ import annotations
 
-import getpass
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,29 +41,48 @@ def decide(
     call_id: str | None = None,
     as_role: str | None = None,
     edit: Any = UNSET,
+    patch: Any = UNSET,
     result: Any = UNSET,
     reason: str | None = None,
+    automatic: str | None = None,
 ) -> Decision:
+    """Record a person's decision on what run `run_id` waits for.
+
+    `edit` replaces the call's arguments or the step's value whole; `patch` is a JSON merge patch
+    (RFC 7396) applied to them: `{"category": "hardware"}` changes one field, `{"note": null}` drops one.
+    `automatic` approves with no person: it names what approved (`--yes`), recorded as `by` with
+    `automatic: true`, so measures of what people approved leave it out.
+    """
     def make(run: RunRecord, events: list[Event]) -> list[Event]:
         if run.status in FINISHED:
             raise DecisionError(f"run {run.run_id} is {run.status}; a finished run takes no decisions")
         if run.status != "paused":
             raise DecisionError(f"run {run.run_id} is {run.status}; decisions are taken when it pauses for a person")
         request = _pick(run.run_id, open_requests(events), call_id)
+        if automatic is not None and not approve:
+            raise DecisionError("only approvals are automatic; a rejection is a person's")
         data: dict[str, Any] = {
             "kind": request.data["kind"],
             "decision": "approved" if approve else "rejected",
-            "by": _role(project, request, as_role),
+            "by": automatic if automatic is not None else _role(project, request, as_role),
             "user": _user(),
             "request_seq": request.seq,
         }
+        if automatic is not None:
+            data["automatic"] = True
         if "args_hash" in request.data:
             data["args_hash"] = request.data["args_hash"]
         if not approve:
             if not reason:
                 raise DecisionError("a rejection needs a reason: --reason TEXT")
             data["reason"] = reason
-        _check_extras(project, request, approve, edit, result, data)
+        value = edit
+        if patch is not UNSET:
+            if edit is not UNSET:
+                raise DecisionError("give an edit or a patch, not both")
+            value = merge_patch(_original(request), patch)
+            data["patch"] = patch
+        _check_extras(project, request, approve, value, result, data)
         data = Redactor(project.secrets)(data)  # a secret typed into an edit is not stored either
         return [Event(events[-1].seq + 1 if events else 1, "decision", request.step_id, request.ref, now(), data)]
 
@@ -139,6 +157,31 @@ def _check_extras(project: ProjectSpec, request: Event, approve: bool, edit: Any
 
 def _user() -> str:
     try:
+        import getpass
+
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _original(request: Event) -> Any:
+    """What an edit of this request changes: the call's arguments, the step's value, or the agent's output."""
+    kind = request.data["kind"]
+    if kind == "tool_call":
+        return request.data.get("args")
+    if kind == "handoff":
+        return request.data.get("output")
+    return request.data.get("value")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: an object patches an object key by key (null removes the key); anything else replaces the target."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged

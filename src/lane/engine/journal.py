@@ -3,7 +3,9 @@
 The engine records events here and calls `flush()` before every effect (a
 model call, a tool call, a command); the store commits the batch in one
 transaction. On resume the journal is loaded whole and the engine replays its
-steps against it: anything recorded is reused, never done again.
+steps against it: anything recorded is reused, never done again. A retry
+(`run_retried`) names steps to run again: lookups no longer see their earlier
+attempt, which stays in the journal as history.
 """
 
 from __future__ import annotations
@@ -55,8 +57,29 @@ class Journal:
         self.store.append(self.run_id, self._pending, status=status, reason=reason, release=release)
         self._pending = []
 
+    def fail(self, reason: str, **data: Any) -> None:
+        """End the run as failed with `reason`, even when what was recorded since the last flush cannot be committed.
+
+        Such events are dropped and the ending is committed alone: nothing acted on them, since every
+        effect flushes first. An internal error must never leave a run `running` for ever."""
+        self.record("run_failed", reason=reason, **data)
+        try:
+            self.flush(status="failed", reason=reason, release=True)
+            return
+        except Exception:  # noqa: BLE001 - whatever the store refused, the ending is written without it
+            dropped = len(self._pending) - 1
+        for event in self._pending:
+            self.events.pop()
+            self._index[(event.type, event.step_id, event.ref)].pop()
+        self._pending = []
+        self.record("run_failed", reason=reason, dropped_events=dropped, **data)
+        self.flush(status="failed", reason=reason, release=True)
+
     def _add(self, event: Event) -> None:
         self.events.append(event)
+        if event.type == "run_retried":  # the steps run again: what their earlier attempt recorded is history, not replay
+            again = set(event.data.get("steps", ()))
+            self._index = {key: found for key, found in self._index.items() if key[1] not in again}
         self._index.setdefault((event.type, event.step_id, event.ref), []).append(event)
 
     def find(self, type_: str, step_id: str | None = None, ref: str | None = None) -> Event | None:

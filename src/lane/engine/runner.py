@@ -12,12 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lane.engine.agent import AgentStep
-from lane.engine.state import RunState, StepFailed
+from lane.engine.state import RunState, StepFailed, StepRejected
 from lane.engine.steps import run_check_step, run_human_step, run_tool_step
 from lane.errors import PauseRun, RunError, StopRun
 from lane.feedback.kpis import measure
 from lane.spec.expressions import ExpressionFailed
 from lane.spec.runbook import StepSpec
+from lane.store.records import FINISHED
 
 Handler = Callable[[RunState, StepSpec], Awaitable[tuple[Any, dict[str, Any]]]]
 
@@ -27,7 +28,7 @@ async def _agent(state: RunState, step: StepSpec) -> tuple[Any, dict[str, Any]]:
 
 
 HANDLERS: dict[str, Handler] = {"agent": _agent, "tool": run_tool_step, "human": run_human_step, "check": run_check_step}
-ENDINGS = {"completed": "run_completed", "paused": "run_paused", "stopped": "run_stopped", "failed": "run_failed"}
+ENDINGS = {"completed": "run_completed", "paused": "run_paused", "stopped": "run_stopped", "failed": "run_failed", "rejected": "run_rejected"}
 
 
 async def execute(state: RunState) -> tuple[str, str | None]:
@@ -43,10 +44,11 @@ async def execute(state: RunState) -> tuple[str, str | None]:
         return end(state, "stopped", signal.reason, key=signal.key, scope=signal.scope)
     except (StepFailed, ExpressionFailed, RunError) as exc:
         reason = str(exc) if isinstance(exc, StepFailed) else f"step {current.id if current else '?'}: {exc}"
+        status = "rejected" if isinstance(exc, StepRejected) else "failed"
         if current is not None:
-            state.journal.record("step_failed", current.id, error=reason)
-            state.steps[current.id] = {"status": "failed", "output": None, "error": reason}
-        return end(state, "failed", reason)
+            state.journal.record("step_rejected" if status == "rejected" else "step_failed", current.id, error=reason)
+            state.steps[current.id] = {"status": status, "output": None, "error": reason}
+        return end(state, status, reason)
     return end(state, "completed", None)
 
 
@@ -73,7 +75,7 @@ async def run_step(state: RunState, step: StepSpec) -> None:
 
 def end(state: RunState, status: str, reason: str | None, **extra: Any) -> tuple[str, str | None]:
     seconds = round(state.meter.active_seconds(), 6)
-    if state.book.kpis and status in ("completed", "failed"):  # paused and stopped runs go on; their KPIs come when they end
+    if state.book.kpis and status in FINISHED:  # paused and stopped runs go on; their KPIs come when they end
         run = {"id": state.run_id, "status": status, "tokens": state.meter.run.tokens, "seconds": round(seconds, 2)}
         values, errors = measure(state.book.kpis, {**state.scope(), "run": run}, [s.id for s in state.book.steps])
         state.journal.record("kpis_recorded", values=values, errors=errors)

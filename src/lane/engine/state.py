@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,10 @@ from lane.spec.runbook import RunbookSpec, StepSpec
 
 class StepFailed(Exception):
     """A step could not complete; the run fails with this reason."""
+
+
+class StepRejected(StepFailed):
+    """A person rejected what the step needed (its value, its call, its handoff); the run ends `rejected`."""
 
 
 @dataclass
@@ -46,7 +51,11 @@ class ModelCache:
 
     @staticmethod
     def _key(spec: ModelSpec, project: ProjectSpec) -> str:
-        return f"{project.root}::{spec.model_dump_json()}"
+        key = f"{project.root}::{spec.model_dump_json()}"
+        if spec.provider == "scripted":  # a script edited since it was read is read again
+            with contextlib.suppress(OSError):
+                key += f"::{(project.root / (spec.model or '')).stat().st_mtime_ns}"
+        return key
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 
 from lane.engine.approvals import ask, decision_for
 from lane.engine.calls import CallRequest, call_tool
-from lane.engine.state import RunState, StepFailed
+from lane.engine.state import RunState, StepFailed, StepRejected
 from lane.spec.expressions import as_text
 from lane.spec.files import Budget
 from lane.spec.runbook import StepSpec
@@ -25,10 +25,11 @@ async def run_tool_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str,
     if outcome.status != "ok":
         result = outcome.result if isinstance(outcome.result, dict) else {"error": outcome.result}
         detail = result.get("reason") or result.get("error") or result.get("note")
-        raise StepFailed(f"tool step {step.id} ({step.step.tool}) {outcome.status}: {detail}")
+        failure = StepRejected if outcome.status == "rejected" else StepFailed
+        raise failure(f"tool step {step.id} ({step.step.tool}) {outcome.status}: {detail}")
     used = state.journal.find("approval_used", step.id, request.call_id)
-    edited = used is not None and state.journal.at(used.data["decision_seq"]).data.get("edited_args") is not None
-    return outcome.result, {"edited": edited}
+    decision = state.journal.at(used.data["decision_seq"]).data if used is not None else {}
+    return outcome.result, {"edited": decision.get("edited_args") is not None, "approved_by": decision.get("by")}
 
 
 async def run_human_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str, Any]]:
@@ -40,10 +41,10 @@ async def run_human_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str
         question = step.step.prompt or (f"approve, edit or reject the value of step {step.id}" if step.approve else f"supply the input of step {step.id}")
         raise ask(journal, step.id, step.id, "human_step", question=question, roles=[step.step.human or ""], value=value, schema=schema, mode="approve" if step.approve else "input")
     if decision.data["decision"] == "rejected":
-        raise StepFailed(f"step {step.id} was rejected by {decision.data['by']}" + (f": {decision.data['reason']}" if decision.data.get("reason") else ""))
+        raise StepRejected(f"step {step.id} was rejected by {decision.data['by']}" + (f": {decision.data['reason']}" if decision.data.get("reason") else ""))
     request = journal.at(decision.data["request_seq"])
     edited = "edited" in decision.data
-    return (decision.data["edited"] if edited else request.data["value"]), {"edited": edited}
+    return (decision.data["edited"] if edited else request.data["value"]), {"edited": edited, "approved_by": decision.data["by"]}
 
 
 async def run_check_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str, Any]]:
@@ -54,7 +55,12 @@ async def run_check_step(state: RunState, step: StepSpec) -> tuple[Any, dict[str
         argv = [sys.executable, "-P", "-m", "lane", *argv[1:]]
     state.journal.flush()  # a command is an effect: what led to it is on disk first
     cwd = state.project.root / (step.step.cwd or ".")
-    result = await run_command(argv, cwd=cwd, timeout=step.step.timeout or 600, max_output=65536)
+    timeout = step.step.timeout or 600
+    budget = state.meter.time_left(step.id, state.run_limits, Budget())
+    cut = budget is not None and budget[0] < timeout  # the run's wall_seconds ends first: it stops the run, not the check
+    result = await run_command(argv, cwd=cwd, timeout=max(budget[0], 0.0) if budget is not None and cut else timeout, max_output=65536)
+    if result.timed_out and budget is not None and cut:
+        raise budget[1]
     output = result.to_json()
     if result.exit_code != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from lane.engine.approvals import open_requests
+from lane.engine.approvals import Pending, open_requests
 from lane.store.records import Event, RunRecord
 
 
@@ -15,17 +15,22 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
     calls: dict[str, dict[str, Any]] = {}
     asked: set[tuple[str, str | None]] = set()  # (step, turn) whose messages are in
     kpis: dict[str, Any] = {}
+    attempts = 1
     for event in events:
         if event.type == "kpis_recorded":  # the latest ending's measures
             kpis = {"values": event.data["values"], "errors": event.data["errors"]}
+        if event.type == "run_retried":
+            attempts = int(event.data.get("attempt", attempts + 1))
+            _retry(steps, calls, asked, event.data.get("steps", ()))
         if event.step_id is None:
             continue
         step = steps.setdefault(event.step_id, _blank(event.step_id, event.data.get("kind", "?")))
         _apply(step, calls, asked, event)
     usage = _no_usage()
     for step in steps.values():
-        for key in usage:
-            usage[key] += step["usage"][key]
+        for attempt in (*step.get("previous_attempts", ()), step):  # what an earlier attempt spent was spent
+            for key in usage:
+                usage[key] += attempt["usage"][key]
     usage["cost_usd"] = round(usage["cost_usd"], 8)
     return {
         **run.to_json(),
@@ -33,9 +38,25 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
         "usage": usage,
         "kpis": kpis.get("values", {}),
         "kpi_errors": kpis.get("errors", {}),
-        "pending": [_pending(e) for e in open_requests(events)] if run.status == "paused" else [],
+        "attempts": attempts,
+        "pending": [Pending.from_request(e).to_json() for e in open_requests(events)] if run.status == "paused" else [],
         "steps": list(steps.values()),
     }
+
+
+def _retry(steps: dict[str, dict[str, Any]], calls: dict[str, dict[str, Any]], asked: set[tuple[str, str | None]], again: list[str]) -> None:
+    """The steps a retry runs again start blank; what they did before is kept under `previous_attempts`."""
+    for step_id in again:
+        old = steps.get(step_id)
+        if old is None:
+            continue
+        history = old.pop("previous_attempts", [])
+        if old["status"] != "pending":
+            history.append(old)
+        steps[step_id] = {**_blank(step_id, old["kind"]), "previous_attempts": history}
+        for key in [k for k in calls if k.startswith(f"{step_id}/")]:
+            del calls[key]
+        asked.difference_update({pair for pair in asked if pair[0] == step_id})
 
 
 def _blank(step_id: str, kind: str) -> dict[str, Any]:
@@ -73,8 +94,8 @@ def _apply(step: dict[str, Any], calls: dict[str, dict[str, Any]], asked: set[tu
         if "edited" in data:
             step["edited"] = data["edited"]
         step["seconds"] = _seconds(step["started_at"], event.at)
-    elif kind == "step_failed":
-        step.update(status="failed", error=data.get("error"), finished_at=event.at)
+    elif kind in ("step_failed", "step_rejected"):
+        step.update(status="failed" if kind == "step_failed" else "rejected", error=data.get("error"), finished_at=event.at)
     elif kind == "context_assembled":
         step["context"] = {k: data.get(k) for k in ("agent", "model", "messages", "sources", "tools", "estimated_tokens")}
         step["messages"] = list(data.get("messages", []))
@@ -128,6 +149,9 @@ def _tool_event(call: dict[str, Any], event: Event) -> None:
     elif kind == "tool_started":
         call["executions"].append({"attempt": data.get("attempt"), "idempotency_key": data.get("idempotency_key"), "started_at": event.at, "status": "interrupted"})
         call["status"] = "running"
+    elif kind == "tool_timed_out" and call["executions"]:  # cut off by a budget: whether it took effect is not known
+        call["executions"][-1].update(status="timed_out", seconds=data.get("seconds"))
+        call["status"] = "timed_out"
     elif kind == "tool_finished":
         execution = call["executions"][-1] if call["executions"] and "finished_at" not in call["executions"][-1] else None
         if execution is None or data.get("settled_by"):
@@ -148,11 +172,6 @@ def _call(step: dict[str, Any], calls: dict[str, dict[str, Any]], event: Event) 
         }
         step["tool_calls"].append(call)
     return call
-
-
-def _pending(event: Event) -> dict[str, Any]:
-    keep = ("kind", "question", "roles", "tool", "args", "args_hash", "effect", "value", "output", "errors", "idempotency_key", "mode")
-    return {"call_id": event.ref, "step_id": event.step_id, "requested_at": event.at, **{k: event.data[k] for k in keep if k in event.data}}
 
 
 def _seconds(start: str | None, end: str) -> float | None:

@@ -31,7 +31,7 @@ _COMPARE = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operato
 def measure(kpis: dict[str, Expression], scope: dict[str, Any], step_ids: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Each KPI's value for one run, and why any could not be computed."""
     # `edited` is unknown (none), not false, for a step that did not finish: no one approved anything there.
-    steps = {step_id: {"edited": None, **scope["steps"].get(step_id, NOT_RUN)} for step_id in step_ids}
+    steps = {step_id: {"edited": None, "approved_by": None, **scope["steps"].get(step_id, NOT_RUN)} for step_id in step_ids}
     scope = {**scope, "steps": steps}
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}

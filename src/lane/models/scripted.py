@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +12,8 @@ from lane.errors import ScriptExhausted, UsageError
 from lane.models.base import NO_OUTPUT, ModelRequest, ModelResponse, ToolCall, Usage
 
 TURN_KEYS = {"text", "tool_calls", "output", "usage"}
+TOKEN_KEYS = ("input_tokens", "output_tokens")  # with COST_KEY, the fields of Usage
+COST_KEY = "cost_usd"
 
 
 class ScriptedModel:
@@ -55,9 +60,70 @@ class ScriptedModel:
 
 
 def parse_turn(turn: Any) -> ModelResponse:
-    if not isinstance(turn, dict) or not turn.keys() & {"text", "tool_calls", "output"}:
-        raise UsageError(f"a scripted turn needs text, tool_calls or output: {turn!r}")
-    calls = tuple(ToolCall(str(c["name"]), dict(c.get("args") or {})) for c in turn.get("tool_calls") or ())
-    usage = Usage(**turn["usage"]) if "usage" in turn else Usage()
+    """A turn as the model's response; raises UsageError saying what is wrong with it (as `lane validate` does)."""
+    problems = turn_problems(turn)
+    if problems:
+        where = ".".join(str(p) for p in problems[0].at)
+        raise UsageError(f"a scripted turn {'at ' + where + ' ' if where else ''}is wrong: {problems[0].message}")
+    calls = tuple(ToolCall(c["name"], dict(c.get("args") or {})) for c in turn.get("tool_calls") or ())
+    usage = Usage(**turn["usage"]) if turn.get("usage") is not None else Usage()
     return ModelResponse(text=turn.get("text"), tool_calls=calls, output=turn.get("output", NO_OUTPUT), usage=usage)
+
+
+@dataclass(frozen=True)
+class TurnProblem:
+    at: tuple[str | int, ...]  # inside the turn
+    message: str
+    key: bool = False  # the problem is the key at `at`, not its value
+
+
+def turn_problems(turn: Any) -> list[TurnProblem]:
+    """Everything that keeps `turn` from being a model turn: empty when parse_turn can read it."""
+    if not isinstance(turn, dict):
+        return [TurnProblem((), "a turn needs text, tool_calls or output")]
+    problems = [TurnProblem((key,), _unknown(key, TURN_KEYS), key=True) for key in sorted(set(turn) - TURN_KEYS, key=str)]
+    if not turn.keys() & {"text", "tool_calls", "output"}:
+        return problems or [TurnProblem((), "a turn needs text, tool_calls or output")]
+    if turn.get("text") is not None and not isinstance(turn["text"], str):
+        problems.append(TurnProblem(("text",), f"text must be text, not {type(turn['text']).__name__}; quote it"))
+    calls = turn.get("tool_calls") or []
+    if not isinstance(calls, list):
+        problems.append(TurnProblem(("tool_calls",), "tool_calls must be a list of {name, args}"))
+    else:
+        for j, call in enumerate(calls):
+            problems += [TurnProblem(("tool_calls", j, *p.at), p.message, p.key) for p in _call_problems(call)]
+    if turn.get("usage") is not None:
+        problems += [TurnProblem(("usage", *p.at), p.message, p.key) for p in _usage_problems(turn["usage"])]
+    return problems
+
+
+def _unknown(key: Any, allowed: set[str] | tuple[str, ...]) -> str:
+    near = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+    return f"unknown key '{key}'" + (f" (did you mean '{near[0]}'?)" if near else f"; allowed keys: {', '.join(sorted(allowed))}")
+
+
+def _call_problems(call: Any) -> list[TurnProblem]:
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        return [TurnProblem((), "a tool call needs a name: {name: toolset.tool, args: {...}}")]
+    if not isinstance(call.get("args", {}), dict):
+        return [TurnProblem(("args",), "args must be a mapping")]
+    return []
+
+
+def _usage_problems(usage: Any) -> list[TurnProblem]:
+    """`usage` as Usage holds it: whole numbers of tokens, and a cost in US dollars or null."""
+    if not isinstance(usage, dict):
+        return [TurnProblem((), f"usage must be a mapping such as {{{TOKEN_KEYS[0]}: 120, {TOKEN_KEYS[1]}: 30}}")]
+    problems = []
+    for key, value in usage.items():
+        if key in TOKEN_KEYS:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                problems.append(TurnProblem((key,), f"{key} must be a whole number of tokens, 0 or more, not {value!r}"))
+        elif key == COST_KEY:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if value is not None and not (number and math.isfinite(value) and value >= 0):
+                problems.append(TurnProblem((key,), f"{key} must be a cost in US dollars (0 or more) or null, not {value!r}"))
+        else:
+            problems.append(TurnProblem((key,), _unknown(key, (*TOKEN_KEYS, COST_KEY)), key=True))
+    return problems
 

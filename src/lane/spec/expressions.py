@@ -1,53 +1,27 @@
 """Expressions: `when:` conditions and `${{ ... }}` values.
 
 The syntax is Jinja2's expression language (as in Ansible's `when:`), evaluated
-in Jinja2's immutable sandbox: no Python `eval`, no attribute access to
-internals, no mutation. Names in scope: `inputs`, `steps` (each step's
-`output`, `status` and, for human steps, `edited`) and `run` (`id`).
+in Jinja2's immutable sandbox (sandbox.py): no Python `eval`, no attribute
+access to internals, no mutation, and nothing built past a bound. Names in
+scope: `inputs`, `steps` (each step's `output`, `status` and, for human and
+tool steps, `edited` and `approved_by`) and `run` (`id`).
+
+The common case, a plain lookup such as `steps.draft.output.body`, is read as
+dict lookups without Jinja2 at all; Jinja2 is imported for the first expression
+that needs it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, Undefined, nodes
-from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
-from jinja2.lexer import describe_token
-from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-MAX_SIZE = 1_000_000  # characters or items one `*` may build; `**` exponents up to 1000
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox, with `*` and `**` bounded so an expression cannot exhaust memory or time."""
-
-    intercepted_binops = frozenset(["*", "**"])
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        # Run values are JSON data: `inputs.items` is the input named items, not dict.items.
-        if type(obj) is dict and attribute in obj:
-            return obj[attribute]
-        return super().getattr(obj, attribute)
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            if isinstance(right, (int, float)) and abs(right) > 1000:
-                raise SecurityError(f"exponent {right} is too large (at most 1000)")
-            return left**right
-        for seq, times in ((left, right), (right, left)):
-            if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_SIZE:
-                raise SecurityError(f"'*' would build {len(seq) * times} items (at most {MAX_SIZE})")
-        return left * right
-
-
-_ENV = _Sandbox(undefined=StrictUndefined)
-_ENV.filters.pop("random", None)  # replay must see the same values
 _WHOLE = re.compile(r"^\s*\$\{\{(.*?)\}\}\s*$", re.S)
 _PART = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 
@@ -55,9 +29,9 @@ Ref = tuple[str | int, ...]
 
 
 class ExpressionSyntaxError(ValueError):
-    def __init__(self, text: str, message: str) -> None:
+    def __init__(self, text: str, message: str, *, whole: bool = False) -> None:
         self.text = text
-        super().__init__(f"expression {text.strip()!r} does not parse: {message}")
+        super().__init__(message if whole else f"expression {text.strip()!r} does not parse: {message}")
 
 
 class ExpressionFailed(ValueError):
@@ -69,94 +43,78 @@ class Expression:
     text: str
     refs: tuple[Ref, ...]
     _fn: Callable[..., Any]
+    _builds: bool = True  # False for a plain lookup (`steps.x.output`), which hands on a value as it is
 
     def evaluate(self, scope: dict[str, Any]) -> Any:
         try:
-            value = self._fn(**scope)
-            if isinstance(value, Undefined):
-                value._fail_with_undefined_error()
-            if isinstance(value, Iterator):  # map, select and friends return generators
-                value = list(value)
-            return value
+            return self._fn(scope)
         except Exception as exc:  # an expression's failure is the run's data, whatever Jinja2 raised
-            hint = "; write `| default(none)` after an optional value" if isinstance(exc, UndefinedError) else ""
+            undefined = type(exc).__name__ == "UndefinedError"
+            hint = "; write `| default(none)` after an optional value" if undefined else ""
             raise ExpressionFailed(f"{self.text.strip()!r}: {exc}{hint}") from exc
 
 
 def compile_expression(text: str) -> Expression:
     if not isinstance(text, str) or not text.strip():
         raise ExpressionSyntaxError(str(text), "it is empty")
-    try:
-        _check_syntax(text)
-        fn: Callable[..., Any] = _ENV.compile_expression(text, undefined_to_none=False)
-        tree = _ENV.parse("{{ " + text + " }}")
-    except TemplateSyntaxError as exc:
-        message = (exc.message or "syntax error").replace("'end of template'", "end of the expression")
-        raise ExpressionSyntaxError(text, message.replace("end of template", "end of the expression")) from exc
-    if _DOTTED.match(text):
-        fn = _lookup(text.strip().split("."), fn)
-    return Expression(text, tuple(_refs(tree)), fn)
+    if text.lstrip().startswith("${{"):  # what _split gives for a `${{` with no `}}` after it
+        shown = text if len(text) <= 40 else f"{text[:40]}…"
+        raise ExpressionSyntaxError(text, f"an expression '${{{{' is not closed with '}}}}': {shown!r}", whole=True)
+    return _compiled(text)
 
 
 _DOTTED = re.compile(r"^\s*[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\s*$")
+_ROOTS = ("inputs", "steps", "run")  # a plain lookup starts with one of these (not `true`, `none`, `not`...)
 
 
-def _lookup(parts: list[str], general: Callable[..., Any]) -> Callable[..., Any]:
-    """The common case, `steps.draft.output.body`, as plain dict lookups; anything else goes to Jinja2."""
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str) -> Expression:
+    """Expressions are immutable, and a runbook repeats the same ones (`inputs.x` in every step): compile each once."""
+    parts = text.strip().split(".")
+    if _DOTTED.match(text) and parts[0] in _ROOTS:
+        return Expression(text, (tuple(parts),), _lookup(text, parts), _builds=False)
+    from jinja2.exceptions import TemplateSyntaxError
+
+    from lane.spec import sandbox
+
+    try:
+        fn, refs = sandbox.compile(text)
+    except TemplateSyntaxError as exc:
+        message = (exc.message or "syntax error").replace("'end of template'", "end of the expression")
+        raise ExpressionSyntaxError(text, message.replace("end of template", "end of the expression")) from exc
+    return Expression(text, refs, lambda scope: sandbox.evaluate(fn, scope))
+
+
+def _lookup(text: str, parts: list[str]) -> Callable[[dict[str, Any]], Any]:
+    """`steps.draft.output.body` as plain dict lookups; anything else (a missing key, a list) goes to Jinja2."""
     head, rest = parts[0], parts[1:]
 
-    def fn(**scope: Any) -> Any:
+    def fn(scope: dict[str, Any]) -> Any:
         value = scope.get(head, _MISSING)
         for part in rest:
-            if type(value) is not dict:
-                return general(**scope)
-            if part not in value:
-                return general(**scope)  # Jinja2 says what is missing, in its words
+            if type(value) is not dict or part not in value:
+                return _general(text, scope)  # Jinja2 says what is missing, in its words
             value = value[part]
-        return general(**scope) if value is _MISSING else value
+        return _general(text, scope) if value is _MISSING else value
 
     return fn
 
 
+def _general(text: str, scope: dict[str, Any]) -> Any:
+    from lane.spec import sandbox
+
+    fn, _ = _general_fn(text)
+    return sandbox.evaluate(fn, scope, builds=False)
+
+
+@functools.lru_cache(maxsize=1024)
+def _general_fn(text: str) -> tuple[Callable[..., Any], tuple[Ref, ...]]:
+    from lane.spec import sandbox
+
+    return sandbox.compile(text)
+
+
 _MISSING: Any = object()
-
-
-def _check_syntax(text: str) -> None:
-    """Parse as Jinja2 does, but name what follows a complete expression (Jinja2 says 'chunk after expression')."""
-    parser = Parser(_ENV, text, state="variable")
-    parser.parse_expression()
-    if not parser.stream.eos:
-        token = parser.stream.current
-        hint = "; to compare two values, write ==" if token.type == "assign" else ""
-        raise TemplateSyntaxError(f"unexpected '{describe_token(token)}'{hint}", token.lineno)
-
-
-def _refs(tree: nodes.Node) -> list[Ref]:
-    """Every maximal chain like steps.classify.output.category in the tree."""
-    found: list[Ref] = []
-
-    def chain(node: nodes.Node) -> Ref | None:
-        if isinstance(node, nodes.Name):
-            return (node.name,)
-        if isinstance(node, nodes.Getattr):
-            base = chain(node.node)
-            return (*base, node.attr) if base else None
-        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
-            base = chain(node.node)
-            return (*base, node.arg.value) if base else None
-        return None
-
-    def walk(node: nodes.Node) -> None:
-        ref = chain(node)
-        if ref is not None:
-            found.append(ref)
-            if isinstance(node, (nodes.Getattr, nodes.Getitem)):
-                return
-        for child in node.iter_child_nodes():
-            walk(child)
-
-    walk(tree)
-    return found
 
 
 @dataclass(frozen=True)
@@ -195,7 +153,7 @@ def expressions_in(raw: Any) -> list[tuple[tuple[str | int, ...], str]]:
 
     def walk(node: Any, loc: tuple[str | int, ...]) -> None:
         if isinstance(node, str):
-            out.extend((loc, m.group(1)) for m in _PART.finditer(node))
+            out.extend((loc, text) for text in _split(node)[1::2])
         elif isinstance(node, dict):
             for k, v in node.items():
                 walk(v, (*loc, k))
@@ -207,6 +165,16 @@ def expressions_in(raw: Any) -> list[tuple[tuple[str | int, ...], str]]:
     return out
 
 
+def _split(text: str) -> list[str]:
+    """Literal text and expressions, alternating (expressions at odd indexes). A `${{` with no `}}` after it
+    is given as an expression from the `${{` on, which compile_expression refuses: it is never literal text."""
+    parts = _PART.split(text)
+    open_at = parts[-1].find("${{")
+    if open_at >= 0:
+        parts[-1:] = [parts[-1][:open_at], parts[-1][open_at:], ""]
+    return parts
+
+
 def _compile(raw: Any, refs: list[Ref]) -> Callable[[dict[str, Any]], Any]:
     if isinstance(raw, str):
         whole = _WHOLE.match(raw) if raw.count("${{") == 1 else None
@@ -214,7 +182,7 @@ def _compile(raw: Any, refs: list[Ref]) -> Callable[[dict[str, Any]], Any]:
             expr = compile_expression(whole.group(1))
             refs.extend(expr.refs)
             return expr.evaluate
-        parts = _PART.split(raw)
+        parts = _split(raw)
         if len(parts) == 1:
             return lambda scope: raw
         exprs: list[Expression | str] = []

@@ -262,8 +262,31 @@ def check_model(model: type[Strict], source: Source, loc: Loc = ()) -> tuple[Any
     try:
         return model.model_validate(data), problems
     except ValidationError as exc:
-        problems.extend(_dedupe((err["type"], _problem(model, source, loc, data, err)) for err in exc.errors()))
-        return None, problems
+        errors = exc.errors()
+        problems.extend(_dedupe((err["type"], _problem(model, source, loc, data, err)) for err in errors))
+    # Unknown keys alone must not hide the file's other problems: without them, the rest is checked too.
+    unknown = [_strip_union_tags(err["loc"], data) for err in errors if err["type"] == "extra_forbidden"]
+    if unknown and len(unknown) == len(errors):
+        try:
+            checked = model.model_validate(_without(data, unknown))
+        except ValidationError:
+            return None, problems
+        # What holds a misspelt key may now seem to lack it: that follow-on problem is not reported.
+        source.damaged.update(source.position((*loc, *path[:-1])) for path in unknown)
+        return checked, problems
+    return None, problems
+
+
+def _without(data: Any, paths: list[Loc]) -> Any:
+    """`data` without the keys at `paths` (copied along the way; `data` is left as it is)."""
+    if not paths:
+        return data
+    if isinstance(data, dict):
+        drop = {p[0] for p in paths if len(p) == 1}
+        return {k: _without(v, [p[1:] for p in paths if len(p) > 1 and p[0] == k]) for k, v in data.items() if k not in drop}
+    if isinstance(data, list):
+        return [_without(v, [p[1:] for p in paths if len(p) > 1 and p[0] == i]) for i, v in enumerate(data)]
+    return data
 
 
 def _dedupe(found: Iterable[tuple[str, Problem]]) -> list[Problem]:

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from lane.engine.rules import RuleSet
 from lane.errors import Problem, ProjectInvalid, UsageError
-from lane.models.registry import HOSTED, PROVIDERS, model_id, provider_of
+from lane.models.registry import HOSTED, PROVIDERS, missing_extra, model_id, provider_of
 from lane.secrets import remember
 from lane.spec.files import AgentFile, LaneFile, ModelSpec, Rules, RunbookFile, check_model
+from lane.spec.gates import first_gate
 from lane.spec.runbook import RunbookSpec, check_runbook
 from lane.spec.script import check_script
 from lane.spec.source import Loc, Source, read_front_matter, read_yaml
@@ -110,7 +111,6 @@ def load_project(root: Path, *, provided_models: frozenset[str] = frozenset()) -
     spec, problems = check_project(root, provided_models=provided_models)
     if problems or spec is None:
         raise ProjectInvalid(problems)
-    remember(spec.secrets)
     return spec
 
 
@@ -126,15 +126,13 @@ def check_project(root: Path, *, provided_models: frozenset[str] = frozenset()) 
     if config is None:
         return None, problems
     project = ProjectSpec(root, config, source, provided_models=provided_models)
-    if not project.human_roles:
-        problems.append(source.at(("roles",), "the work chart has no human role; add one, e.g. `lead: {kind: human}`: "
-                                  "a person approves gated calls and fixes handoffs the agents cannot", key=True))
     problems += _check_models(project)
     problems += _check_store(project)
     problems += load_toolsets(project)
     project.rules, found = _check_rules(project, config.rules, source, ("rules",))
     problems += found
     project.secrets, found = _secret_names(project)
+    remember(project.secrets)  # messages printed from here on are scrubbed of their values
     problems += found
     for tool in project.tools.values():
         if isinstance(tool, CommandTool) and tool.extra_args:
@@ -142,7 +140,17 @@ def check_project(root: Path, *, provided_models: frozenset[str] = frozenset()) 
             tool.hidden = project.secrets
     problems += _load_agents(project)
     problems += _load_runbooks(project)
-    return project, problems
+    gated = first_gate(project)
+    if gated is not None:
+        problems.append(gated)
+    return project, _without_follow_ons(project, problems)
+
+
+def _without_follow_ons(project: ProjectSpec, problems: list[Problem]) -> list[Problem]:
+    """The problems, less those at a mapping whose unknown key was taken out (its misspelt key is the problem)."""
+    sources = [project.source, *(a.source for a in project.agents.values()), *(b.source for b in project.runbooks.values())]
+    damaged = {(s.path, *at) for s in sources for at in s.damaged}
+    return [p for p in problems if (p.path, p.line, p.column) not in damaged]
 
 
 def _check_rules(project: ProjectSpec, rules: Rules, source: Source, loc: Loc) -> tuple[RuleSet, list[Problem]]:
@@ -188,7 +196,7 @@ def _check_models(project: ProjectSpec) -> list[Problem]:
     for name, target in project.config.models.items():
         if isinstance(target, str):
             if target not in project.config.models:
-                problems += _check_provider(provider_of(target), source, ("models", name))
+                problems += _check_provider(provider_of(target), source, ("models", name), project.provided_models, target)
                 problems += _check_model_name(target, source, ("models", name))
                 problems += _check_script_file(project, target, source, ("models", name))
             continue
@@ -224,8 +232,8 @@ def _check_script_file(project: ProjectSpec, model: str, source: Source, loc: Lo
     return []
 
 
-def _check_provider(provider: str, source: Source, loc: Loc) -> list[Problem]:
-    if provider in PROVIDERS:
+def _check_provider(provider: str, source: Source, loc: Loc, provided: frozenset[str] = frozenset(), model: str = "") -> list[Problem]:
+    if provider in PROVIDERS or model in provided:  # a model object given in Python serves any id
         return []
     near = difflib.get_close_matches(provider, PROVIDERS, n=1)
     hint = f" (did you mean '{near[0]}'?)" if near else ""
@@ -261,8 +269,13 @@ def _load_agents(project: ProjectSpec) -> list[Problem]:
 
 def _check_agent(project: ProjectSpec, agent: AgentFile, source: Source) -> list[Problem]:
     problems: list[Problem] = []
+    model = project.model_spec(agent.model)
+    missing = missing_extra(model) if model_id(model) not in project.provided_models else None
+    if missing is not None:
+        where = "" if agent.model else " (the default in lane.yaml)"
+        problems.append(source.at(("model",) if agent.model else ("name",), f"agent '{agent.name}'{where}: {missing}"))
     if agent.model is not None and agent.model not in project.config.models:
-        problems += _check_provider(provider_of(agent.model), source, ("model",))
+        problems += _check_provider(provider_of(agent.model), source, ("model",), project.provided_models, agent.model)
         problems += _check_model_name(agent.model, source, ("model",))
         problems += _check_script_file(project, agent.model, source, ("model",))
     for i, pattern in enumerate(agent.tools):

@@ -6,9 +6,6 @@ import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError
-
 from lane.errors import LaneError, Problem
 from lane.spec.expressions import (
     Expression,
@@ -21,13 +18,17 @@ from lane.spec.expressions import (
 )
 from lane.spec.files import COMMON_STEP_KEYS, STEP_KEYS, STEP_KINDS, RunbookFile, Step
 from lane.spec.source import Loc, Source
+from lane.spec.toolsets import missing_program
 
 if TYPE_CHECKING:
+    from jsonschema.exceptions import SchemaError, ValidationError
+
     from lane.spec.project import ProjectSpec
 
 CHECK_OUTPUT = {"type": "object", "properties": {k: {} for k in ("exit_code", "stdout", "stderr", "seconds", "timed_out", "truncated")}}
-STEP_FIELDS = {"output": "any step", "status": "any step", "edited": "human and tool steps"}
+STEP_FIELDS = {"output": "any step", "status": "any step", "edited": "human and tool steps", "approved_by": "human and tool steps"}
 EDITABLE = ("human", "tool")  # steps whose value a person may edit before it is used
+_DECIDED = ("edited", "approved_by")  # what a person's decision on a human or tool step adds
 RUN_FIELDS = ("id",)
 RUN_END_FIELDS = ("id", "status", "tokens", "seconds")  # known once the run ends: for kpis
 
@@ -39,6 +40,7 @@ class StepSpec:
     index: int
     when: Expression | None = None
     with_: Value | None = None
+    goal: Value | None = None
     args: Value | None = None
     approve: Value | None = None
     check: Value | None = None
@@ -69,15 +71,17 @@ def check_runbook(book: RunbookFile, source: Source, project: ProjectSpec) -> tu
     if book.approver is not None:
         problems += project.check_role(book.approver, source, ("approver",), kind="human")
     seen: dict[str, int] = {}
+    earlier: dict[str, StepSpec] = {}  # the steps before this one, kept as the loop goes (not rebuilt per step)
     for index, step in enumerate(book.steps):
         loc: Loc = ("steps", index)
         if step.id in seen:
             problems.append(source.at((*loc, "id"), f"duplicate step id '{step.id}' (first used by step {seen[step.id] + 1})"))
             continue
         seen[step.id] = index
-        step_spec, found = _check_step(step, index, spec, project)
+        step_spec, found = _check_step(step, index, spec, project, earlier)
         problems += found
         spec.steps.append(step_spec)
+        earlier[step_spec.id] = step_spec
     every = {s.id: s for s in spec.steps}
     for name, kpi in book.kpis.items():
         expr, found = _expression(kpi.value, source, ("kpis", name, "value"), spec, every, project, at_end=True)
@@ -87,7 +91,7 @@ def check_runbook(book: RunbookFile, source: Source, project: ProjectSpec) -> tu
     return spec, problems
 
 
-def _check_step(step: Step, index: int, book: RunbookSpec, project: ProjectSpec) -> tuple[StepSpec, list[Problem]]:
+def _check_step(step: Step, index: int, book: RunbookSpec, project: ProjectSpec, earlier: dict[str, StepSpec]) -> tuple[StepSpec, list[Problem]]:
     source, loc = book.source, ("steps", index)
     kinds = [k for k in STEP_KINDS if getattr(step, k) is not None]
     problems: list[Problem] = []
@@ -100,13 +104,14 @@ def _check_step(step: Step, index: int, book: RunbookSpec, project: ProjectSpec)
     present = set(source.data["steps"][index])
     for key in sorted(present - COMMON_STEP_KEYS - STEP_KEYS[kind]):
         users = [k for k, keys in STEP_KEYS.items() if key in keys]
+        if not users:
+            continue  # not a step key at all: reported as unknown already
         problems.append(source.at((*loc, key), f"'{key}' is not used by {kind} steps (it belongs to {', '.join(users)} steps)", key=True))
-    earlier = {s.id: s for s in book.steps}
     problems += _check_roles(spec, source, loc, project)
     if step.when is not None:
         spec.when, found = _expression(step.when, source, (*loc, "when"), book, earlier, project)
         problems += found
-    for key, attr in (("with", "with_"), ("args", "args"), ("approve", "approve"), ("check", "check")):
+    for key, attr in (("with", "with_"), ("goal", "goal"), ("args", "args"), ("approve", "approve"), ("check", "check")):
         raw = getattr(step, attr)
         if raw is not None:
             value, found = _value(raw, source, (*loc, key), book, earlier, project)
@@ -126,6 +131,8 @@ def _check_step(step: Step, index: int, book: RunbookSpec, project: ProjectSpec)
         problems.append(source.at(loc, f"human step '{step.id}' needs exactly one of 'approve' (a value to sign off) or 'input' (a JSON schema to fill)"))
     if kind == "check" and not step.check:
         problems.append(source.at((*loc, "check"), "a check needs a command: a list such as [pytest, -q]"))
+    elif kind == "check" and step.check and "${{" not in str(step.check[0]) and step.check[0] != "lane":
+        problems += missing_program(source, project.root, str(step.check[0]), step.cwd, (*loc, "check", 0))
     if kind == "agent" and step.tool_choice == "required" and step.agent in project.agents:
         usable = step.tools if step.tools is not None else project.agents[step.agent].file.tools
         if not usable:
@@ -224,8 +231,8 @@ def _check_ref(ref: Ref, book: RunbookSpec, earlier: dict[str, StepSpec], *, at_
     if len(ref) < 3:
         return None
     field_name = str(ref[2])
-    if field_name not in STEP_FIELDS or (field_name == "edited" and target.kind not in EDITABLE):
-        has = [f for f in STEP_FIELDS if f != "edited" or target.kind in EDITABLE]
+    if field_name not in STEP_FIELDS or (field_name in _DECIDED and target.kind not in EDITABLE):
+        has = [f for f in STEP_FIELDS if f not in _DECIDED or target.kind in EDITABLE]
         return f"steps.{step_id} has no '{field_name}' (it has {', '.join(has)})"
     if field_name == "output":
         return _check_property(ref[3:], _output_schema(target), f"steps.{step_id}.output")
@@ -257,6 +264,9 @@ def _check_property(path: tuple[str | int, ...], schema: dict[str, Any] | None, 
 
 
 def _check_schema(schema: Any, source: Source, loc: Loc) -> list[Problem]:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from lane.errors import Problem
-from lane.models.scripted import TURN_KEYS
+from lane.models.scripted import turn_problems
 from lane.spec.source import Loc, Source, read_yaml
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def check_script(project: ProjectSpec, file: str, steps: dict[str, list[str]], *
     data = source.data
     if isinstance(data, list):
         allow = sorted({t for tools in steps.values() for t in tools})
-        return _check_turns(source, (), data, allow if steps else None)
+        return _check_turns(project, source, (), data, allow if steps else None)
     if not isinstance(data, dict):
         return [source.at((), "a script is a list of turns, or a mapping from step id to a list of turns")]
     problems: list[Problem] = []
@@ -41,38 +41,33 @@ def check_script(project: ProjectSpec, file: str, steps: dict[str, list[str]], *
         if not isinstance(turns, list):
             problems.append(source.at((step_id,), f"the turns of step '{step_id}' must be a list"))
             continue
-        problems += _check_turns(source, (step_id,), turns, steps.get(step_id))
+        problems += _check_turns(project, source, (step_id,), turns, steps.get(step_id))
     return problems
 
 
-def _check_turns(source: Source, loc: Loc, turns: list[Any], allow: list[str] | None) -> list[Problem]:
+def _check_turns(project: ProjectSpec, source: Source, loc: Loc, turns: list[Any], allow: list[str] | None) -> list[Problem]:
     problems: list[Problem] = []
     for i, turn in enumerate(turns):
         at = (*loc, i)
-        unknown = sorted(set(turn) - TURN_KEYS, key=str) if isinstance(turn, dict) else []
-        for key in unknown:
-            near = difflib.get_close_matches(str(key), sorted(TURN_KEYS), n=1)
-            hint = f" (did you mean '{near[0]}'?)" if near else f"; allowed keys: {', '.join(sorted(TURN_KEYS))}"
-            problems.append(source.at((*at, key), f"unknown key '{key}'{hint}", key=True))
-        if not isinstance(turn, dict) or not turn.keys() & {"text", "tool_calls", "output"}:
-            if not unknown:
-                problems.append(source.at(at, "a turn needs text, tool_calls or output"))
-            continue
-        calls = turn.get("tool_calls") or []
-        if not isinstance(calls, list):
-            problems.append(source.at((*at, "tool_calls"), "tool_calls must be a list of {name, args}"))
-            continue
-        for j, call in enumerate(calls):
-            problems += _check_call(source, (*at, "tool_calls", j), call, allow)
+        found = turn_problems(turn)
+        problems += [source.at((*at, *p.at), p.message, key=p.key) for p in found]
+        broken = {p.at[:2] for p in found}  # ("tool_calls", j) for a call without a name or with bad args
+        calls = turn.get("tool_calls") if isinstance(turn, dict) else None
+        for j, call in enumerate(calls if isinstance(calls, list) else []):
+            if ("tool_calls", j) in broken:
+                continue
+            message = _tool_problem(project, call["name"], allow)
+            if message:
+                problems.append(source.at((*at, "tool_calls", j, "name"), message))
     return problems
 
 
-def _check_call(source: Source, at: Loc, call: Any, allow: list[str] | None) -> list[Problem]:
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-        return [source.at(at, "a tool call needs a name: {name: toolset.tool, args: {...}}")]
-    if not isinstance(call.get("args", {}), dict):
-        return [source.at((*at, "args"), "args must be a mapping")]
-    name = call["name"]
+def _tool_problem(project: ProjectSpec, name: str, allow: list[str] | None) -> str | None:
+    """Why a turn cannot call tool `name`: it is not in the project (tools of MCP servers are known
+    only when they run), or the agent's allowlist does not include it."""
+    if name not in project.tools and not project.unloaded_tool(name):
+        near = difflib.get_close_matches(name, list(project.tools), n=1)
+        return f"no tool '{name}' in this project" + (f" (did you mean '{near[0]}'?)" if near else "")
     if allow is not None and not any(fnmatch.fnmatchcase(name, p) for p in allow):
-        return [source.at((*at, "name"), f"calls tool '{name}', which its agent is not allowed (allowed: {', '.join(allow) or 'none'})")]
-    return []
+        return f"calls tool '{name}', which its agent is not allowed (allowed: {', '.join(allow) or 'none'})"
+    return None

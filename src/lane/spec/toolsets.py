@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from lane.errors import Problem
 from lane.spec.files import Toolset
-from lane.spec.source import Loc
-from lane.tools.command import CommandTool
+from lane.spec.source import Loc, Source
+from lane.tools.command import CommandTool, find_executable
 from lane.tools.function import load_module
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ def _load_toolset(project: ProjectSpec, name: str, ts: Toolset) -> list[Problem]
     if misplaced:
         return [source.at((*loc, misplaced[0]), f"'{misplaced[0]}' is for {ONLY[misplaced[0]]} toolsets, not {kind}", key=True)]
     if kind == "python":
-        problems = _load_python(project, name, ts.python or "", (*loc, "python"))
+        timeout = ts.timeout if "timeout" in ts.model_fields_set else None  # else each call may run as long as the budgets leave
+        problems = _load_python(project, name, ts.python or "", (*loc, "python"), timeout)
         for key in ("effect", "idempotent"):
             if getattr(ts, key) is not None:
                 problems.append(source.at((*loc, key), f"'{key}' of a Python tool is declared on each function: @tool({key}=...)", key=True))
@@ -59,6 +60,7 @@ def _load_command(project: ProjectSpec, name: str, ts: Toolset, loc: Loc) -> lis
                                   "(an empty one only with extra_args: true, when the agent gives the whole command)")]
     if ts.prefixes is not None and not all(ts.prefixes):
         return [project.source.at((*loc, "prefixes"), "each prefix is a non-empty argv list, such as [git, status]")]
+    problems = missing_program(project.source, project.root, str(ts.command[0]), ts.cwd, (*loc, "command", 0)) if ts.command else []
     project.tools[name] = CommandTool(
         name,
         [str(a) for a in ts.command],
@@ -71,7 +73,16 @@ def _load_command(project: ProjectSpec, name: str, ts: Toolset, loc: Loc) -> lis
         description=ts.description,
         prefixes=[[str(w) for w in p] for p in ts.prefixes] if ts.prefixes is not None else None,
     )
-    return []
+    return problems
+
+
+def missing_program(source: Source, root: Path, program: str, cwd: str | None, loc: Loc) -> list[Problem]:
+    """A problem when `program` cannot be found where a run would look for it: found before the run, not after a person approved."""
+    if not program or find_executable(program, root / (cwd or ".")) is not None:
+        return []
+    if "/" in program:
+        return [source.at(loc, f"no executable file {program} (from {cwd or 'the project folder'}); fix the path or make it executable")]
+    return [source.at(loc, f"no program '{program}' on PATH, nor beside lane's Python; install it, or fix its name")]
 
 
 def _load_files(project: ProjectSpec, name: str, ts: Toolset, loc: Loc) -> list[Problem]:
@@ -122,6 +133,10 @@ def _load_mcp(project: ProjectSpec, name: str, ts: Toolset, loc: Loc) -> list[Pr
         from lane.tools.mcp import McpServerConfig
     except ImportError:
         return [project.source.at((*loc, "mcp"), "MCP toolsets need the mcp extra: pip install 'lane[mcp]'", key=True)]
+    if spec.command is not None and "PATH" not in spec.env:
+        missing = missing_program(project.source, project.root, spec.command, spec.cwd, (*loc, "mcp", "command"))
+        if missing:
+            return missing
     project.mcp[name] = McpServerConfig(
         name=name, command=spec.command, args=tuple(spec.args), env=dict(spec.env), cwd=project.root / (spec.cwd or "."),
         url=spec.url, headers=dict(spec.headers), effects=dict(ts.effects), timeout=ts.timeout,
@@ -129,12 +144,12 @@ def _load_mcp(project: ProjectSpec, name: str, ts: Toolset, loc: Loc) -> list[Pr
     return []
 
 
-def _load_python(project: ProjectSpec, name: str, file: str, loc: Loc) -> list[Problem]:
+def _load_python(project: ProjectSpec, name: str, file: str, loc: Loc, timeout: float | None) -> list[Problem]:
     path = project.root / file
     if not path.is_file():
         return [project.source.at(loc, f"no file {file}")]
     try:
-        tools = load_module(path, name)
+        tools = load_module(path, name, timeout=timeout)
     except ImportError as exc:
         return [_import_problem(project, file, path, name, exc)]
     except TypeError as exc:

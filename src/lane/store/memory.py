@@ -1,4 +1,9 @@
-"""The in-memory store (`store: memory`): runs live as long as the process. For tests and rehearsals."""
+"""The in-memory store (`store: memory`): runs live as long as the process. For tests and rehearsals.
+
+It keeps the last KEEP_FINISHED finished runs (completed, failed, rejected) and
+forgets older ones, so a long-lived process does not grow without bound; runs
+that may still go on (running, paused, stopped) are always kept.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,17 @@ from dataclasses import replace
 from typing import Any
 
 from lane.errors import RunNotFound
-from lane.store.records import Event, RunRecord, now
+from lane.store.records import FINISHED, Event, RunRecord, now
+
+KEEP_FINISHED = 1000
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, keep_finished: int = KEEP_FINISHED) -> None:
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[Event]] = {}
+        self._finished: dict[str, None] = {}  # finished run ids, oldest first
+        self.keep_finished = keep_finished
 
     def close(self) -> None:
         pass
@@ -35,6 +44,12 @@ class MemoryStore:
         if status is not None:
             run = self._runs[run_id]
             self._runs[run_id] = replace(run, status=status, reason=reason, updated_at=now(), owner=None if release else run.owner)
+            self._finished.pop(run_id, None)
+            if status in FINISHED:
+                self._finished[run_id] = None
+                while len(self._finished) > self.keep_finished:
+                    oldest = next(iter(self._finished))
+                    del self._finished[oldest], self._runs[oldest], self._events[oldest]
 
     def append_checked(self, run_id: str, make: Callable[[RunRecord, list[Event]], list[Event]]) -> list[Event]:
         run = self.run(run_id)
@@ -45,6 +60,7 @@ class MemoryStore:
     def claim(self, run_id: str, owner: str) -> RunRecord:
         run = self.run(run_id)
         self._runs[run.run_id] = replace(run, owner=owner, status="running", reason=None)
+        self._finished.pop(run.run_id, None)  # a retried run is not finished any more
         return run
 
     def release(self, run_id: str, owner: str) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-FINISHED = ("completed", "failed")
+FINISHED = ("completed", "failed", "rejected")
 
 
 def now() -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from lane.errors import RunBusy, RunNotFound, UsageError
 from lane.store.records import Event, RunRecord, now
+from lane.store.values import encode, storable
 
 _HOST = socket.gethostname()
 
@@ -43,13 +44,13 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder: dumps() builds one per call
-
-
 class SQLiteStore:
     def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _private(path)
+        except OSError as exc:
+            raise UsageError(f"cannot create the store {path}: {exc}") from None
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         except sqlite3.Error as exc:
@@ -106,19 +107,19 @@ class SQLiteStore:
         self._db.execute(
             "INSERT INTO runs (run_id, runbook, version, status, inputs, started_at, updated_at, owner) "
             "VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
-            (run_id, runbook, version, _dumps(inputs), at, at, owner),
+            (run_id, runbook, version, encode(inputs), at, at, owner),
         )
 
     def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
         """Commit events, and optionally the run's new status, in one transaction."""
-        rows = [(run_id, e.seq, e.type, e.step_id, e.ref, e.at, _dumps(e.data)) for e in events]
+        rows = [(run_id, e.seq, e.type, e.step_id, e.ref, e.at, encode(e.data)) for e in events]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT INTO events (run_id, seq, type, step_id, ref, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             if status is not None:
                 owner_sql = ", owner = NULL" if release else ""
-                db.execute(f"UPDATE runs SET status = ?, reason = ?, updated_at = ?{owner_sql} WHERE run_id = ?", (status, reason, now(), run_id))
+                db.execute(f"UPDATE runs SET status = ?, reason = ?, updated_at = ?{owner_sql} WHERE run_id = ?", (status, storable(reason), now(), run_id))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -132,7 +133,7 @@ class SQLiteStore:
             run = self.run(run_id)
             events = make(run, self.events(run.run_id))
             db.executemany("INSERT INTO events (run_id, seq, type, step_id, ref, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           [(run.run_id, e.seq, e.type, e.step_id, e.ref, e.at, _dumps(e.data)) for e in events])
+                           [(run.run_id, e.seq, e.type, e.step_id, e.ref, e.at, encode(e.data)) for e in events])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -183,6 +184,20 @@ class SQLiteStore:
     def check(self) -> str:
         """SQLite's own integrity check: 'ok' when the file is sound."""
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _private(path: Path) -> None:
+    """Make the store's folder (0700) and file (0600) readable by their owner only: they hold every input,
+    everything agents saw and every tool result. lane's own `.lane/` folder is tightened if it was made looser."""
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # SQLite gives its -wal and -shm files the same mode
+    if path.parent.name == ".lane":
+        for item, mode in ((path.parent, 0o700), (path, 0o600)):
+            if item.stat().st_mode & 0o077 and item.stat().st_uid == os.getuid():
+                item.chmod(mode)
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lane.engine.decisions import UNSET
 
 if TYPE_CHECKING:
+    from lane.engine.approvals import Pending
     from lane.project import Run
 
 
@@ -28,7 +29,7 @@ def reject(reason: str = "rejected in a test") -> Answer:
     return Answer(False, reason=reason)
 
 
-Policy = Callable[[dict[str, Any]], Answer]
+Policy = Callable[["Pending"], Answer]
 
 
 @dataclass
@@ -37,7 +38,7 @@ class FakeHuman:
 
     role: str | None = None
     policy: Policy = field(default=lambda pending: approve())
-    seen: list[dict[str, Any]] = field(default_factory=list)
+    seen: list[Pending] = field(default_factory=list)
 
     def decide(self, run: Run) -> None:
         """Answer every request the run waits for."""
@@ -45,9 +46,9 @@ class FakeHuman:
             self.seen.append(pending)
             answer = self.policy(pending)
             if answer.approve:
-                run.approve(pending["call_id"], as_role=self.role, edit=answer.edit, result=answer.result)
+                run.approve(pending.call_id, as_role=self.role, edit=answer.edit, result=answer.result)
             else:
-                run.reject(pending["call_id"], as_role=self.role, reason=answer.reason)
+                run.reject(pending.call_id, as_role=self.role, reason=answer.reason)
 
     def drive(self, run: Run, *, max_rounds: int = 50) -> Run:
         """Decide and resume until the run no longer waits for a person."""

@@ -45,6 +45,7 @@ class ToolMeta:
     effect: Effect
     idempotent: bool
     name: str | None
+    timeout: float | None = None
 
 
 class ToolArgsInvalid(ValueError):
@@ -83,11 +84,14 @@ class Tool(Protocol):
 @overload
 def tool(fn: F, /) -> F: ...
 @overload
-def tool(*, effect: Effect = "external", idempotent: bool = False, name: str | None = None) -> Callable[[F], F]: ...
+def tool(
+    *, effect: Effect = "external", idempotent: bool = False, name: str | None = None, timeout: float | None = None
+) -> Callable[[F], F]: ...
 
 
 def tool(
-    fn: F | None = None, /, *, effect: Effect = "external", idempotent: bool = False, name: str | None = None
+    fn: F | None = None, /, *, effect: Effect = "external", idempotent: bool = False, name: str | None = None,
+    timeout: float | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a function in `tools/*.py` as a tool.
 
@@ -95,15 +99,21 @@ def tool(
     (changes inside the agent's lane), `external` (reaches the world or cannot
     be undone: the default, and the safest). `idempotent=True` promises that a
     second call with the same `ctx.idempotency_key` has no further effect, so
-    lane may retry it after a crash. The function stays a plain function.
+    lane may retry it after a crash. `timeout` (seconds) cuts a call off as an
+    error the agent sees; without one, a call may run as long as the run's
+    and step's `wall_seconds` budgets leave (the toolset's `timeout:` in
+    lane.yaml sets one for every function of a module). The function stays a
+    plain function.
     """
     if fn is not None and not callable(fn):
         raise TypeError(f"@tool({fn!r}): pass the effect by name, as in @tool(effect='read')")
     if effect not in EFFECTS:
         raise ValueError(f"effect must be one of {', '.join(EFFECTS)}, not {effect!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise ValueError(f"timeout must be a number of seconds above 0, not {timeout!r}")
 
     def mark(f: F) -> F:
-        f.__lane_tool__ = ToolMeta(effect, idempotent, name)  # type: ignore[attr-defined]
+        f.__lane_tool__ = ToolMeta(effect, idempotent, name, float(timeout) if timeout is not None else None)  # type: ignore[attr-defined]
         return f
 
     return mark(fn) if fn is not None else mark

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lane.errors import ToolError
 from lane.tools.argv import Unanalysable, commands, has_prefix, line
 from lane.tools.base import Effect, Lane, ToolArgsInvalid, ToolContext
+
+if TYPE_CHECKING:
+    import asyncio  # loaded when a command first runs, not with the project
 
 
 @dataclass(frozen=True)
@@ -36,14 +40,30 @@ class CommandResult:
         }
 
 
+def find_executable(name: str, cwd: Path, path: str | None = None) -> str | None:
+    """The program `name` runs: a path (relative to `cwd`), else found on PATH, else beside lane's own
+    interpreter, where `pip install` put the project's tools (a venv used without activating it)."""
+    if "/" in name:
+        candidate = cwd / name
+        return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+    found = shutil.which(name, path=path)
+    if found is not None:
+        return found
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
 async def run_command(
     argv: list[str], *, cwd: Path, timeout: float, max_output: int, env: dict[str, str] | None = None,
     hidden: frozenset[str] = frozenset(),
 ) -> CommandResult:
     """Run argv (no shell) in cwd, without the variables `hidden`; output beyond max_output bytes per stream is dropped."""
+    import asyncio  # loaded when a command first runs, not with the project
+
     start = time.monotonic()
+    program = find_executable(argv[0], cwd) if argv and "/" not in argv[0] else None
     starting = asyncio.ensure_future(asyncio.create_subprocess_exec(
-        *argv,
+        program or argv[0], *argv[1:],
         cwd=cwd,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -96,6 +116,8 @@ async def run_command(
 
 async def _exit(proc: asyncio.subprocess.Process) -> None:
     """Until the process itself exits (`proc.wait()` also waits for its pipes, which a child may hold)."""
+    import asyncio
+
     delay = 0.001
     while proc.returncode is None:
         await asyncio.sleep(delay)

@@ -128,8 +128,11 @@ def _control(raw: str, path: Path, project: Path, writing: bool) -> str | None:
     if parts[:1] == [".lane"]:
         return f"path {raw!r} is in the project's .lane/ folder (the run store), which file tools never touch; use another path"
     # Writing these would widen a lane on the next load: rules, agents, runbooks, tools and git hooks run as code.
-    if writing and parts and (parts[0] in ("agents", "runbooks", "tools", ".git") or parts == ["lane.yaml"]):
+    if writing and parts and (parts[0] in ("agents", "runbooks", "tools") or parts == ["lane.yaml"]):
         return f"path {raw!r} is part of the project's own definition ({parts[0]}); file tools never write it, a person edits it"
+    # Any repository's .git, at any depth (vendor/x/.git/hooks runs as code when git works there).
+    if writing and ".git" in parts:
+        return f"path {raw!r} is inside a .git folder (git's own files and hooks); file tools never write there"
     return None
 
 

@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import contextvars
 import importlib.util
 import inspect
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
-import docstring_parser
 from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
 from lane.tools.base import Effect, Lane, ToolArgsInvalid, ToolContext, ToolMeta, string_arguments
 
+if TYPE_CHECKING:
+    import asyncio
+
 
 class FunctionTool:
     """A `@tool` function: its JSON schema comes from type hints and the docstring."""
 
-    def __init__(self, name: str, fn: Callable[..., Any], meta: ToolMeta) -> None:
+    def __init__(self, name: str, fn: Callable[..., Any], meta: ToolMeta, *, timeout: float | None = None) -> None:
+        import docstring_parser
+
         self.name = name
         self.fn = fn
         self.effect: Effect = meta.effect
         self.idempotent = meta.idempotent
+        self.call_timeout = meta.timeout or timeout  # the engine cuts a call off after it: a function cannot time out by itself
         doc = docstring_parser.parse(inspect.getdoc(fn) or "")
         self.description = "\n\n".join(p for p in (doc.short_description, doc.long_description) if p)
         try:
@@ -63,8 +70,39 @@ class FunctionTool:
         if self._is_async:
             result = await self.fn(**kwargs)
         else:
-            result = await asyncio.to_thread(self.fn, **kwargs)
+            result = await _in_thread(self.fn, kwargs)
         return to_jsonable_python(result)
+
+
+async def _in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """`fn(**kwargs)` on a thread of its own, which a cut-off call leaves behind.
+
+    Not asyncio's executor: its threads are joined when the event loop closes, so a
+    function that hangs would keep lane from ever ending the run. A daemon thread
+    goes on alone until it returns or the process ends."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not done.done():  # cut off meanwhile: nobody waits any more
+            outcome()
+
+    def work() -> None:
+        try:
+            result = context.run(fn, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, as asyncio.to_thread would
+            caught = exc
+            report = lambda: settle(lambda: done.set_exception(caught))  # noqa: E731
+        else:
+            report = lambda: settle(lambda: done.set_result(result))  # noqa: E731
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+            loop.call_soon_threadsafe(report)
+
+    threading.Thread(target=work, name=f"lane-tool-{getattr(fn, '__name__', 'tool')}", daemon=True).start()
+    return await done
 
 
 def _args_model(fn: Callable[..., Any], docs: dict[str, str]) -> tuple[type[BaseModel], str | None]:
@@ -127,7 +165,7 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def load_module(path: Path, toolset: str) -> list[FunctionTool]:
+def load_module(path: Path, toolset: str, *, timeout: float | None = None) -> list[FunctionTool]:
     """Import a tools module and return its `@tool` functions, named `toolset.function`.
 
     Raises ImportError with the module's own error when it cannot be imported.
@@ -140,13 +178,18 @@ def load_module(path: Path, toolset: str) -> list[FunctionTool]:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # the user's module: any error it raises is theirs to see
+    except KeyboardInterrupt:
+        del sys.modules[module_name]
+        raise
+    except BaseException as exc:  # the user's module: whatever it raises, even SystemExit, is its problem to show
         del sys.modules[module_name]
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        if isinstance(exc, SystemExit):
+            last += " (it exits when imported; keep sys.exit() under `if __name__ == \"__main__\":`)"
         raise ImportError(last) from exc
     tools = []
     for attr, value in vars(module).items():
         meta = getattr(value, "__lane_tool__", None)
         if isinstance(meta, ToolMeta) and callable(value) and getattr(value, "__module__", None) == module_name:
-            tools.append(FunctionTool(f"{toolset}.{meta.name or attr}", value, meta))
+            tools.append(FunctionTool(f"{toolset}.{meta.name or attr}", value, meta, timeout=timeout))
     return tools

@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import shlex
-import shutil
 import signal
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, Tool
 
 from lane.errors import ToolError
+from lane.tools.command import find_executable
 
 if TYPE_CHECKING:
     from lane.tools.mcp import McpServerConfig
@@ -221,12 +221,10 @@ class ServerConnection:
         config = self.config
         assert config.command is not None
         env = {k: expand_env(v, f"the env of MCP server '{config.name}'") for k, v in config.env.items()}
-        found = shutil.which(config.command, path=(get_default_environment() | env).get("PATH"))
-        if "/" in config.command:
-            found = config.command if os.access(config.cwd / config.command, os.X_OK) else None
+        found = find_executable(config.command, config.cwd, (get_default_environment() | env).get("PATH"))
         if found is None:
             raise self._cannot_start(f"the command {config.command!r} is not found" + ("" if "/" in config.command else " on PATH"))
-        args = ["-c", _REPORT_PID, "lane-mcp", config.command, *config.args]
+        args = ["-c", _REPORT_PID, "lane-mcp", config.command if "/" in config.command else found, *config.args]
         return StdioServerParameters(command="/bin/sh", args=args, env=env, cwd=config.cwd)
 
     def _read_pid(self) -> int | None:
