@@ -30,7 +30,7 @@ def test_init_writes_a_project_that_validates_and_runs(tmp_path: Path) -> None:
     assert lane("resume", run_id, cwd=root).returncode == 0
     assert (root / "outbox" / f"{run_id}.eml").read_text().endswith("Acme Support\n")
     again = lane("init", "proj", cwd=tmp_path)
-    assert again.returncode == 2 and "already has README.md" in again.stderr and "never overwrites" in again.stderr
+    assert again.returncode == 2 and "README.md" in again.stderr and "never overwrites" in again.stderr
 
 
 def test_inputs_from_pairs_files_and_dotted_keys(tmp_path: Path) -> None:

@@ -99,8 +99,8 @@ def test_nan_or_infinity_in_inputs_is_refused_before_the_run(tmp_path: Path) -> 
     assert lane_json("runs", cwd=root) == []
 
 
-class BrokenModel:
-    """A model object whose reply cannot be recorded: the kind of defect that once left a run `running` for ever."""
+class NotJsonModel:
+    """A model object whose reply holds a value that is not JSON data."""
 
     id = "scripted:broken"
 
@@ -108,17 +108,68 @@ class BrokenModel:
         return lane.ModelResponse(output={"answer": object()})
 
 
-def test_an_internal_error_ends_the_run_failed_with_its_reason_even_when_the_journal_cannot_take_it(tmp_path: Path) -> None:
+class DefectModel:
+    """A model object whose reply breaks while lane records it: the kind of defect that once left a run `running` for ever."""
+
+    id = "scripted:broken"
+
+    async def request(self, request: lane.ModelRequest) -> lane.ModelResponse:
+        class Broken(lane.ModelResponse):
+            def to_json(self) -> dict[str, Any]:
+                raise RuntimeError("cannot say")
+
+        return Broken(output="x")
+
+
+def test_a_reply_that_is_not_json_fails_the_step_naming_the_model(tmp_path: Path) -> None:
     root = project(tmp_path / "p", "runbook: r\nsteps:\n  - {id: think, agent: helper, goal: Think.}\n",
                    **{"agents/helper.md": "---\nname: helper\nmodel: scripted:broken\n---\nYou think.\n"})
-    with lane.Project.load(root, models={"scripted:broken": BrokenModel()}) as proj:
+    with lane.Project.load(root, models={"scripted:broken": NotJsonModel()}) as proj:
         run = proj.run("r")
-        assert run.status == "failed" and run.reason is not None and run.reason.startswith("internal error: TypeError")
+    assert run.status == "failed"
+    assert run.reason is not None and run.reason.startswith("step think: model scripted:broken answered with a value that is not JSON data")
+
+
+def test_an_internal_error_ends_the_run_failed_with_its_reason_and_where(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", "runbook: r\nsteps:\n  - {id: think, agent: helper, goal: Think.}\n",
+                   **{"agents/helper.md": "---\nname: helper\nmodel: scripted:broken\n---\nYou think.\n"})
+    with lane.Project.load(root, models={"scripted:broken": DefectModel()}) as proj:
+        run = proj.run("r")
+        assert (run.status, run.reason) == ("failed", "internal error: RuntimeError: cannot say")
         assert proj.get(run.run_id).status == "failed"
         with pytest.raises(lane.UsageError, match="only paused, stopped or interrupted runs resume"):
             proj.resume(run.run_id)
         [ending] = [e for e in proj.store.events(run.run_id) if e.type == "run_failed"]
-        assert ending.data["dropped_events"] >= 1 and "TypeError" in ending.data["traceback"]
+        assert "cannot say" in ending.data["traceback"]
+
+
+class RefusingStore:
+    """An event store that cannot take a batch holding a `model_responded` event (as a full disk could not)."""
+
+    def __init__(self) -> None:
+        self.kept: list[lane.Event] = []
+        self.status: str | None = None
+
+    def append(self, run_id: str, events: list[lane.Event], *, status: str | None = None, reason: str | None = None,
+               release: bool = False) -> None:
+        if any(e.type == "model_responded" for e in events):
+            raise OSError("no space left on device")
+        self.kept += events
+        self.status = status or self.status
+
+
+def test_when_the_journal_cannot_take_a_batch_the_ending_is_still_written_alone() -> None:
+    from lane.engine.journal import Journal
+
+    store = RefusingStore()
+    journal = Journal(store, "r1")
+    journal.record("run_started")
+    journal.flush()
+    journal.record("model_responded", "think", "turn:0", response={})
+    journal.fail("internal error: OSError: no space left on device")
+    assert [e.type for e in store.kept] == ["run_started", "run_failed"]
+    assert [e.seq for e in store.kept] == [1, 2]  # numbered on: a resume or a retry reads the journal in order
+    assert store.kept[-1].data["dropped_events"] == 1 and store.status == "failed"
 
 
 # -- 3: never overwrite ---------------------------------------------------------------------------
@@ -333,14 +384,15 @@ def test_validate_finds_programs_that_are_not_there(tmp_path: Path) -> None:
               tests: {command: [pytset, -q], effect: read}
               srv: {mcp: {command: no-such-mcp-server}}
         """,
-        "runbooks/r.yaml": "runbook: r\nsteps:\n  - {id: c, check: [./scripts/missing.sh]}\n",
+        "runbooks/r.yaml": "runbook: r\nsteps:\n  - {id: c, check: [/opt/lane-test/missing.sh]}\n  - {id: d, check: [.venv/bin/made-by-a-step]}\n",
     })
     result = lane_cli("validate", cwd=root)
     assert result.returncode == 2
     lines = result.stdout.splitlines()
     assert any(line.startswith("lane.yaml:4:21: no program 'pytset' on PATH") for line in lines), lines
     assert any(line.startswith("lane.yaml:5:24: no program 'no-such-mcp-server'") for line in lines), lines
-    assert any(line.startswith("runbooks/r.yaml:3:21: no executable file ./scripts/missing.sh") for line in lines), lines
+    assert any(line.startswith("runbooks/r.yaml:3:21: no executable file /opt/lane-test/missing.sh") for line in lines), lines
+    assert not any("made-by-a-step" in line for line in lines)  # a relative path may be made by an earlier step
 
 
 def test_a_program_beside_lanes_python_is_found_without_the_venv_on_path(tmp_path: Path) -> None:
@@ -600,3 +652,153 @@ def test_a_tools_own_timeout_is_an_error_the_agent_sees_and_the_run_goes_on(tmp_
 def test_a_tool_timeout_must_be_a_positive_number() -> None:
     with pytest.raises(ValueError, match="timeout must be a number of seconds above 0"):
         lane.tool(timeout=0)
+
+
+# -- what an attack pass on the above found ------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_on_a_terminal_a_run_paused_for_its_provider_ends_instead_of_resuming_for_ever(tmp_path: Path) -> None:
+    import pexpect
+
+    root = write_project(tmp_path / "p", {
+        "lane.yaml": "project: x\nmodels: {default: openai:gpt-4.1-mini}\nroles: {lead: {kind: human}, bot: {kind: agent}}\n",
+        "agents/bot.md": "---\nname: bot\n---\nYou work.\n",
+        "runbooks/r.yaml": "runbook: r\nsteps:\n  - {id: w, agent: bot, goal: Work.}\n",
+    })
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    child = pexpect.spawn(sys.executable, ["-m", "lane", "run", "r"], cwd=str(root), env=env, encoding="utf-8", timeout=30)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 3, child.before
+    assert "OPENAI_API_KEY" in child.before
+    events = lane.Project.load(root).store.events(lane_json("runs", cwd=root)[0]["run_id"])
+    assert sum(e.type == "run_paused" for e in events) == 1
+
+
+CHARGE = """
+    import os
+    from lane import tool
+
+    @tool(effect="external")
+    def charge(amount: int) -> str:
+        \"\"\"Charges once, then the process dies before lane hears back.\"\"\"
+        with open("charges.log", "a") as log:
+            log.write(f"{amount}\\n")
+        if not os.path.exists("survived"):
+            open("survived", "w").close()
+            os._exit(9)
+        return "charged"
+"""
+
+
+def test_a_retry_asks_a_person_before_making_again_a_call_whose_effect_is_unknown(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", {
+        "lane.yaml": "project: x\nroles: {lead: {kind: human}}\ntoolsets:\n  pay: {python: tools/pay.py}\n",
+        "tools/pay.py": CHARGE,
+        "runbooks/r.yaml": "runbook: r\nautonomy: auto\nsteps:\n  - {id: pay, tool: pay.charge, args: {amount: 10}}\n"
+                           "  - {id: after, check: [test, -e, ready]}\n",
+    })
+    died = lane_cli("run", "r", cwd=root)
+    assert died.returncode == 9  # killed in the middle of the call: the run is left `running`
+    run_id = lane_json("runs", cwd=root)[0]["run_id"]
+    # Its process is gone; the person first asks it to run again from the start, which must not charge blindly.
+    assert lane_cli("resume", run_id, cwd=root).returncode == 3  # the in-doubt question, as always after a crash
+    assert lane_cli("reject", run_id, "--reason", "not sure it went through", cwd=root).returncode == 0
+    assert lane_cli("resume", run_id, cwd=root).returncode == 1  # the call was given up: the step fails
+    again = lane_cli("retry", run_id, "--json", cwd=root)
+    assert again.returncode == 3, again.stdout + again.stderr  # asked again, not charged again
+    [pending] = lane_json("show", run_id, cwd=root)["pending"]
+    assert pending["kind"] == "in_doubt" and pending["tool"] == "pay.charge"
+    assert (root / "charges.log").read_text() == "10\n"
+    assert lane_cli("approve", run_id, "--result", '"charged"', cwd=root).returncode == 0
+    (root / "ready").write_text("")
+    assert lane_cli("resume", run_id, cwd=root).returncode == 0
+    assert (root / "charges.log").read_text() == "10\n"  # charged once in all
+
+
+def test_retry_refuses_a_runbook_changed_under_the_same_version(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", "runbook: r\nsteps:\n  - {id: a, tool: fs.listing}\n  - {id: b, check: [test, -e, nope]}\n")
+    run_id = json.loads(lane_cli("run", "r", "--json", cwd=root).stdout)["run_id"]
+    (root / "runbooks" / "r.yaml").write_text("runbook: r\nsteps:\n  - {id: a, tool: fs.listing}\n")  # b, which failed, is gone
+    refused = lane_cli("retry", run_id, cwd=root)
+    assert refused.returncode == 2 and "steps its runbook no longer has (b)" in refused.stderr
+    assert len(lane_json("audit", run_id, cwd=root)) == 1  # nothing ran again
+
+
+def test_a_secret_that_is_a_number_is_redacted_and_json_output_stays_json(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", "runbook: r\nautonomy: auto\nsteps:\n  - {id: s, tool: fs.send, args: {to: a, body: \"${{ inputs.pin }}\"}}\n")
+    (root / "lane.yaml").write_text((root / "lane.yaml").read_text() + "secrets: [env:LANE_PIN]\n")
+    result = lane_cli("run", "r", "--input", "pin=73918264", "--json", cwd=root, env={"LANE_PIN": "73918264"})
+    run_id = json.loads(result.stdout)["run_id"]
+    shown = lane_cli("show", run_id, "--json", cwd=root, env={"LANE_PIN": "73918264"}).stdout
+    view = json.loads(shown)
+    assert "73918264" not in shown and view["inputs"] == {"pin": "[secret:LANE_PIN]"}
+    assert b"73918264" not in (root / ".lane" / "lane.db").read_bytes()
+
+
+@pytest.mark.timeout(60)
+def test_a_tool_that_ignores_cancellation_cannot_hold_the_run_and_its_late_result_is_not_kept(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", {
+        "lane.yaml": "project: x\nroles: {lead: {kind: human}}\ntoolsets:\n  s: {python: tools/s.py}\nbudgets: {wall_seconds: 1}\n",
+        "tools/s.py": """
+            import asyncio
+            from lane import tool
+
+            @tool(effect="read", idempotent=True)
+            async def stubborn() -> str:
+                \"\"\"Ignores being cut off, once.\"\"\"
+                try:
+                    await asyncio.sleep(3)
+                except asyncio.CancelledError:
+                    await asyncio.sleep(2)
+                return "late"
+        """,
+        "runbooks/r.yaml": "runbook: r\nautonomy: auto\nsteps:\n  - {id: s, tool: s.stubborn}\n",
+    })
+    result = lane_cli("run", "r", "--json", cwd=root, timeout=30)
+    ended = json.loads(result.stdout)
+    assert ended["status"] == "stopped"
+    [call] = lane_json("show", ended["run_id"], cwd=root)["steps"][0]["tool_calls"]
+    assert call["status"] == "timed_out" and all(e["status"] != "ok" for e in call["executions"])
+
+
+@pytest.mark.timeout(60)
+def test_a_check_whose_child_leaves_its_process_group_cannot_hold_the_run(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", {
+        "lane.yaml": "project: x\nroles: {lead: {kind: human}}\nbudgets: {wall_seconds: 2}\n",
+        "runbooks/r.yaml": "runbook: r\nsteps:\n  - {id: c, check: [sh, -c, 'setsid sleep 30 & sleep 10']}\n",
+    })
+    try:
+        result = lane_cli("run", "r", "--json", cwd=root, timeout=20)
+        assert json.loads(result.stdout)["status"] == "stopped"
+    finally:
+        os.system("pkill -f 'sleep 30' >/dev/null 2>&1")  # noqa: S605 - the child the test itself let escape
+
+
+def test_init_refuses_a_folder_in_the_way_that_is_a_file_or_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "agents").write_text("a file where the example has a folder")
+    (tmp_path / "mine" / "tools").symlink_to(tmp_path / "victim")
+    result = lane_cli("init", "mine", cwd=tmp_path)
+    assert result.returncode == 2 and "agents, tools" in result.stderr and "Traceback" not in result.stderr
+    assert list((tmp_path / "victim").iterdir()) == [] and sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["agents", "tools"]
+
+
+def test_a_project_whose_rules_let_every_call_run_needs_no_person(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", "runbook: r\nsteps:\n  - {id: s, tool: fs.send, args: {to: a, body: b}}\n")
+    text = (root / "lane.yaml").read_text().replace("  lead: {kind: human}\n", "")
+    (root / "lane.yaml").write_text(text + "rules: {allow: [fs.send]}\n")
+    assert lane_cli("validate", cwd=root).returncode == 0, lane_cli("validate", cwd=root).stdout
+    (root / "lane.yaml").write_text(text + "rules: {allow: ['fs.send(to=a)']}\n")  # only some calls: one may still wait
+    assert lane_cli("validate", cwd=root).returncode == 2
+
+
+def test_an_edit_that_changes_nothing_is_a_plain_approval(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", SEND)
+    run_id = json.loads(lane_cli("run", "r", "--input", "body=hi", "--json", cwd=root).stdout)["run_id"]
+    assert lane_cli("approve", run_id, "--edit", "{}", cwd=root).returncode == 0
+    assert lane_cli("resume", run_id, cwd=root).returncode == 0
+    [call] = lane_json("show", run_id, cwd=root)["steps"][0]["tool_calls"]
+    assert call["decision"]["edited_args"] is None

@@ -105,3 +105,17 @@ def test_a_duplicate_key_is_still_reported_where_it_is() -> None:
     source = parse_yaml("a: 1\nb: 2\na: 3\n", "dup.yaml")
     [problem] = source.problems
     assert (problem.line, problem.column) == (3, 1) and "duplicate key" in problem.message
+
+
+@pytest.mark.parametrize("text", [
+    "%YAML 1.1\n---\n{x: yes}\n",
+    "a:\tb\n",
+    "d: \"line\u2028break\"\nhumann: x\n",
+    "d: \"next\x85line\"\n",
+], ids=["a %YAML directive", "a tab", "U+2028", "U+0085"])
+def test_what_the_two_readers_take_differently_is_read_the_careful_way(text: str) -> None:
+    assert libyaml.load(text, YAML_LIMITS.depth) is libyaml.UNREAD
+
+
+def test_a_tagged_string_reads_as_the_string() -> None:
+    assert parse_yaml("description: !!str 12\nwhen: 2024-01-01\n", "t.yaml").data["description"] == "12"

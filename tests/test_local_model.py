@@ -188,7 +188,7 @@ def test_without_the_extra_validate_and_run_say_how_to_install_it_before_anythin
         "import sys; sys.modules['llama_cpp'] = None\n"  # as if lane[local] were not installed
         "from lane.cli.app import main; main()"
     )
-    for args in (["validate"], ["run", "classify", "--input", "email=hi", "--json"]):
+    for args in (["validate"], ["run", "classify", "--input", "email=hi"]):
         result = subprocess.run([sys.executable, "-c", code, *args], cwd=root, capture_output=True, text=True, timeout=120)
         assert result.returncode == 2, result.stdout + result.stderr
         assert "agents/triager.md:2:7: agent 'triager' (the default in lane.yaml): model local needs llama_cpp, " \

@@ -111,7 +111,10 @@ def test_a_canary_secret_is_found_nowhere(tmp_path: Path, echo_server: int) -> N
 
     cli("validate")
     run_id = json.loads(cli("run", "flow", "--input", f"note={canary}", "--json"))["run_id"]
-    cli("approve", run_id, "--edit", json.dumps({"summary": f"edited with {canary}"}))
+    refused = lane("approve", run_id, "--edit", json.dumps({"summary": f"edited with {canary}"}), cwd=root, env=env)
+    printed.append(refused.stdout + refused.stderr)
+    assert refused.returncode == 2 and "holds the value of a secret" in refused.stderr  # never stored, never passed on
+    cli("approve", run_id, "--edit", json.dumps({"summary": "edited"}))
     cli("resume", run_id)
     cli("runs")
     cli("runs", "--json")

@@ -33,7 +33,7 @@ from lane.spec.schema import schema_errors
 from lane.store.records import FINISHED, Event, RunRecord
 from lane.store.sqlite import process_owner
 from lane.store.url import Store, open_store
-from lane.store.values import checked, too_deep
+from lane.store.values import checked, storable, too_deep
 
 if TYPE_CHECKING:
     from lane.models.base import Model
@@ -135,13 +135,10 @@ def _no_running_loop(call: str) -> None:
                      f"use `await project.{call}_async(...)`")
 
 
-def _step_index(run_id: str, ids: list[str], step: str, ended: int) -> int:
-    """Where `--from STEP` starts: a step of the runbook, no later than the one where the run ended."""
-    if step not in ids:
-        raise UsageError(f"run {run_id}'s runbook has no step {step!r}; steps: {', '.join(ids)}")
-    if ids.index(step) > ended:
-        raise UsageError(f"run {run_id} ended at step {ids[ended]}; --from names that step or an earlier one, not {step}")
-    return ids.index(step)
+def _check_resumable(run: RunRecord) -> None:
+    if run.status in FINISHED:
+        again = "; `lane retry` runs it again from where it ended" if run.status != "completed" else ""
+        raise UsageError(f"run {run.run_id} is {run.status}; only paused, stopped or interrupted runs resume{again}")
 
 
 def _scopes(journal: Journal, overrides: dict[str, float]) -> dict[str, str]:
@@ -205,9 +202,9 @@ class Project:
         if too_deep(inputs):
             raise UsageError(f"the inputs of runbook {runbook!r} nest deeper than 100 levels; lane takes at most 100")
         try:
-            inputs = to_jsonable_python(dict(inputs or {}))  # YAML dates become ISO text
-        except PydanticSerializationError as exc:
-            raise UsageError(f"the inputs of runbook {runbook!r} must be JSON data: {exc}") from None
+            inputs = to_jsonable_python(storable(dict(inputs or {}), numbers=False))  # YAML dates become ISO text; stray bytes escaped
+        except (PydanticSerializationError, UnicodeError) as exc:
+            raise UsageError(f"the inputs of runbook {runbook!r} must be JSON data: {str(exc).splitlines()[0]}") from None
         inputs, unfit = checked(inputs, "inputs")
         if unfit is not None:
             raise UsageError(f"the inputs of runbook {runbook!r} must be JSON data: {unfit}")
@@ -235,12 +232,10 @@ class Project:
         except ValueError as exc:
             raise UsageError(f"--budget: {exc}") from None
         record = self.store.run(run_id)
-        if record.status in FINISHED:
-            again = "; `lane retry` runs it again from where it ended" if record.status != "completed" else ""
-            raise UsageError(f"run {record.run_id} is {record.status}; only paused, stopped or interrupted runs resume{again}")
+        _check_resumable(record)
         book = self._book_of(record)
         owner = process_owner(_token(4))
-        self.store.claim(record.run_id, owner)
+        self.store.claim(record.run_id, owner, check=_check_resumable)  # not finished meanwhile by another process
         journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets))
         journal.record("run_resumed", previous_status=record.status)
         if overrides:
@@ -256,20 +251,18 @@ class Project:
 
     async def retry_async(self, run_id: str, *, from_step: str | None = None, on_event: OnEvent | None = None,
                           on_stream: OnStream | None = None) -> Run:
+        from lane.engine import retry
+
         record = self.store.run(run_id)
-        if record.status not in ("failed", "rejected"):
-            verb = "lane resume continues it" if record.status not in FINISHED else "it needs no retry"
-            raise UsageError(f"run {record.run_id} is {record.status}; lane retry runs a failed or rejected run again ({verb})")
+        retry.check_retryable(record)
         book = self._book_of(record)
-        ids = [s.id for s in book.steps]
-        done = Journal(self.store, record.run_id, self.store.events(record.run_id))
-        ended = next((i for i, sid in enumerate(ids) if not (done.find("step_finished", sid) or done.find("step_skipped", sid))), len(ids) - 1)
-        start = ended if from_step is None else _step_index(record.run_id, ids, from_step, ended)
-        attempt = 2 + sum(1 for e in done.events if e.type == "run_retried")
+        events = self.store.events(record.run_id)
+        tools = self.spec.tools
+        plan = retry.plan(record, [s.id for s in book.steps], events, lambda name: name in tools and tools[name].idempotent, from_step)
         owner = process_owner(_token(4))
-        self.store.claim(record.run_id, owner)
+        self.store.claim(record.run_id, owner, check=retry.check_retryable)  # still failed or rejected: no other retry slipped in
         journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets))
-        journal.record("run_retried", attempt=attempt, from_step=ids[start], steps=ids[start:], previous_status=record.status)
+        journal.record("run_retried", **plan.to_event(record.status))
         return await self._execute(record.run_id, book, journal, owner, on_stream)
 
     def _book_of(self, record: RunRecord) -> RunbookSpec:

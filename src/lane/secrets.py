@@ -39,6 +39,9 @@ class Redactor:
             return {self(k): self(v) for k, v in data.items()}
         if isinstance(data, (list, tuple)):
             return [self(v) for v in data]
+        if isinstance(data, (int, float)) and not isinstance(data, bool):  # a PIN is a secret too: 12345678 as a number
+            shown = str(data)
+            return self.text(shown) if any(value in shown for value, _ in self.values) else data
         return data
 
 

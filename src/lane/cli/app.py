@@ -85,7 +85,19 @@ EXIT = {"completed": 0, "failed": 1, "stopped": 1, "paused": 3, "rejected": 4}
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # a defect of lane's own: one line, scrubbed of secrets; the traceback on request
+        import os
+        import traceback
+
+        from lane.secrets import scrub
+
+        if os.environ.get("LANE_DEBUG"):
+            sys.stderr.write(scrub("".join(traceback.format_exception(exc))))
+        sys.stderr.write(scrub(f"error: internal error: {type(exc).__name__}: {exc} "
+                               "(a defect of lane's; LANE_DEBUG=1 shows where, please report it)") + "\n")
+        raise SystemExit(1) from None
 
 
 @app.command()

@@ -31,9 +31,13 @@ def can_ask() -> bool:
 
 
 def decide_all(run: Run) -> bool:
-    """Ask about everything `run` waits for; False when the person left some for later (or ended input)."""
+    """Ask about everything `run` waits for; False when the person left some for later (or ended input), and
+    when it waits for nothing a person decides (a model's provider that is down: resuming at once would only fail again)."""
+    pending = run.pending
+    if not pending:
+        return False
     try:
-        for item in run.pending:
+        for item in pending:
             render.out.print()
             render.waiting(item)
             if not _decide(run, item):
@@ -76,10 +80,14 @@ def _decide(run: Run, item: Pending) -> bool:
 def _edit(run: Run, item: Pending, role: str | None) -> None:
     original = {"tool_call": item.args, "handoff": item.output}.get(item.kind, item.value)
     if os.environ.get("VISUAL") or os.environ.get("EDITOR"):
-        import click
-
-        text = click.edit(json.dumps(original, ensure_ascii=False, indent=2) + "\n", extension=".json", require_save=False)
-        run.approve(item.call_id, as_role=role, edit=_parse(text or "null"))
+        before = json.dumps(original, ensure_ascii=False, indent=2) + "\n"
+        try:
+            text = in_editor(before, ".json")
+        except (OSError, UnicodeDecodeError, RuntimeError) as exc:  # no such editor, or it quit with an error (:cq)
+            raise DecisionError(f"the editor did not give a value ({exc}); nothing was decided") from None
+        if not text.strip() or text == before:
+            raise DecisionError("nothing was changed in the editor; nothing was decided")
+        run.approve(item.call_id, as_role=role, edit=_parse(text))
         return
     patch = _json('a JSON merge patch, such as {"category": "hardware"} (null drops a key)')
     run.approve(item.call_id, as_role=role, patch=patch)
@@ -107,3 +115,20 @@ def _role(item: Pending) -> str | None:
     if len(item.roles) <= 1:
         return item.roles[0] if item.roles else None
     return Prompt.ask("deciding as", choices=list(item.roles), default=item.roles[0], console=render.out)
+
+
+def in_editor(text: str, suffix: str) -> str:
+    """`text` as the person left it in $VISUAL or $EDITOR (which may carry its own arguments: `code --wait`)."""
+    import shlex
+    import subprocess
+    import tempfile
+
+    editor = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
+    with tempfile.TemporaryDirectory(prefix="lane-edit-") as folder:
+        path = os.path.join(folder, "value" + suffix)
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(text)
+        if subprocess.run([*editor, path], check=False).returncode != 0:
+            raise RuntimeError(f"{editor[0]} exited with an error")
+        with open(path, encoding="utf-8") as file:
+            return file.read()

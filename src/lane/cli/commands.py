@@ -71,7 +71,9 @@ def copy_example(package: str, directory: Path) -> list[Path]:
     with resources.as_file(source) as root:
         files = [p for p in sorted(root.rglob("*")) if p.is_file() and not _skipped(p.relative_to(root))]
         names = [p.relative_to(root) for p in files] + [Path(".gitignore")]
-        taken = [str(name) for name in names if (directory / name).exists() or (directory / name).is_symlink()]
+        if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+            raise UsageError(f"{directory} is {'a symlink' if directory.is_symlink() else 'a file'}; choose a new folder for the project")
+        taken = sorted({str(clash) for name in names if (clash := _in_the_way(directory, name)) is not None})
         if taken:
             shown = ", ".join(taken[:10]) + (f" and {len(taken) - 10} more" if len(taken) > 10 else "")
             raise UsageError(f"{directory} already has {shown}; lane never overwrites a file: choose an empty or new folder, "
@@ -94,6 +96,17 @@ def remove_example(written: list[Path], directory: Path) -> None:
             folder = folder.parent
 
 
+def _in_the_way(directory: Path, name: Path) -> Path | None:
+    """What already at `directory` would be written over, or followed out of it: the file itself, or one of
+    its folders that is a file or a symlink (writing through it would land elsewhere)."""
+    for depth in range(1, len(name.parts)):
+        folder = directory.joinpath(*name.parts[:depth])
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            return Path(*name.parts[:depth])
+    target = directory / name
+    return name if target.exists() or target.is_symlink() else None
+
+
 def _skipped(relative: Path) -> bool:
     return any(part in _SKIPPED for part in relative.parts) or relative.suffix in (".db", ".pyc")
 
@@ -114,7 +127,7 @@ def validate(project: Path, as_json: bool) -> None:
 def run(project: Path, runbook: str, pairs: list[str], input_file: Path | None, as_json: bool, quiet: bool, ask: bool = True) -> None:
     from lane.cli.inputs import parse_inputs
 
-    with errors():
+    with errors(as_json):
         inputs = parse_inputs(pairs, input_file)
         proj = _load(project)
         _carry_on(lambda **shown: proj.run(runbook, inputs, **shown), as_json, quiet, ask)
@@ -123,14 +136,14 @@ def run(project: Path, runbook: str, pairs: list[str], input_file: Path | None, 
 def resume(project: Path, run_id: str, pairs: list[str], as_json: bool, quiet: bool, ask: bool = True) -> None:
     from lane.cli.inputs import parse_pairs
 
-    with errors():
+    with errors(as_json):
         budget = parse_pairs(pairs, "--budget", json_values=False)
         proj = _load(project)
         _carry_on(lambda **shown: proj.resume(run_id, budget=budget, **shown), as_json, quiet, ask)
 
 
 def retry(project: Path, run_id: str, from_step: str | None, as_json: bool, quiet: bool, ask: bool = True) -> None:
-    with errors():
+    with errors(as_json):
         proj = _load(project)
         _carry_on(lambda **shown: proj.retry(run_id, from_step=from_step, **shown), as_json, quiet, ask)
 
@@ -143,7 +156,7 @@ def _carry_on(start: Callable[..., Any], as_json: bool, quiet: bool, ask: bool) 
     while True:
         with progress(as_json or quiet) as shown:
             result = start(**({"on_event": shown.on_event, "on_stream": shown.on_stream} if shown else {}))
-        if result.status != "paused" or not ask:
+        if result.status != "paused" or not ask or not result.pending:  # no pending: paused for a provider, not a person
             break
         render.paused(result)
         if not asking.decide_all(result):
@@ -173,7 +186,7 @@ def _finish(result: Any, as_json: bool) -> NoReturn:
 
 
 def runs(project: Path, as_json: bool) -> None:
-    with errors():
+    with errors(as_json):
         records = _load(project).runs()
         if as_json:
             emit_json([{k: r.to_json()[k] for k in ("run_id", "runbook", "version", "status", "started_at")} for r in records])
@@ -182,7 +195,7 @@ def runs(project: Path, as_json: bool) -> None:
 
 
 def show(project: Path, run_id: str, as_json: bool) -> None:
-    with errors():
+    with errors(as_json):
         view = _load(project).show(run_id)
         if as_json:
             emit_json(view)
@@ -191,7 +204,7 @@ def show(project: Path, run_id: str, as_json: bool) -> None:
 
 
 def audit(project: Path, run_id: str, as_json: bool) -> None:
-    with errors():
+    with errors(as_json):
         rows = _load(project).audit(run_id)
         if as_json:
             emit_json(rows)

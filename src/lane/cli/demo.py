@@ -92,10 +92,11 @@ class _Lead:
 
     def decides(self, run: Run) -> bool:
         """Decide what `run` waits for; False when no one can (or the person left with Ctrl-D)."""
-        if self.decide is None:
+        pending = run.pending
+        if self.decide is None or not pending:  # paused for a provider, not a person: resuming now would fail again
             return False
         try:
-            for item in run.pending:
+            for item in pending:
                 self.decide(run, item)
         except EOFError:
             render.out.print("\n[yellow]no more answers[/]: the remaining runs wait for the support lead")
@@ -164,10 +165,14 @@ def _ask(run: Run, item: Pending) -> None:
 def _edit(body: str) -> str:
     """The reply as the person rewrote it: in $VISUAL or $EDITOR when set, else typed here."""
     if os.environ.get("VISUAL") or os.environ.get("EDITOR"):
-        import click
+        from lane.cli.asking import in_editor
 
-        edited = click.edit(body, extension=".txt", require_save=False)
-        return body if edited is None else edited.rstrip("\n") + "\n"
+        try:
+            edited = in_editor(body, ".txt")
+        except (OSError, UnicodeDecodeError, RuntimeError) as exc:
+            render.out.print(f"[yellow]the editor did not give a reply[/] ({escape(str(exc))}); the reply is left as it was")
+            return body
+        return edited.rstrip("\n") + "\n"
     render.out.print("Type the new reply; end with a line holding only a full stop (.):")
     lines: list[str] = []
     for line in sys.stdin:

@@ -111,4 +111,9 @@ def json_option(text: str, name: str) -> Any:
         raise UsageError(f"{name} must be JSON ({exc}); for example {name} '{{\"body\": \"Hello\"}}'") from None
     if source.problems:
         raise UsageError(f"{name}: {source.problems[0].message}")
+    from lane.store.values import checked
+
+    _, unfit = checked(source.data, name)
+    if unfit is not None:
+        raise UsageError(f"{name} must be JSON data: {unfit}")
     return source.data

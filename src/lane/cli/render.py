@@ -169,7 +169,8 @@ def timeline(view: dict[str, Any]) -> None:
     style = STATUS_STYLE.get(view["status"], "")
     out.print(f"[bold]run {view['run_id']}[/] · {_e(view['runbook'])} v{view['version']} · [{style}]{view['status']}[/]" + (f" · {escape(view['reason'])}" if view["reason"] else ""))
     usage = view["usage"]
-    out.print(f"started {view['started_at'][:19].replace('T', ' ')} · {_usage(usage)}")
+    attempt = f" · attempt {view['attempts']} (lane retry)" if view.get("attempts", 1) > 1 else ""
+    out.print(f"started {view['started_at'][:19].replace('T', ' ')} · {_usage(usage)}{attempt}")
     out.print(f"inputs: {escape(_short(json.dumps(view['inputs'], ensure_ascii=False), 200))}")
     for step in view["steps"]:
         _step(step)
@@ -217,6 +218,11 @@ def _step(step: dict[str, Any]) -> None:
         out.print(f"  output: {escape(_short(json.dumps(step['output'], ensure_ascii=False), 160))}")
     if step["error"]:
         out.print(f"  [red]error:[/] {escape(step['error'])}")
+    for number, earlier in enumerate(step.get("previous_attempts", ()), start=1):
+        why = f": {_short(earlier['error'], 160)}" if earlier.get("error") else ""
+        calls = len(earlier["tool_calls"])
+        out.print(f"  [dim]earlier attempt {number}: {earlier['status']}{escape(why)}"
+                  + (f" ({calls} tool call{'s' if calls != 1 else ''})" if calls else "") + "[/]")
 
 
 def _call(call: dict[str, Any]) -> None:

@@ -8,14 +8,17 @@ journal first: a recorded response or tool result is reused, never redone.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable
 from typing import Any
 
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
 from lane.context.assemble import ContextTooLarge, assemble, nudge_message, repair_message, tool_message
 from lane.engine.approvals import ask, decision_for
 from lane.engine.budgets import AGENT_STEP_DEFAULTS, merge
-from lane.engine.calls import CallRequest, call_tool
+from lane.engine.calls import CallRequest, call_tool, within
 from lane.engine.state import RunState, StepFailed, StepRejected
 from lane.errors import LaneError, ModelCallFailed, ModelError, PauseRun, StopRun, ToolError
 from lane.models.base import ModelRequest, ModelResponse, Settings, Task, ToolCall, ToolSpec
@@ -24,6 +27,7 @@ from lane.spec.expressions import as_text
 from lane.spec.files import RetryPolicy
 from lane.spec.runbook import StepSpec
 from lane.spec.schema import schema_errors
+from lane.store import values
 from lane.tools.base import Lane
 
 
@@ -138,9 +142,31 @@ class AgentStep:
             tool_choice="required" if self.step.step.tool_choice == "required" and self.calls == 0 else "auto",
             task=self.task, settings=self.settings, on_stream=self.state.on_stream,
         )
-        response = await self.call_model(request, ref)
+        response = self.recordable(await self.call_model(request, ref))
         journal.record("model_responded", self.step.id, ref, model=self.model_id, response=response.to_json())
         return response
+
+    def recordable(self, response: Any) -> ModelResponse:
+        """The reply as the journal keeps it, so a replay sees what ran: JSON data (stray bytes escaped, NaN made
+        null, which the output schema then judges) and usage that counts. A model object given in Python may send anything."""
+        if not isinstance(response, ModelResponse):
+            raise ModelError(f"model {self.model_id} answered with {type(response).__name__}, not a lane.ModelResponse", run_id=self.state.run_id)
+        try:
+            data = to_jsonable_python(response.to_json())
+            data, unfit = values.checked(data)
+            if unfit is not None:
+                data = values.storable(data)  # NaN, Infinity: null
+        except (PydanticSerializationError, UnicodeError, ValueError) as exc:
+            raise ModelError(f"model {self.model_id} answered with a value that is not JSON data: {str(exc).splitlines()[0]}",
+                             run_id=self.state.run_id) from None
+        usage = data.get("usage") or {}
+        tokens = [usage.get("input_tokens"), usage.get("output_tokens")]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in tokens):
+            raise ModelError(f"model {self.model_id} reported usage that is not a count of tokens: {tokens}", run_id=self.state.run_id)
+        cost = usage.get("cost_usd")
+        if cost is not None and (not isinstance(cost, (int, float)) or isinstance(cost, bool) or cost < 0):
+            usage["cost_usd"] = None  # not a price: counted as unknown
+        return ModelResponse.from_json(data)
 
     async def call_model(self, request: ModelRequest, ref: str) -> ModelResponse:
         """One answer, retrying a provider's failures per the retry policy; when they run out the run pauses."""
@@ -148,8 +174,7 @@ class AgentStep:
         while True:
             attempt += 1
             try:
-                model = self.state.models.get(self.model_spec, self.state.project)
-                return await self.within_budget(model.request(request))
+                return await self.within_budget(self.model.request(request))
             except ModelCallFailed as exc:
                 wait = self.retry.wait(attempt, exc.retry_after) if exc.retryable else None
                 self.state.journal.record(
@@ -170,19 +195,20 @@ class AgentStep:
             except Exception as exc:  # a model object's own failure (one given in Python): the step's, not lane's
                 raise ModelError(f"model {self.model_id} failed: {type(exc).__name__}: {exc}", run_id=self.state.run_id) from exc
 
+    @functools.cached_property
+    def model(self) -> Any:
+        """The step's model, looked up once per step (a scripted file's change is seen by the next step or run)."""
+        return self.state.models.get(self.model_spec, self.state.project)
+
     async def within_budget(self, reply: Awaitable[ModelResponse]) -> ModelResponse:
         """The model's reply, unless a wall_seconds budget runs out first: then the run stops (a resume asks again)."""
         budget = self.state.meter.time_left(self.step.id, self.state.run_limits, self.limits)
         if budget is None:
             return await reply
-        deadline = asyncio.timeout(max(budget[0], 0.0))
-        try:
-            async with deadline:
-                return await reply
-        except TimeoutError:
-            if deadline.expired():
-                raise budget[1] from None
-            raise
+        finished, response = await within(reply, budget[0])
+        if not finished or response is None:
+            raise budget[1]
+        return response
 
     async def run_tool_calls(self, calls: tuple[ToolCall, ...]) -> None:
         for call in calls:

@@ -20,7 +20,7 @@ from lane.store.records import Event
 
 def args_hash(tool: str, args: Any) -> str:
     canonical = json.dumps({"tool": tool, "args": args}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    return hashlib.sha256(canonical.encode("utf-8", "backslashreplace")).hexdigest()[:32]
 
 
 def latest_request(journal: Journal, step_id: str, ref: str, kind: str) -> Event | None:

@@ -57,6 +57,10 @@ def audit(events: list[Event]) -> list[dict[str, Any]]:
             row["edited"] = data.get("edited_args") is not None
             if data["decision"] == "rejected":
                 row["outcome"], row["reason"] = "rejected", data.get("reason")
+        elif event.type == "tool_started":
+            row["outcome"] = "started, no result recorded"  # interrupted, unless a tool_finished follows
+        elif event.type == "tool_timed_out":
+            row["outcome"], row["reason"] = "cut off (wall_seconds): effect unknown", None
         elif event.type == "tool_finished":
             row["outcome"] = "ran" if data.get("status") == "ok" else "ran: error"
             row["result_hash"] = _hash(data.get("result") if data.get("status") == "ok" else {"error": data.get("error")})

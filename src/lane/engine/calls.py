@@ -13,8 +13,9 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic_core import to_jsonable_python
 
@@ -50,6 +51,8 @@ class CallRequest:
     lane: Lane = Lane()  # the paths its agent may reach
     rulesets: tuple[tuple[str, RuleSet], ...] = ()  # (where they are written, rules): deny -> ask -> allow
 
+
+T = TypeVar("T")
 
 # What was decided about a call without running it, and the outcome the agent sees.
 SETTLED = {"tool_call_refused": "refused", "tool_call_invalid": "error", "tool_call_proposed": "proposed"}
@@ -210,17 +213,18 @@ async def _execute(state: RunState, req: CallRequest, tool: Tool, args: dict[str
     finished = journal.find("tool_finished", req.step.id, req.call_id)
     if finished is not None:
         return _outcome(finished)
-    starts = journal.find_all("tool_started", req.step.id, req.call_id)
+    # A start carried over by a retry counts only for a call of the same tool.
+    starts = [s for s in journal.find_all("tool_started", req.step.id, req.call_id) if s.data.get("tool", req.tool) == req.tool]
     if starts and not tool.idempotent:
         settled = _in_doubt(state, req, tool, starts[-1])
         if settled is not None:
             return settled
     key = idempotency_key(state.run_id, req.step.id, req.call_id)
-    journal.record("tool_started", req.step.id, req.call_id, attempt=len(starts) + 1, idempotency_key=key)
+    journal.record("tool_started", req.step.id, req.call_id, attempt=len(starts) + 1, idempotency_key=key, tool=req.tool)
     journal.flush()
     ctx = ToolContext(state.run_id, req.step.id, req.call_id, key, state.project.root, req.lane)
     began = time.perf_counter()
-    result, error = await _invoke(state, req, tool, args, ctx)
+    result, error, unknown = await _invoke(state, req, tool, args, ctx)
     if error is None:
         result, unfit = values.checked(result, "result")
         if unfit is not None:
@@ -229,35 +233,57 @@ async def _execute(state: RunState, req: CallRequest, tool: Tool, args: dict[str
     if error is None:
         event = journal.record("tool_finished", req.step.id, req.call_id, status="ok", result=result, seconds=seconds)
     else:
-        event = journal.record("tool_finished", req.step.id, req.call_id, status="error", error=error, seconds=seconds)
+        extra = {"effect_unknown": True} if unknown else {}  # cut off by its timeout: a retry asks a person first
+        event = journal.record("tool_finished", req.step.id, req.call_id, status="error", error=error, seconds=seconds, **extra)
     journal.flush()
     return _outcome(event)
 
 
-async def _invoke(state: RunState, req: CallRequest, tool: Tool, args: dict[str, Any], ctx: ToolContext) -> tuple[Any, str | None]:
-    """The tool's result, or None and its error. A call in flight is cut off by the tool's own timeout (an
-    error the agent sees) or by a wall_seconds budget (the run stops; the call is journaled as timed out)."""
+async def _invoke(state: RunState, req: CallRequest, tool: Tool, args: dict[str, Any], ctx: ToolContext) -> tuple[Any, str | None, bool]:
+    """The tool's result, or None and its error, and whether its effect is unknown. A call in flight is cut off by the tool's
+    own timeout (an error the agent sees) or by a wall_seconds budget (the run stops; the call is journaled as timed out)."""
     own: float | None = getattr(tool, "call_timeout", None)  # tools that do not time out by themselves (Python functions)
     budget = state.meter.time_left(req.step.id, state.run_limits, req.limits)
     limit = min(x for x in (own, budget[0] if budget else None, math.inf) if x is not None)
-    deadline = asyncio.timeout(None if limit == math.inf else max(limit, 0.0))
     began = time.perf_counter()
     try:
-        async with deadline:
-            return await tool.invoke(args, ctx), None
-    except TimeoutError as exc:
-        if not deadline.expired():  # the tool's own TimeoutError: its failure, like any other
-            return None, f"TimeoutError: {exc}"
-        if budget is not None and (own is None or budget[0] <= own):
-            # Whether it took effect is not known, so nothing is recorded as finished: a resume
-            # retries it if the tool is idempotent, and asks a person otherwise.
-            state.journal.record("tool_timed_out", req.step.id, req.call_id, seconds=round(time.perf_counter() - began, 6),
-                                 limit="wall_seconds", scope=budget[1].scope)
-            state.journal.flush()
-            raise budget[1] from None
-        return None, f"timed out after {limit:g} s (the tool's timeout) and was abandoned; it may still have taken effect"
-    except (Exception, SystemExit) as exc:  # a tool's own failure (sys.exit too) is data for the agent, not a crash of the run
-        return None, f"{type(exc).__name__}: {exc}"
+        finished, result = await within(tool.invoke(args, ctx), limit)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise
+    except BaseException as exc:  # a tool's own failure (sys.exit and BaseException too) is data for the agent, not a crash of the run
+        return None, f"{type(exc).__name__}: {exc}", False
+    if finished:
+        return result, None, False
+    if budget is not None and (own is None or budget[0] <= own):
+        # Whether it took effect is not known, so nothing is recorded as finished: a resume
+        # retries it if the tool is idempotent, and asks a person otherwise.
+        state.journal.record("tool_timed_out", req.step.id, req.call_id, seconds=round(time.perf_counter() - began, 6),
+                             limit="wall_seconds", scope=budget[1].scope)
+        state.journal.flush()
+        raise budget[1]
+    return None, f"timed out after {limit:g} s (the tool's timeout) and was abandoned; it may still have taken effect", True
+
+
+async def within(work: Awaitable[T], seconds: float) -> tuple[bool, T | None]:
+    """(True, its result), or (False, None) once `seconds` have passed: the work is then cancelled and left behind,
+    not waited for, so a call that ignores cancellation cannot hold the run (its late result is never recorded)."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=None if seconds == math.inf else max(seconds, 0.0))
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        return True, task.result()
+    task.cancel()
+    task.add_done_callback(_forget)
+    return False, None
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    """A cut-off call's outcome, taken so asyncio does not report it as lost; nobody waits for it any more."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _in_doubt(state: RunState, req: CallRequest, tool: Tool, last_start: Event) -> CallOutcome | None:
@@ -272,7 +298,8 @@ def _in_doubt(state: RunState, req: CallRequest, tool: Tool, last_start: Event) 
             roles=req.roles, tool=req.tool, args=req.args, idempotency_key=last_start.data["idempotency_key"],
         )
     if decision.data["decision"] == "rejected":
-        event = journal.record("tool_finished", req.step.id, req.call_id, status="error", error="interrupted; a person chose not to run it again", seconds=0)
+        event = journal.record("tool_finished", req.step.id, req.call_id, status="error", error="interrupted; a person chose not to run it again",
+                               seconds=0, effect_unknown=True)
         return _outcome(event)
     if "result" in decision.data:
         event = journal.record("tool_finished", req.step.id, req.call_id, status="ok", result=decision.data["result"], seconds=0, settled_by=decision.data["by"])

@@ -18,6 +18,7 @@ from lane.spec.project import ProjectSpec
 from lane.spec.schema import schema_errors
 from lane.store.records import FINISHED, Event, RunRecord, now
 from lane.store.url import Store
+from lane.store.values import checked, too_deep
 from lane.tools.base import ToolArgsInvalid
 
 UNSET: Any = object()  # "not given", as distinct from a given null
@@ -76,12 +77,19 @@ def decide(
             if not reason:
                 raise DecisionError("a rejection needs a reason: --reason TEXT")
             data["reason"] = reason
+        for name, given in (("edit", edit), ("patch", patch), ("result", result)):
+            if given is not UNSET:
+                _check_given(project, name, given)
         value = edit
         if patch is not UNSET:
             if edit is not UNSET:
                 raise DecisionError("give an edit or a patch, not both")
             value = merge_patch(_original(request), patch)
             data["patch"] = patch
+        original = _original(request)
+        if value is not UNSET and request.data["kind"] != "in_doubt" and original is not None and value == original:
+            value = UNSET  # an edit that changes nothing is a plain approval (it counts as approved without edit)
+            data.pop("patch", None)
         _check_extras(project, request, approve, value, result, data)
         data = Redactor(project.secrets)(data)  # a secret typed into an edit is not stored either
         return [Event(events[-1].seq + 1 if events else 1, "decision", request.step_id, request.ref, now(), data)]
@@ -162,6 +170,18 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _check_given(project: ProjectSpec, name: str, given: Any) -> None:
+    """What a person typed is data the run will use as it is: JSON, not too deep, and without a secret's value."""
+    if too_deep(given):
+        raise DecisionError(f"the {name} nests deeper than 100 levels; lane takes at most 100")
+    _, unfit = checked(given, name)
+    if unfit is not None:
+        raise DecisionError(f"the {name} must be JSON data: {unfit}")
+    if Redactor(project.secrets)(given) != given:
+        raise DecisionError(f"the {name} holds the value of a secret, which lane never stores or passes on; "
+                            "a tool reads a secret from env: itself")
 
 
 def _original(request: Event) -> Any:

@@ -77,9 +77,10 @@ class Journal:
 
     def _add(self, event: Event) -> None:
         self.events.append(event)
-        if event.type == "run_retried":  # the steps run again: what their earlier attempt recorded is history, not replay
-            again = set(event.data.get("steps", ()))
-            self._index = {key: found for key, found in self._index.items() if key[1] not in again}
+        if event.type == "run_retried":  # the steps run again: what their earlier attempt recorded is history, not replay,
+            again = set(event.data.get("steps", ()))  # but a call whose effect is not known stays started: a person is asked
+            doubt = {("tool_started", d["step"], d["call_id"]) for d in event.data.get("in_doubt", ())}
+            self._index = {key: found for key, found in self._index.items() if key[1] not in again or key in doubt}
         self._index.setdefault((event.type, event.step_id, event.ref), []).append(event)
 
     def find(self, type_: str, step_id: str | None = None, ref: str | None = None) -> Event | None:

@@ -22,6 +22,7 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
         if event.type == "run_retried":
             attempts = int(event.data.get("attempt", attempts + 1))
             _retry(steps, calls, asked, event.data.get("steps", ()))
+            kpis = {}  # measured again when this attempt ends
         if event.step_id is None:
             continue
         step = steps.setdefault(event.step_id, _blank(event.step_id, event.data.get("kind", "?")))

@@ -47,17 +47,35 @@ def _gates(project: ProjectSpec, book: RunbookSpec, step: StepSpec) -> str | Non
 
 
 def _call_gates(project: ProjectSpec, level: str, allowed: list[str], rulesets: tuple[RuleSet, ...]) -> str | None:
-    """Why a call this step may make would wait for approval, or None."""
-    if level == "observe":
-        return None  # everything not read is only proposed
+    """Why a call this step may make would wait for a person, or None: as calls.py decides, rules first, then autonomy."""
     for name, tool in sorted(project.tools.items()):
-        if not project.allows(allowed, name):
-            continue
-        if gate(level, tool.effect) == "approve":
-            return f"waits for a person (autonomy {level}: {name} is {tool.effect})"
-        asked = [r for rules in rulesets for r in rules.ask if project.allows([r.tool], name)]
-        if asked:
-            return f"waits for a person (rule ask: {asked[0]})"
-    if level != "auto" and any(project.unloaded_tool(p) for p in allowed):
-        return f"may wait for a person (autonomy {level}: MCP tools' effects are known only when the server runs)"
+        if project.allows(allowed, name):
+            why = _waits(project, level, name, tool.effect, rulesets)
+            if why is not None:
+                return why
+    for pattern in (p for p in allowed if project.unloaded_tool(p)):  # an MCP server's tools are listed when it runs
+        server, _, tool_name = pattern.partition(".")
+        effects = project.mcp[server].effects if server in project.mcp else {}
+        if tool_name in effects and "*" not in tool_name:  # its effect is declared in lane.yaml
+            why = _waits(project, level, pattern, effects[tool_name], rulesets)
+            if why is not None:
+                return why
+        elif level in ("ask", "guarded"):
+            return f"may wait for a person (autonomy {level}: the effects of {pattern} are known only when its MCP server runs; "\
+                   "declare them under `effects:`)"
+    return None
+
+
+def _waits(project: ProjectSpec, level: str, name: str, effect: str, rulesets: tuple[RuleSet, ...]) -> str | None:
+    if level == "observe" and effect != "read":
+        return None  # only proposed, whatever the rules
+    asked = [r for rules in rulesets for r in rules.ask if project.allows([r.tool], name)]
+    if asked:
+        return f"waits for a person (rule ask: {asked[0]})"
+    settled = [r for rules in rulesets for r in (*rules.deny, *rules.allow)
+               if project.allows([r.tool], name) and r.pattern is None and not r.pairs]
+    if settled:
+        return None  # a rule for every call of the tool decides it: refused or run, no person
+    if gate(level, effect) == "approve":
+        return f"waits for a person (autonomy {level}: {name} is {effect})"
     return None

@@ -9,12 +9,14 @@ gives (CommentedMap and CommentedSeq with their line and column data).
 Only plain documents are read here: mappings, lists and scalars that are text,
 integers, numbers, booleans or null (written). Anything else (an alias, a tag
 such as a date, a merge key, a duplicate key, an empty value, nesting past the
-limit, a syntax error) returns UNREAD, and source.py reads the file the careful way, which counts
+limit, a syntax error, and what the two readers take differently: a %YAML
+directive, tabs, U+0085, U+2028, U+2029) returns UNREAD, and source.py reads the file the careful way, which counts
 aliases, checks every limit and says what is wrong where.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -23,6 +25,10 @@ from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 UNREAD: Any = object()
+# Where libyaml and ruamel differ, the careful reader decides: a %YAML directive (libyaml keeps 1.2 rules),
+# tabs (libyaml takes some as separators that ruamel refuses), and U+0085, U+2028, U+2029 (line breaks to one
+# of them, not the other: every later line number would differ).
+_UNLIKE = re.compile(r"^%YAML|[\t\x85\u2028\u2029]", re.M)
 _TAG = "tag:yaml.org,2002:"
 
 
@@ -43,7 +49,7 @@ _AVAILABLE = available()
 
 def load(text: str, max_depth: int) -> Any:
     """The round-trip tree of a plain YAML document, or UNREAD."""
-    if not _AVAILABLE:
+    if not _AVAILABLE or _UNLIKE.search(text):
         return UNREAD
     try:
         yaml = YAML(typ="safe", pure=False)
@@ -63,10 +69,10 @@ class _Builder:
         if id(node) in self.seen:  # an alias: counted by the careful reader
             raise _Unusual
         self.seen.add(id(node))
+        if depth > self.max_depth:  # counted as the careful reader counts: scalars too
+            raise _Unusual
         if isinstance(node, ScalarNode):
             return self.scalar(node)
-        if depth > self.max_depth:
-            raise _Unusual
         if isinstance(node, MappingNode) and node.tag == _TAG + "map":
             return self.mapping(node, depth)
         if isinstance(node, SequenceNode) and node.tag == _TAG + "seq":

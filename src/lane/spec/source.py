@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -102,6 +102,8 @@ def _start(node: Any) -> tuple[int, int]:
 
 
 def to_plain(node: Any) -> Any:
+    if isinstance(node, TaggedScalar):  # `!!str 12`: the value it tags
+        return to_plain(node.value)
     if isinstance(node, dict):
         return {str(k) if not isinstance(k, (str, int, float, bool)) else k: to_plain(v) for k, v in node.items()}
     if isinstance(node, list):

@@ -77,11 +77,15 @@ def _load_command(project: ProjectSpec, name: str, ts: Toolset, loc: Loc) -> lis
 
 
 def missing_program(source: Source, root: Path, program: str, cwd: str | None, loc: Loc) -> list[Problem]:
-    """A problem when `program` cannot be found where a run would look for it: found before the run, not after a person approved."""
-    if not program or find_executable(program, root / (cwd or ".")) is not None:
+    """A problem when `program` cannot be found where a run would look for it: found before the run, not after a person approved.
+
+    A relative path (`.venv/bin/pytest`, `node_modules/.bin/jest`) is not checked: an earlier step may make it."""
+    if not program or ("/" in program and not program.startswith("/")):
+        return []
+    if find_executable(program, root / (cwd or ".")) is not None:
         return []
     if "/" in program:
-        return [source.at(loc, f"no executable file {program} (from {cwd or 'the project folder'}); fix the path or make it executable")]
+        return [source.at(loc, f"no executable file {program}; fix the path or make it executable")]
     return [source.at(loc, f"no program '{program}' on PATH, nor beside lane's Python; install it, or fix its name")]
 
 

@@ -57,8 +57,10 @@ class MemoryStore:
         self.append(run.run_id, events)
         return events
 
-    def claim(self, run_id: str, owner: str) -> RunRecord:
+    def claim(self, run_id: str, owner: str, check: Callable[[RunRecord], None] | None = None) -> RunRecord:
         run = self.run(run_id)
+        if check is not None:
+            check(run)
         self._runs[run.run_id] = replace(run, owner=owner, status="running", reason=None)
         self._finished.pop(run.run_id, None)  # a retried run is not finished any more
         return run

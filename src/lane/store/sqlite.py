@@ -140,13 +140,16 @@ class SQLiteStore:
             raise
         return events
 
-    def claim(self, run_id: str, owner: str) -> RunRecord:
-        """Make `owner` the process executing the run (status `running`); refuses while another live one is."""
+    def claim(self, run_id: str, owner: str, check: Callable[[RunRecord], None] | None = None) -> RunRecord:
+        """Make `owner` the process executing the run (status `running`); refuses while another live one is,
+        and when `check` raises on the run as it is now (read under the same lock: no other process slips in)."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             run = self.run(run_id)
             if run.owner and run.owner != owner and _alive(run.owner):
                 raise RunBusy(f"run {run_id} is being executed by process {run.owner}; wait for it or stop it", run_id=run_id)
+            if check is not None:
+                check(run)
             self._db.execute("UPDATE runs SET owner = ?, status = 'running', reason = NULL, updated_at = ? WHERE run_id = ?", (owner, now(), run.run_id))
             self._db.execute("COMMIT")
         except BaseException:
@@ -196,6 +199,8 @@ def _private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # SQLite gives its -wal and -shm files the same mode
     if path.parent.name == ".lane":
         for item, mode in ((path.parent, 0o700), (path, 0o600)):
+            if item.is_symlink():  # pointing elsewhere on purpose: not lane's to change
+                continue
             if item.stat().st_mode & 0o077 and item.stat().st_uid == os.getuid():
                 item.chmod(mode)
 

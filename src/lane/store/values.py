@@ -28,16 +28,16 @@ def encode(value: Any) -> str:
         return _dumps(storable(value))
 
 
-def storable(value: Any) -> Any:
-    """`value` with lone surrogates escaped and NaN or Infinity made null, at any depth (keys too)."""
+def storable(value: Any, *, numbers: bool = True) -> Any:
+    """`value` with lone surrogates escaped and (unless `numbers` is False) NaN or Infinity made null, at any depth (keys too)."""
     if isinstance(value, str):
         return _text(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if not numbers or math.isfinite(value) else None
     if isinstance(value, dict):
-        return {_text(str(k)) if isinstance(k, str) else k: storable(v) for k, v in value.items()}
+        return {_text(k) if isinstance(k, str) else k: storable(v, numbers=numbers) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [storable(v) for v in value]
+        return [storable(v, numbers=numbers) for v in value]
     return value
 
 

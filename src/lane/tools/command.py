@@ -40,6 +40,9 @@ class CommandResult:
         }
 
 
+ESCAPED_GRACE = 1.0  # seconds to finish reading output once the command's group is gone
+
+
 def find_executable(name: str, cwd: Path, path: str | None = None) -> str | None:
     """The program `name` runs: a path (relative to `cwd`), else found on PATH, else beside lane's own
     interpreter, where `pip install` put the project's tools (a venv used without activating it)."""
@@ -102,8 +105,15 @@ async def run_command(
     # Done or timed out: whatever the command left running in its group stops with it, so a
     # background child holding the output open cannot keep the step waiting.
     _kill_group(proc.pid)
-    await proc.wait()
-    await readers
+    await _exit(proc)
+    try:  # a child that left the group (setsid, a daemon) may hold the output open for ever: read what came, then stop
+        await asyncio.wait_for(asyncio.shield(readers), ESCAPED_GRACE)
+    except TimeoutError:
+        readers.cancel()
+        await asyncio.gather(readers, return_exceptions=True)
+        transport = getattr(proc, "_transport", None)  # asyncio closes it only once the pipes close: close it here
+        if transport is not None:
+            transport.close()
     return CommandResult(
         proc.returncode,
         out.text(),

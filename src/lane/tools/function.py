@@ -6,6 +6,7 @@ import contextlib
 import contextvars
 import importlib.util
 import inspect
+import queue
 import sys
 import threading
 import traceback
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 from pydantic import BaseModel, ConfigDict, PydanticUserError, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
+from lane.store.values import storable
 from lane.tools.base import Effect, Lane, ToolArgsInvalid, ToolContext, ToolMeta, string_arguments
 
 if TYPE_CHECKING:
@@ -71,15 +73,46 @@ class FunctionTool:
             result = await self.fn(**kwargs)
         else:
             result = await _in_thread(self.fn, kwargs)
-        return to_jsonable_python(result)
+        try:
+            return to_jsonable_python(result)
+        except UnicodeError:  # a name from os.listdir as a key: its bytes escaped, not an error (NaN: the engine refuses it)
+            return to_jsonable_python(storable(result, numbers=False))
 
 
-async def _in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """`fn(**kwargs)` on a thread of its own, which a cut-off call leaves behind.
+class _Workers:
+    """Daemon threads for sync tools, reused from call to call (starting a thread costs more than a call).
 
     Not asyncio's executor: its threads are joined when the event loop closes, so a
     function that hangs would keep lane from ever ending the run. A daemon thread
-    goes on alone until it returns or the process ends."""
+    goes on alone until it returns or the process ends; a call that hangs keeps its
+    thread, and the next call gets another."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.idle = 0
+        self.lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self.lock:
+            start = self.idle == 0
+            if not start:
+                self.idle -= 1
+        if start:
+            threading.Thread(target=self._work, name="lane-tool", daemon=True).start()
+        self.jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            self.jobs.get()()
+            with self.lock:
+                self.idle += 1
+
+
+_WORKERS = _Workers()
+
+
+async def _in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """`fn(**kwargs)` on one of the workers' threads, which a cut-off call leaves behind."""
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -101,7 +134,7 @@ async def _in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
             loop.call_soon_threadsafe(report)
 
-    threading.Thread(target=work, name=f"lane-tool-{getattr(fn, '__name__', 'tool')}", daemon=True).start()
+    _WORKERS.submit(work)
     return await done
 
 
