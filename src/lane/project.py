@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 OnEvent = Callable[[Event], None]
 OnStream = Callable[[str], None]
 T = TypeVar("T")
-_MODELS: dict[str, Model] = {}  # models load once per process, shared by every project and run
+_MODELS: dict[tuple[object, ...], Model] = {}  # models load once per process, shared by every project and run
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ journal first: a recorded response or tool result is reused, never redone.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from collections.abc import Awaitable
 from typing import Any
@@ -151,12 +150,17 @@ class AgentStep:
         null, which the output schema then judges) and usage that counts. A model object given in Python may send anything."""
         if not isinstance(response, ModelResponse):
             raise ModelError(f"model {self.model_id} answered with {type(response).__name__}, not a lane.ModelResponse", run_id=self.state.run_id)
+        raw = response.to_json()
         try:
-            data = to_jsonable_python(response.to_json())
-            data, unfit = values.checked(data)
+            source = raw
+            try:
+                data, unfit = values.checked(source)  # the common case, JSON already: checked in C, kept as it is
+            except TypeError:  # a date, a set, a model object: made JSON data, or refused
+                source = to_jsonable_python(raw)
+                data, unfit = values.checked(source)
             if unfit is not None:
-                data = values.storable(data)  # NaN, Infinity: null
-        except (PydanticSerializationError, UnicodeError, ValueError) as exc:
+                data = values.storable(source)  # NaN, Infinity: null
+        except (PydanticSerializationError, UnicodeError, ValueError, TypeError) as exc:
             raise ModelError(f"model {self.model_id} answered with a value that is not JSON data: {str(exc).splitlines()[0]}",
                              run_id=self.state.run_id) from None
         usage = data.get("usage") or {}
@@ -166,7 +170,7 @@ class AgentStep:
         cost = usage.get("cost_usd")
         if cost is not None and (not isinstance(cost, (int, float)) or isinstance(cost, bool) or cost < 0):
             usage["cost_usd"] = None  # not a price: counted as unknown
-        return ModelResponse.from_json(data)
+        return response if data is raw and usage.get("cost_usd") == cost else ModelResponse.from_json(data)
 
     async def call_model(self, request: ModelRequest, ref: str) -> ModelResponse:
         """One answer, retrying a provider's failures per the retry policy; when they run out the run pauses."""
@@ -195,10 +199,10 @@ class AgentStep:
             except Exception as exc:  # a model object's own failure (one given in Python): the step's, not lane's
                 raise ModelError(f"model {self.model_id} failed: {type(exc).__name__}: {exc}", run_id=self.state.run_id) from exc
 
-    @functools.cached_property
+    @property
     def model(self) -> Any:
-        """The step's model, looked up once per step (a scripted file's change is seen by the next step or run)."""
-        return self.state.models.get(self.model_spec, self.state.project)
+        """The step's model (looked up once per run: a scripted file's change is seen by the next run)."""
+        return self.state.model(self.agent.file.model, self.model_spec)
 
     async def within_budget(self, reply: Awaitable[ModelResponse]) -> ModelResponse:
         """The model's reply, unless a wall_seconds budget runs out first: then the run stops (a resume asks again)."""

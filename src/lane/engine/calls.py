@@ -267,6 +267,8 @@ async def _invoke(state: RunState, req: CallRequest, tool: Tool, args: dict[str,
 async def within(work: Awaitable[T], seconds: float) -> tuple[bool, T | None]:
     """(True, its result), or (False, None) once `seconds` have passed: the work is then cancelled and left behind,
     not waited for, so a call that ignores cancellation cannot hold the run (its late result is never recorded)."""
+    if seconds == math.inf:  # nothing to cut off: no task of its own
+        return True, await work
     task = asyncio.ensure_future(work)
     try:
         done, _ = await asyncio.wait({task}, timeout=None if seconds == math.inf else max(seconds, 0.0))

@@ -29,7 +29,7 @@ class StepRejected(StepFailed):
 class ModelCache:
     """Models load once per process and are shared by every step and run; `provided` ones come first."""
 
-    shared: dict[str, Model] = field(default_factory=dict)
+    shared: dict[tuple[object, ...], Model] = field(default_factory=dict)
     provided: dict[str, Model] = field(default_factory=dict)
 
     def get(self, spec: ModelSpec, project: ProjectSpec) -> Model:
@@ -50,12 +50,12 @@ class ModelCache:
                 await close()
 
     @staticmethod
-    def _key(spec: ModelSpec, project: ProjectSpec) -> str:
-        key = f"{project.root}::{spec.model_dump_json()}"
+    def _key(spec: ModelSpec, project: ProjectSpec) -> tuple[object, ...]:
+        changed = 0
         if spec.provider == "scripted":  # a script edited since it was read is read again
             with contextlib.suppress(OSError):
-                key += f"::{(project.root / (spec.model or '')).stat().st_mtime_ns}"
-        return key
+                changed = (project.root / (spec.model or "")).stat().st_mtime_ns
+        return (project.root, spec, changed)
 
 
 @dataclass
@@ -70,6 +70,7 @@ class RunState:
     on_stream: Callable[[str], None] | None = None
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     toolbox: Toolbox = field(init=False)
+    _models_of_run: dict[str, Model] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.toolbox = Toolbox(self.project)
@@ -77,6 +78,14 @@ class RunState:
         for event in self.journal.events:
             self.meter.observe(event)
         self.journal.listeners.append(self.meter.observe)
+
+    def model(self, name: str | None, spec: ModelSpec) -> Model:
+        """The model an agent names (`name` as written, resolved to `spec`), looked up once per run."""
+        key = name or "default"
+        found = self._models_of_run.get(key)
+        if found is None:
+            found = self._models_of_run[key] = self.models.get(spec, self.project)
+        return found
 
     def approver_roles(self, step: StepSpec) -> list[str]:
         """The human roles that may decide for this step: the one it names, else any."""
