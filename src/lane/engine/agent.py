@@ -16,7 +16,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from lane.context.assemble import ContextTooLarge, assemble, nudge_message, repair_message, tool_message
 from lane.engine.approvals import ask, decision_for
-from lane.engine.budgets import AGENT_STEP_DEFAULTS, merge
+from lane.engine.budgets import agent_step_defaults, merge
 from lane.engine.calls import CallRequest, call_tool, within
 from lane.engine.state import RunState, StepFailed, StepRejected
 from lane.errors import LaneError, ModelCallFailed, ModelError, PauseRun, StopRun, ToolError
@@ -43,7 +43,7 @@ class AgentStep:
         self.allowlists: tuple[tuple[str, list[str]], ...] = (("this agent's", self.agent.file.tools),)
         if step.step.tools is not None:
             self.allowlists += (("this step's", step.step.tools),)
-        self.limits = merge(AGENT_STEP_DEFAULTS, self.agent.file.budget, step.step.budget)
+        self.limits = merge(agent_step_defaults(), self.agent.file.budget, step.step.budget)
         self.repairs = step.step.repairs if step.step.repairs is not None else self.agent.file.repairs
         self.schema = step.step.output
         self.turn = 0

@@ -20,8 +20,15 @@ from lane.errors import StopRun
 from lane.spec.files import Budget
 from lane.store.records import Event
 
-AGENT_STEP_DEFAULTS = Budget(steps=25)
-RUN_DEFAULTS = Budget(repeats=3)
+
+@lru_cache(maxsize=1)
+def agent_step_defaults() -> Budget:
+    return Budget(steps=25)
+
+
+@lru_cache(maxsize=1)
+def run_defaults() -> Budget:  # functions, not constants: lane's models are built on first use, not at import
+    return Budget(repeats=3)
 
 
 @lru_cache(maxsize=256)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lane.engine.budgets import RUN_DEFAULTS, Meter, merge
+from lane.engine.budgets import Meter, merge, run_defaults
 from lane.engine.journal import Journal
 from lane.engine.toolbox import Toolbox
 from lane.models.base import Model
@@ -74,7 +74,7 @@ class RunState:
 
     def __post_init__(self) -> None:
         self.toolbox = Toolbox(self.project)
-        self.run_limits: Budget = merge(RUN_DEFAULTS, self.project.config.budgets, self.book.file.budgets)
+        self.run_limits: Budget = merge(run_defaults(), self.project.config.budgets, self.book.file.budgets)
         for event in self.journal.events:
             self.meter.observe(event)
         self.journal.listeners.append(self.meter.observe)

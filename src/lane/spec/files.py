@@ -22,7 +22,7 @@ STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)  # built on first use
 
 
 class Budget(Strict):
@@ -141,10 +141,10 @@ class LaneFile(Strict):
     models: dict[str, ModelEntry] = {}
     roles: dict[str, Role]
     toolsets: dict[str, Toolset] = {}
-    rules: Rules = Rules()
-    budgets: Budget = Budget()
+    rules: Rules = Field(default_factory=Rules)
+    budgets: Budget = Field(default_factory=Budget)
     secrets: list[str] = []  # env:NAME; every env: reference in the project counts too
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
     store: str = "sqlite:///.lane/lane.db"
 
 
@@ -163,13 +163,13 @@ class AgentFile(Strict):
     name: str
     description: str = ""
     model: str | None = None
-    settings: ModelSettings = ModelSettings()
+    settings: ModelSettings = Field(default_factory=ModelSettings)
     autonomy: Autonomy = "ask"
     tools: list[str] = []
-    rules: Rules = Rules()
+    rules: Rules = Field(default_factory=Rules)
     paths: list[str] = []  # the files its file tools may reach: globs relative to the project root
-    context: ContextPlan = ContextPlan()
-    budget: Budget = Budget()
+    context: ContextPlan = Field(default_factory=ContextPlan)
+    budget: Budget = Field(default_factory=Budget)
     repairs: int = Field(default=2, ge=0)
 
 
@@ -237,7 +237,7 @@ class RunbookFile(Strict):
     steps: list[Step] = Field(min_length=1)
     autonomy: Autonomy = "guarded"
     approver: str | None = None
-    budgets: Budget = Budget()
+    budgets: Budget = Field(default_factory=Budget)
     kpis: dict[str, Kpi] = {}
 
 

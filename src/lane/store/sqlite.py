@@ -194,7 +194,7 @@ def _private(path: Path) -> None:
     everything agents saw and every tool result. lane's own `.lane/` folder is tightened if it was made looser."""
     missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     for folder in reversed(missing):
-        folder.mkdir(mode=0o700)
+        folder.mkdir(mode=0o700, exist_ok=True)  # another process may make it at the same moment
     if not path.exists():
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # SQLite gives its -wal and -shm files the same mode
     if path.parent.name == ".lane":
