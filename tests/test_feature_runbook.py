@@ -249,6 +249,9 @@ def test_a_task_whose_work_reached_outside_files_stops_at_verify(tmp_path: Path)
             {"tool_calls": [{"name": "stamp", "args": {}}]},
             {"tool_calls": [{"name": "repo.write", "args": {"path": "src/cart.py", "content": CART}}]},
             {"output": {"summary": "add_item, and a changelog line"}},
+            # Verify's failure goes back to the agent (attempts 2 and 3), which does not fix it.
+            {"output": {"summary": "add_item, and a changelog line, again"}},
+            {"output": {"summary": "add_item, and a changelog line, once more"}},
         ],
     }
     repo = make_repo(tmp_path / "shop", script)
@@ -256,7 +259,18 @@ def test_a_task_whose_work_reached_outside_files_stops_at_verify(tmp_path: Path)
     run_id, started = run_until_paused(repo, "run", "feature-cart")
     assert started.returncode == 3, started.stderr
 
-    stopped = approve_and_resume(repo, run_id)
+    asked = approve_and_resume(repo, run_id)
+    assert asked.returncode == 3, asked.stdout + asked.stderr
+    shown = lane_json("show", run_id, cwd=repo)
+    [loop] = shown["pending"]
+    assert loop["kind"] == "loop" and loop["step_id"] == "task1_verify" and loop["attempts"] == 3
+    work = next(s for s in shown["steps"] if s["id"] == "task1_work")
+    assert [x["attempt"] for x in work["loops"]] == [2, 3]
+    told = [m["content"] for m in work["messages"] if m["role"] == "user" and "attempt 2 of 3" in str(m.get("content"))]
+    assert told and "CHANGELOG.md" in told[0], "the verify failure went back into the coding agent's conversation"
+    ended = lane("reject", run_id, "--as", "engineer", "--reason", "stop here; I will fix it by hand", cwd=repo)
+    assert ended.returncode == 0, ended.stderr
+    stopped = lane("resume", run_id, "--json", cwd=repo, timeout=300)
     assert stopped.returncode == 1, stopped.stdout + stopped.stderr
     shown = lane_json("show", run_id, cwd=repo)
     assert shown["status"] == "failed"

@@ -389,7 +389,7 @@ CASES = [
     ),
     pytest.param(
         [sub(RB, "check: [test, -s, published.txt]", "tool: notes.read\n    check: [test, -s, published.txt]")],
-        [f"{RB}:31:5: step 'done' must have exactly one of agent, tool, human, check (it has tool and check)"],
+        [f"{RB}:31:5: step 'done' must have exactly one of agent, tool, human, check, parallel, for_each, runbook (it has tool and check)"],
         id="step-with-two-kinds",
     ),
     pytest.param(

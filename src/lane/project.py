@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -149,6 +149,14 @@ def _scopes(journal: Journal, overrides: dict[str, float]) -> dict[str, str]:
     return {key: ending.data.get("scope", "run") for key in overrides if ending.data.get("key") == key}
 
 
+def _child_status(steps: list[dict[str, Any]], status: dict[str, str]) -> None:
+    """Each step that ran a child run says how the child stands now."""
+    for step in steps:
+        if "child" in step:
+            step["child"]["status"] = status.get(step["child"]["run_id"], "not started")
+        _child_status([*step.get("items", ()), *step.get("branches", {}).values(), *step.get("steps", ())], status)
+
+
 class Project:
     def __init__(self, spec: ProjectSpec, *, models: dict[str, Model] | None = None) -> None:
         self.spec = spec
@@ -231,7 +239,7 @@ class Project:
             overrides = parse_overrides(budget or {})
         except ValueError as exc:
             raise UsageError(f"--budget: {exc}") from None
-        record = self.store.run(run_id)
+        record = self._root(self.store.run(run_id))  # a child run goes on inside its parent
         _check_resumable(record)
         book = self._book_of(record)
         owner = process_owner(_token(4))
@@ -265,6 +273,52 @@ class Project:
         journal.record("run_retried", **plan.to_event(record.status))
         return await self._execute(record.run_id, book, journal, owner, on_stream)
 
+    def _root(self, record: RunRecord) -> RunRecord:
+        """The run to resume for `record`: a child run that its parent still waits for is resumed by resuming the parent."""
+        while record.parent_id is not None:
+            parent = self.store.run(record.parent_id)
+            if parent.status in FINISHED:
+                break
+            record = parent
+        return record
+
+    async def _run_child(self, parent: Any, child_id: str, runbook: str, inputs: dict[str, Any], step: str) -> tuple[str, str | None, Any]:
+        """Start or take up the child run `child_id` of a `runbook:` step, in this process; its status, reason and output."""
+        from lane.engine.runner import execute
+        from lane.engine.state import RunState, StepFailed
+        from lane.errors import RunNotFound
+
+        book = self.spec.runbooks.get(runbook)
+        if book is None:
+            raise StepFailed(f"step {step}: there is no runbook {runbook!r} any more")
+        owner = process_owner(_token(4))
+        redact = Redactor(self.spec.secrets)
+        try:
+            record = self.store.run(child_id)
+        except RunNotFound:
+            record = None
+        if record is None:
+            errors = schema_errors(book.file.inputs, inputs, root="")
+            if errors:
+                raise StepFailed(f"step {step}: the inputs do not fit runbook {runbook!r}: " + "; ".join(f"inputs.{e}" for e in errors))
+            self.store.create_run(child_id, book.name, book.file.version, redact(inputs), owner, parent=(parent.run_id, step))
+            journal = Journal(self.store, child_id, [], redact)
+            journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs, parent_id=parent.run_id, parent_step=step)
+        else:
+            if record.status == "completed":
+                return "completed", None, self.output(child_id)
+            if record.status in FINISHED:
+                return record.status, record.reason, None
+            book = self._book_of(record)
+            self.store.claim(child_id, owner, check=_check_resumable)
+            journal = Journal(self.store, child_id, self.store.events(child_id), redact)
+            journal.record("run_resumed", previous_status=record.status)
+        state = RunState(child_id, self.spec, book, journal, inputs if record is None else record.inputs, self._models, on_stream=parent.on_stream)
+        state.toolbox, state.children = parent.toolbox, self._run_child  # the parent's tools: MCP servers start once
+        status, reason = await execute(state)
+        ended = journal.find("run_completed") if status == "completed" else None
+        return status, reason, ended.data.get("output") if ended is not None else None
+
     def _book_of(self, record: RunRecord) -> RunbookSpec:
         book = self.spec.runbooks.get(record.runbook)
         if book is None or book.file.version != record.version:
@@ -282,6 +336,7 @@ class Project:
             show, redact = shown, Redactor(self.spec.secrets).text
             shown = lambda piece: show(redact(piece))  # noqa: E731
         state = RunState(run_id, self.spec, book, journal, self.store.run(run_id).inputs, self._models, on_stream=shown)
+        state.children = self._run_child
         try:
             status, reason = await execute(state)
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -312,11 +367,25 @@ class Project:
         `edit` replaces the call's arguments or the step's value; `patch` changes them by a JSON merge patch
         (`{"category": "hardware"}`); `result` settles a call left in doubt by a crash; `automatic` approves
         with no person (see `lane.engine.decisions.decide`). Recorded at once; `resume` carries on."""
-        return decide(self.store, self.spec, run_id, approve=True, call_id=call_id, as_role=as_role, edit=edit, patch=patch,
+        target = self._deciding(run_id, call_id)
+        return decide(self.store, self.spec, target, approve=True, call_id=call_id, as_role=as_role, edit=edit, patch=patch,
                       result=result, automatic=automatic)
 
     def reject(self, run_id: str, call_id: str | None = None, *, reason: str, as_role: str | None = None) -> Decision:
-        return decide(self.store, self.spec, run_id, approve=False, call_id=call_id, as_role=as_role, reason=reason)
+        return decide(self.store, self.spec, self._deciding(run_id, call_id), approve=False, call_id=call_id, as_role=as_role, reason=reason)
+
+    def _deciding(self, run_id: str, call_id: str | None) -> str:
+        """The run a decision is for: `run_id`, or the child run that holds what it waits for (decided from the parent's id)."""
+        record = self.store.run(run_id)
+        waiting = self.pending(record.run_id)
+        if call_id is not None:
+            matches = [p for p in waiting if p.call_id == call_id]
+            own = [p for p in matches if p.run_id in (None, record.run_id)]
+            if not own and len(matches) == 1 and matches[0].run_id:
+                return matches[0].run_id
+        elif len(waiting) == 1 and waiting[0].run_id:
+            return waiting[0].run_id
+        return record.run_id
 
     # -- reading --------------------------------------------------------------
 
@@ -331,18 +400,28 @@ class Project:
         record = self.store.run(run_id)
         book = self.spec.runbooks.get(record.runbook)
         order = [(s.id, s.kind) for s in book.steps] if book and book.file.version == record.version else []
-        return timeline(record, self.store.events(record.run_id), order)
+        shown = timeline(record, self.store.events(record.run_id), order)
+        children = self.store.children(record.run_id)
+        shown["children"] = [{**c.to_json(), "step": c.parent_step} for c in children]
+        _child_status(shown["steps"], {c.run_id: c.status for c in children})
+        if shown["status"] == "paused":
+            shown["pending"] = [p.to_json() for p in self.pending(record.run_id)]
+        return shown
 
     def audit(self, run_id: str) -> list[dict[str, Any]]:
         """Every tool call of the run in order: hashes, effect, what let it run or refused it, who decided."""
         return audit(self.store.events(self.store.run(run_id).run_id))
 
     def pending(self, run_id: str) -> list[Pending]:
-        """What a paused run waits for, oldest first; empty when it is not paused."""
+        """What a paused run waits for, oldest first, with what its child runs wait for (their `run_id` says
+        which run holds it); empty when it is not paused."""
         record = self.store.run(run_id)
         if record.status != "paused":
             return []
-        return [Pending.from_request(e) for e in open_requests(self.store.events(record.run_id))]
+        found = [Pending.from_request(e) for e in open_requests(self.store.events(record.run_id))]
+        for child in self.store.children(record.run_id):
+            found += [p if p.run_id else replace(p, run_id=child.run_id) for p in self.pending(child.run_id)]
+        return found
 
     def output(self, run_id: str) -> Any:
         """The output of a completed run's last step that ran (a skipped step has none); None for any other run."""
@@ -350,6 +429,9 @@ class Project:
         if record.status != "completed":
             return None
         journal = Journal(self.store, record.run_id, self.store.events(record.run_id))
+        ended = journal.find("run_completed")
+        if ended is not None and "output" in ended.data:
+            return ended.data["output"]
         book = self.spec.runbooks.get(record.runbook)
         order = [s.id for s in book.steps] if book and book.file.version == record.version else [
             e.step_id for e in journal.events if e.type == "step_finished" and e.step_id]

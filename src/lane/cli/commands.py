@@ -189,7 +189,8 @@ def runs(project: Path, as_json: bool) -> None:
     with errors(as_json):
         records = _load(project).runs()
         if as_json:
-            emit_json([{k: r.to_json()[k] for k in ("run_id", "runbook", "version", "status", "started_at")} for r in records])
+            emit_json([{**{k: r.to_json()[k] for k in ("run_id", "runbook", "version", "status", "started_at")},
+                        "parent_id": r.parent_id, "parent_step": r.parent_step} for r in records])
         else:
             render.runs(records)
 

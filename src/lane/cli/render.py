@@ -155,7 +155,9 @@ def runs(records: list[Any]) -> None:
     if not records:
         out.print("no runs yet; start one with `lane run RUNBOOK`")
         return
-    rows = [(r.run_id, f"{r.runbook} v{r.version}", r.status, r.started_at[:19].replace("T", " ")) for r in records]
+    tree = _tree(records)
+    records = [r for r, _ in tree]
+    rows = [("  " * depth + r.run_id, f"{r.runbook} v{r.version}", r.status, r.started_at[:19].replace("T", " ")) for r, depth in tree]
     widths = [max(len(row[i]) for row in [("run", "runbook", "status", "started"), *rows]) for i in range(3)]
     out.print(f"{'run':<{widths[0]}}  {'runbook':<{widths[1]}}  {'status':<{widths[2]}}  started")
     for record, (run_id, book, status, started) in zip(records, rows, strict=True):
@@ -163,6 +165,23 @@ def runs(records: list[Any]) -> None:
         out.print(f"{run_id:<{widths[0]}}  {_e(book):<{widths[1]}}  [{STATUS_STYLE.get(status, '')}]{status}[/]{pad}  {started}")
         for line in (record.reason or "").splitlines():
             out.print(f"  {_e(line)}")
+
+
+def _tree(records: list[Any]) -> list[tuple[Any, int]]:
+    """Runs in the order given, each child run right under the run that started it, with its depth."""
+    listed = {r.run_id for r in records}
+    children: dict[str, list[Any]] = {}
+    for record in records:
+        if record.parent_id in listed:
+            children.setdefault(record.parent_id, []).append(record)
+    ordered: list[tuple[Any, int]] = []
+    stack = [(r, 0) for r in reversed(records) if r.parent_id not in listed]
+    while stack:  # depth first, without recursion: a deep tree of runs cannot overflow the stack
+        record, depth = stack.pop()
+        ordered.append((record, depth))
+        inner = sorted(children.get(record.run_id, ()), key=lambda r: (r.started_at, r.run_id))
+        stack.extend((child, depth + 1) for child in reversed(inner))
+    return ordered
 
 
 def timeline(view: dict[str, Any]) -> None:
@@ -192,49 +211,63 @@ def _usage(usage: dict[str, Any]) -> str:
     return f"tokens {usage['input_tokens']} in / {usage['output_tokens']} out · {cost}"
 
 
-def _step(step: dict[str, Any]) -> None:
+def _step(step: dict[str, Any], depth: int = 0) -> None:
+    """One step, and the items, branches and steps inside it indented under it."""
+    pad = "    " * depth
+
+    def say(text: str) -> None:
+        out.print(pad + text)
+
     style = STATUS_STYLE.get(step["status"], "dim")
     took = f" {step['seconds'] * 1000:.1f} ms" if step.get("seconds") is not None else ""
-    out.print(f"\n[bold]{_e(step['id'])}[/] ({step['kind']}) [{style}]{step['status']}[/]{took}")
+    out.print()
+    say(f"[bold]{_e(step['id'])}[/] ({step['kind']}) [{style}]{step['status']}[/]{took}")
+    if step.get("child"):
+        child = step["child"]
+        say(f"  child run {_e(child['run_id'])} ({_e(child['runbook'])}) {_e(child.get('status') or '')}: lane show {_e(child['run_id'])}")
     if step.get("context"):
         ctx = step["context"]
         read = f" · read: {_e(', '.join(ctx['sources']))}" if ctx["sources"] else ""
-        out.print(f"  agent {_e(ctx['agent'])} on {_e(ctx['model'])} · saw ~{ctx['estimated_tokens']} tokens · tools: {_e(', '.join(ctx['tools']) or 'none')}{read}")
-        out.print(f"  {_usage(step['usage'])}")
+        say(f"  agent {_e(ctx['agent'])} on {_e(ctx['model'])} · saw ~{ctx['estimated_tokens']} tokens · tools: {_e(', '.join(ctx['tools']) or 'none')}{read}")
+        say(f"  {_usage(step['usage'])}")
     for failure in step.get("model_failures", ()):
         again = f"; tried again after {failure['retry_in']:g} s" if failure.get("retry_in") is not None else ""
-        out.print(f"  [yellow]{escape(failure['turn'])} attempt {failure['attempt']} failed[/]: {escape(_short(failure['error'] or '', 160))}{escape(again)}")
+        say(f"  [yellow]{escape(failure['turn'])} attempt {failure['attempt']} failed[/]: {escape(_short(failure['error'] or '', 160))}{escape(again)}")
     for turn in step["turns"]:
         r = turn["response"]
         said = r.get("text") or ("calls " + ", ".join(c["name"] for c in r.get("tool_calls", [])) if r.get("tool_calls") else json.dumps(r.get("output"), ensure_ascii=False))
-        out.print(f"  {turn['turn']}: {escape(_short(said or '', 120))}")
+        say(f"  {turn['turn']}: {escape(_short(said or '', 120))}")
+        for loop in [x for x in step.get("loops", ()) if x.get("after_turn") == turn["turn"]]:
+            say(f"  [yellow]attempt {loop['attempt']} of {loop['of']}[/]: {escape(_short(loop['failure'] or '', 160))}")
     for call in step["tool_calls"]:
-        _call(call)
+        _call(call, pad)
     for decision in step["decisions"]:
-        out.print(f"  {decision['decision']} by {_e(decision['by'])} ({_e(decision['user'])}) at {decision['at'][:19]}" + (" with an edit" if "edited" in decision else ""))
+        say(f"  {decision['decision']} by {_e(decision['by'])} ({_e(decision['user'])}) at {decision['at'][:19]}" + (" with an edit" if "edited" in decision else ""))
     if step.get("reason") and step["status"] == "skipped":
-        out.print(f"  {escape(step['reason'])}")
+        say(f"  {escape(step['reason'])}")
     if step["output"] is not None:
-        out.print(f"  output: {escape(_short(json.dumps(step['output'], ensure_ascii=False), 160))}")
+        say(f"  output: {escape(_short(json.dumps(step['output'], ensure_ascii=False), 160))}")
     if step["error"]:
-        out.print(f"  [red]error:[/] {escape(step['error'])}")
+        say(f"  [red]error:[/] {escape(step['error'])}")
     for number, earlier in enumerate(step.get("previous_attempts", ()), start=1):
         why = f": {_short(earlier['error'], 160)}" if earlier.get("error") else ""
         calls = len(earlier["tool_calls"])
-        out.print(f"  [dim]earlier attempt {number}: {earlier['status']}{escape(why)}"
-                  + (f" ({calls} tool call{'s' if calls != 1 else ''})" if calls else "") + "[/]")
+        say(f"  [dim]earlier attempt {number}: {earlier['status']}{escape(why)}"
+            + (f" ({calls} tool call{'s' if calls != 1 else ''})" if calls else "") + "[/]")
+    for inner in (*step.get("items", ()), *step.get("branches", {}).values(), *step.get("steps", ())):
+        _step(inner, depth + 1)
 
 
-def _call(call: dict[str, Any]) -> None:
+def _call(call: dict[str, Any], pad: str = "") -> None:
     args = _short(json.dumps(call["args"], ensure_ascii=False), 100)
-    out.print(f"  call {_e(call['call_id'])} {_e(call['tool'])} ({call['effect']}) {_e(args)} → {call['status']}" + (f": {_e(call['reason'])}" if call.get("reason") else ""))
+    out.print(f"{pad}  call {_e(call['call_id'])} {_e(call['tool'])} ({call['effect']}) {_e(args)} → {call['status']}" + (f": {_e(call['reason'])}" if call.get("reason") else ""))
     decision = call.get("decision")
     if decision:
         edited = " with edited arguments" if decision.get("edited_args") is not None else ""
-        out.print(f"    {decision['decision']} by {_e(decision['by'])} ({_e(decision['user'])}) at {decision['at'][:19]}{edited}")
+        out.print(f"{pad}    {decision['decision']} by {_e(decision['by'])} ({_e(decision['user'])}) at {decision['at'][:19]}{edited}")
     for ex in call["executions"]:
         took = f" {ex['seconds'] * 1000:.1f} ms" if ex.get("seconds") is not None else ""
-        out.print(f"    attempt {ex['attempt']}: {ex['status']}{took}")
+        out.print(f"{pad}    attempt {ex['attempt']}: {ex['status']}{took}")
 
 
 def _e(value: object) -> str:

@@ -8,9 +8,13 @@ edit it, `lane validate` it, `lane run` it. Per task:
     taskN_start   check   lane task start F T      (hooks hold Claude Code and git to FILES)
     taskN_work    agent   lane's editing agent, `task: F/T` (writes held to FILES)
                   or tool an external CLI agent (claude -p, codex exec, aider --message)
-    taskN_verify  check   lane task verify F T     (stops the run when anything is out of scope)
+    taskN_verify  check   lane task verify F T     (anything out of scope or failing)
     taskN_review  human   a person reads the diff and the evidence
     taskN_commit  check   lane task commit F T     (exactly what was verified)
+
+With lane's own coding agent, a failed verify or a review rejected with a reason
+goes back to the agent (`on_fail: back_to: taskN_work`, three attempts, then a
+person decides); with an external CLI agent, either stops the run.
 """
 
 from __future__ import annotations
@@ -206,14 +210,19 @@ def render(feature: str, tasks: list[str], files: dict[str, list[str]], *, coder
                 f"    args: {{args: {q(external.args(prompt(feature, task), files[task]))}}}",
             ]
             summary = f"${{{{ steps.task{i}_work.output.stdout }}}}"
+        # With lane's own coding agent, a failed verify or a change the reviewer asks for goes back to it.
+        loop = [f"    on_fail: {{back_to: task{i}_work, attempts: 3}}"] if external is None else []
+        then = "reject with what to change: it goes back to the coding agent" if external is None else "reject to stop"
         out += [
             f"  - id: task{i}_verify",
             f"    description: {q('Every changed path is in FILES, PROHIBITED holds and VALIDATE passes; the evidence is written.')}",
             f"    check: [lane, task, verify, {q(feature)}, {q(task)}]",
+            *loop,
             f"  - id: task{i}_review",
             f"    human: {reviewer}",
-            f"    prompt: {q(f'Review {name}: the diff (git diff, git status) and the verification below. Approve to commit it; reject to stop.')}",
+            f"    prompt: {q(f'Review {name}: the diff (git diff, git status) and the verification below. Approve to commit it; {then}.')}",
             f"    approve: {{summary: {q(summary)}, verification: \"${{{{ steps.task{i}_verify.output.stdout }}}}\"}}",
+            *loop,
             f"  - id: task{i}_commit",
             f"    check: [lane, task, commit, {q(feature)}, {q(task)}]",
         ]

@@ -78,7 +78,17 @@ class AgentStep:
                 continue
             done, output = self.take_handoff(response)
             if done:
-                return output
+                feedback = self.feedback()
+                if feedback is None:
+                    return output
+                self.messages.append({"role": "user", "content": feedback})  # a feedback loop sent a failure back
+
+    def feedback(self) -> str | None:
+        """What a feedback loop sent back after this turn's answer, if the answer was sent back."""
+        for event in self.state.journal.find_all("loop_back", self.step.id):
+            if event.data.get("after_turn") == self.turn:
+                return str(event.data["message"])
+        return None
 
     def context(self) -> list[dict[str, Any]]:
         recorded = self.state.journal.find("context_assembled", self.step.id)
@@ -134,7 +144,7 @@ class AgentStep:
         self.state.meter.check_model_call(self.step.id, self.state.run_limits, self.limits)
         # What this turn adds to the conversation (tool results, repair requests): recorded as sent.
         journal.record("model_called", self.step.id, ref, model=self.model_id, added=self.messages[self.sent :])
-        journal.flush()
+        await journal.commit()
         request = ModelRequest(
             messages=self.messages, tools=self.tools, output_schema=self.schema,
             step_id=self.step.id, turn=self.turn, seq=self.state.meter.model_calls.get(self.model_id, 0),

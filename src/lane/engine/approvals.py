@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
-from lane.engine.journal import Journal
+from lane.engine.journal import AGAIN, Journal, among
 from lane.errors import PauseRun
 from lane.store.records import Event
 
@@ -61,9 +61,9 @@ def open_requests(events: list[Event]) -> list[Event]:
     """Requests no decision has answered yet, oldest first."""
     pending: dict[tuple[str | None, str | None, str], Event] = {}
     for event in events:
-        if event.type == "run_retried":
+        if event.type in AGAIN:
             again = set(event.data.get("steps", ()))
-            pending = {key: e for key, e in pending.items() if key[0] not in again}
+            pending = {key: e for key, e in pending.items() if not among(key[0], again)}
             continue
         key = (event.step_id, event.ref, event.data.get("kind", ""))
         if event.type == "approval_requested":
@@ -101,6 +101,10 @@ class Pending:
     schema: dict[str, Any] | None = None
     mode: str | None = None
     idempotency_key: str | None = None
+    run_id: str | None = None  # set when a child run holds it: decide it from either run's id
+    failure: str | None = None  # loop: what failed the last attempt
+    attempts: int | None = None  # loop: attempts made; retry: the attempt it would make
+    error: str | None = None  # retry: the call's error
 
     @classmethod
     def from_request(cls, event: Event) -> Pending:

@@ -94,7 +94,7 @@ class Meter:
         elif event.type == "budget_raised":
             for key, value in event.data.get("limits", {}).items():
                 self.overrides.setdefault(event.data.get("scopes", {}).get(key, RUN), {})[key] = value
-        elif event.type == "run_retried":  # a step run again starts its own budget afresh; the run's counts go on
+        elif event.type in ("run_retried", "loop_back"):  # a step run again starts its own budget afresh; the run's counts go on
             for step_id in event.data.get("steps", ()):
                 self.steps.pop(step_id, None)
                 self.step_start.pop(step_id, None)

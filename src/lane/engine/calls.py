@@ -219,9 +219,10 @@ async def _execute(state: RunState, req: CallRequest, tool: Tool, args: dict[str
         settled = _in_doubt(state, req, tool, starts[-1])
         if settled is not None:
             return settled
-    key = idempotency_key(state.run_id, req.step.id, req.call_id)
+    loops = journal.loops(req.step.id)  # a step run again by a feedback loop makes a new call: a new key
+    key = idempotency_key(state.run_id, req.step.id, req.call_id if not loops else f"{req.call_id}#{loops}")
     journal.record("tool_started", req.step.id, req.call_id, attempt=len(starts) + 1, idempotency_key=key, tool=req.tool)
-    journal.flush()
+    await journal.commit()
     ctx = ToolContext(state.run_id, req.step.id, req.call_id, key, state.project.root, req.lane)
     began = time.perf_counter()
     result, error, unknown = await _invoke(state, req, tool, args, ctx)
@@ -235,7 +236,7 @@ async def _execute(state: RunState, req: CallRequest, tool: Tool, args: dict[str
     else:
         extra = {"effect_unknown": True} if unknown else {}  # cut off by its timeout: a retry asks a person first
         event = journal.record("tool_finished", req.step.id, req.call_id, status="error", error=error, seconds=seconds, **extra)
-    journal.flush()
+    await journal.commit()
     return _outcome(event)
 
 

@@ -144,6 +144,9 @@ def _check_extras(project: ProjectSpec, request: Event, approve: bool, edit: Any
         return
     if not approve:
         raise DecisionError("--edit goes with approve, not reject")
+    if kind in ("loop", "retry"):
+        what = "more attempts for a feedback loop" if kind == "loop" else "calling a tool again"
+        raise DecisionError(f"this asks for {what}: approve or reject it, with no edit")
     if kind == "in_doubt":
         raise DecisionError("a call in doubt cannot be edited: approve to run it again, or approve --result JSON")
     if kind == "tool_call":

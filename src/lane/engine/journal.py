@@ -1,8 +1,8 @@
 """A run's journal in memory: what is on disk, what is about to be, and lookups for replay.
 
-The engine records events here and calls `flush()` before every effect (a
-model call, a tool call, a command); the store commits the batch in one
-transaction. On resume the journal is loaded whole and the engine replays its
+The engine records events here and calls `flush()` (or `commit()`, which
+blocks running at once share) before every effect (a model call, a tool call,
+a command); the store commits the batch in one transaction. On resume the journal is loaded whole and the engine replays its
 steps against it: anything recorded is reused, never done again. A retry
 (`run_retried`) names steps to run again: lookups no longer see their earlier
 attempt, which stays in the journal as history.
@@ -10,10 +10,34 @@ attempt, which stays in the journal as history.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from lane.store.records import Event, now
+
+AGAIN = ("run_retried", "loop_back")  # events after which the steps they name run again
+
+
+def among(step_id: str | None, steps: set[str]) -> bool:
+    """Whether `step_id` is one of `steps`, or a step inside one of them (`each[2].inc` is inside `each`)."""
+    if step_id is None or not steps:
+        return False
+    if step_id in steps:
+        return True
+    cut = len(step_id)
+    while True:  # each enclosing group: `each[2].inc` -> `each[2]` -> `each`
+        cut = max(step_id.rfind(".", 0, cut), step_id.rfind("[", 0, cut))
+        if cut <= 0:
+            return False
+        if step_id[:cut] in steps:
+            return True
+
+
+def _taken(done: asyncio.Future[None]) -> None:
+    """A shared commit's failure is seen by those who wait for it; taken here too, so none is reported lost."""
+    if not done.cancelled():
+        done.exception()
 
 
 class EventStore(Protocol):
@@ -30,6 +54,9 @@ class Journal:
         self._pending: list[Event] = []
         self._index: dict[tuple[str, str | None, str | None], list[Event]] = {}
         self.listeners: list[Any] = []
+        self._loops: dict[str, int] = {}  # step -> times a feedback loop ran it again
+        self.concurrent = 1  # blocks of this run running at once: above 1, commits are shared (`commit`)
+        self._commit: asyncio.Future[None] | None = None
         for event in events or ():
             self._add(event)
 
@@ -57,6 +84,31 @@ class Journal:
         self.store.append(self.run_id, self._pending, status=status, reason=reason, release=release)
         self._pending = []
 
+    async def commit(self) -> None:
+        """`flush()`, shared: the blocks of this run that run at once (branches, items) and ask in the same
+        event-loop turn wait for one commit. Each still resumes only once what it recorded is on disk."""
+        if not self._pending:
+            return
+        if self.concurrent <= 1:
+            self.flush()
+            return
+        if self._commit is None:
+            loop = asyncio.get_running_loop()
+            self._commit = loop.create_future()
+            self._commit.add_done_callback(_taken)
+            loop.call_soon(self._commit_now)
+        await asyncio.shield(self._commit)
+
+    def _commit_now(self) -> None:
+        done, self._commit = self._commit, None
+        assert done is not None
+        try:
+            self.flush()
+        except BaseException as exc:  # every block waiting for it sees the store's failure
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
     def fail(self, reason: str, **data: Any) -> None:
         """End the run as failed with `reason`, even when what was recorded since the last flush cannot be committed.
 
@@ -77,11 +129,24 @@ class Journal:
 
     def _add(self, event: Event) -> None:
         self.events.append(event)
-        if event.type == "run_retried":  # the steps run again: what their earlier attempt recorded is history, not replay,
+        if event.type in AGAIN:  # the steps run again: what their earlier attempt recorded is history, not replay,
             again = set(event.data.get("steps", ()))  # but a call whose effect is not known stays started: a person is asked
             doubt = {("tool_started", d["step"], d["call_id"]) for d in event.data.get("in_doubt", ())}
-            self._index = {key: found for key, found in self._index.items() if key[1] not in again or key in doubt}
+            self._index = {key: found for key, found in self._index.items() if not among(key[1], again) or key in doubt}
+            if event.type == "loop_back":  # the agent step goes on from its answer: it finishes again
+                self._index.pop(("step_finished", event.step_id, None), None)
+                for step_id in again:
+                    self._loops[step_id] = self._loops.get(step_id, 0) + 1
         self._index.setdefault((event.type, event.step_id, event.ref), []).append(event)
+
+    def loops(self, step_id: str) -> int:
+        """How many times feedback loops ran this step again (or a group it is in)."""
+        if not self._loops:
+            return 0
+        total, cut = self._loops.get(step_id, 0), len(step_id)
+        while (cut := max(step_id.rfind(".", 0, cut), step_id.rfind("[", 0, cut))) > 0:
+            total += self._loops.get(step_id[:cut], 0)
+        return total
 
     def find(self, type_: str, step_id: str | None = None, ref: str | None = None) -> Event | None:
         """The latest event of this type about this step and ref, if any."""

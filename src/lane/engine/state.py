@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import copy
+import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +20,28 @@ from lane.spec.runbook import RunbookSpec, StepSpec
 
 
 class StepFailed(Exception):
-    """A step could not complete; the run fails with this reason."""
+    """A step could not complete; the run fails with this reason. `feedback` is what a feedback loop
+    (`on_fail: back_to`) tells the agent it goes back to."""
+
+    def __init__(self, reason: str, *, feedback: str | None = None) -> None:
+        self.feedback = feedback
+        super().__init__(reason)
 
 
 class StepRejected(StepFailed):
     """A person rejected what the step needed (its value, its call, its handoff); the run ends `rejected`."""
+
+
+class Failed(Exception):
+    """A step failed (or was rejected) and its failure is journaled; each group around it fails with it."""
+
+    def __init__(self, reason: str, status: str) -> None:
+        self.reason = reason
+        self.status = status  # failed | rejected
+        super().__init__(reason)
+
+
+_LOADING = threading.Lock()
 
 
 @dataclass
@@ -39,12 +58,15 @@ class ModelCache:
         key = self._key(spec, project)
         model = self.shared.get(key)
         if model is None:
-            model = self.shared[key] = load_model(spec, project.root)
+            with _LOADING:  # runs in several threads share the process's models: one instance per model, or a
+                model = self.shared.get(key)  # run would use one the others' aclose never sees (its sockets left open)
+                if model is None:
+                    model = self.shared[key] = load_model(spec, project.root)
         return model
 
     async def aclose(self) -> None:
         """Close what models hold open for a run (HTTP clients live on one event loop); they reopen on use."""
-        for model in (*self.shared.values(), *self.provided.values()):
+        for model in (*list(self.shared.values()), *self.provided.values()):  # a snapshot: another thread may add one
             close = getattr(model, "aclose", None)
             if close is not None:
                 await close()
@@ -68,9 +90,12 @@ class RunState:
     models: ModelCache
     meter: Meter = field(default_factory=Meter)
     on_stream: Callable[[str], None] | None = None
-    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # the results of the steps of the block running here
     toolbox: Toolbox = field(init=False)
     _models_of_run: dict[str, Model] = field(default_factory=dict)
+    outer: dict[str, dict[str, Any]] = field(default_factory=dict)  # the results of the steps around a group's block
+    names: dict[str, Any] = field(default_factory=dict)  # what a group's block adds to expressions: a for_each's item
+    children: ChildRuns | None = None  # how a `runbook:` step runs its child run (given by the Project)
 
     def __post_init__(self) -> None:
         self.toolbox = Toolbox(self.project)
@@ -95,4 +120,19 @@ class RunState:
         return [named] if named else self.project.human_roles
 
     def scope(self) -> dict[str, Any]:
-        return {"inputs": self.inputs, "steps": self.steps, "run": {"id": self.run_id}}
+        steps = {**self.outer, **self.steps} if self.outer else self.steps
+        return {"inputs": self.inputs, "steps": steps, "run": {"id": self.run_id}, **self.names}
+
+    def frame(self, names: dict[str, Any] | None = None) -> RunState:
+        """The run as a group's block sees it: its steps' results of its own, those before the group readable,
+        and `names` added to expressions. Journal, meter, models and tools are the run's."""
+        inner = copy.copy(self)
+        inner.outer = {**self.outer, **self.steps}
+        inner.steps = {}
+        if names:
+            inner.names = {**self.names, **names}
+        return inner
+
+
+ChildRuns = Callable[["RunState", str, str, dict[str, Any], str], Awaitable[tuple[str, str | None, Any]]]
+"""(parent state, child run id, runbook, inputs, parent step) -> the child run's status, reason and output."""

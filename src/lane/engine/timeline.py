@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from lane.engine.approvals import Pending, open_requests
+from lane.engine.journal import among
 from lane.store.records import Event, RunRecord
 
 
@@ -23,6 +24,8 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
             attempts = int(event.data.get("attempt", attempts + 1))
             _retry(steps, calls, asked, event.data.get("steps", ()))
             kpis = {}  # measured again when this attempt ends
+        if event.type == "loop_back":  # the steps after the agent step run again; the agent goes on
+            _retry(steps, calls, asked, event.data.get("steps", ()))
         if event.step_id is None:
             continue
         step = steps.setdefault(event.step_id, _blank(event.step_id, event.data.get("kind", "?")))
@@ -41,12 +44,47 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
         "kpi_errors": kpis.get("errors", {}),
         "attempts": attempts,
         "pending": [Pending.from_request(e).to_json() for e in open_requests(events)] if run.status == "paused" else [],
-        "steps": list(steps.values()),
+        "steps": _nest(steps),
     }
 
 
+def _nest(steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The steps as a tree: a for_each's `items` (numbered, in input order) and a parallel's `branches`,
+    each with the `steps` that ran in it. Steps are listed in the order they started."""
+    top: list[dict[str, Any]] = []
+    for step_id, step in steps.items():
+        parent, part = _parent(step_id)
+        container = steps.get(parent) if parent else None
+        if container is None or parent is None:
+            top.append(step)
+        elif part == "item":
+            step["index"] = int(step_id[len(parent) + 1 : -1])
+            container.setdefault("items", []).append(step)
+        elif container["kind"] == "parallel":
+            step["name"] = step_id[len(parent) + 1 :]
+            container.setdefault("branches", {})[step["name"]] = step
+        else:  # a step of an item or a branch
+            container.setdefault("steps", []).append(step)
+    for step in steps.values():
+        if "items" in step:
+            step["items"].sort(key=lambda item: item["index"])
+    return top
+
+
+def _parent(step_id: str) -> tuple[str | None, str]:
+    """What holds a step: (the for_each, "item") for `each[2]`; (the item or branch or parallel, "step") for `each[2].inc`."""
+    if step_id.endswith("]") and "[" in step_id:
+        return step_id[: step_id.rindex("[")], "item"
+    cut = step_id.rfind(".")
+    return (step_id[:cut], "step") if cut > 0 else (None, "step")
+
+
 def _retry(steps: dict[str, dict[str, Any]], calls: dict[str, dict[str, Any]], asked: set[tuple[str, str | None]], again: list[str]) -> None:
-    """The steps a retry runs again start blank; what they did before is kept under `previous_attempts`."""
+    """The steps a retry or a feedback loop runs again start blank; what they did before is kept under
+    `previous_attempts`. The steps inside a group run again go with it (their history is the group's)."""
+    named = set(again)
+    for step_id in [s for s in steps if s not in named and among(s, named)]:
+        del steps[step_id]
     for step_id in again:
         old = steps.get(step_id)
         if old is None:
@@ -55,9 +93,9 @@ def _retry(steps: dict[str, dict[str, Any]], calls: dict[str, dict[str, Any]], a
         if old["status"] != "pending":
             history.append(old)
         steps[step_id] = {**_blank(step_id, old["kind"]), "previous_attempts": history}
-        for key in [k for k in calls if k.startswith(f"{step_id}/")]:
-            del calls[key]
-        asked.difference_update({pair for pair in asked if pair[0] == step_id})
+    for key in [k for k in calls if among(k.partition("/")[0], named)]:
+        del calls[key]
+    asked.difference_update({pair for pair in asked if among(pair[0], named)})
 
 
 def _blank(step_id: str, kind: str) -> dict[str, Any]:
@@ -109,6 +147,12 @@ def _apply(step: dict[str, Any], calls: dict[str, dict[str, Any]], asked: set[tu
         step["messages"].append({"role": "assistant", **{k: v for k, v in response.items() if k != "usage"}})
         step["turns"].append({"turn": event.ref, "at": event.at, "model": data.get("model"), "response": response})
         _add_usage(step["usage"], response.get("usage", {}))
+    elif kind == "loop_back":
+        step["status"] = "running"
+        after = f"turn:{int(data.get('after_turn') or 1) - 1}"  # the answer that was sent back
+        step.setdefault("loops", []).append({k: data.get(k) for k in ("from_step", "attempt", "of", "failure")} | {"after_turn": after, "at": event.at})
+    elif kind == "child_started":
+        step["child"] = {"run_id": data.get("run_id"), "runbook": data.get("runbook")}
     elif kind == "model_failed":
         step.setdefault("model_failures", []).append(
             {k: data.get(k) for k in ("model", "kind", "status", "error", "attempt", "retry_in")} | {"turn": event.ref, "at": event.at}

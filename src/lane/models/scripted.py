@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,10 @@ class ScriptedModel:
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         if isinstance(self._turns, dict):
-            turns = self._turns.get(request.step_id, [])
+            turns = self._turns.get(request.step_id)
+            if turns is None:  # a step inside a group: by its path without item numbers (each.work), or its own id (work)
+                path = _NUMBERS.sub("", request.step_id)
+                turns = self._turns.get(path, self._turns.get(path.rpartition(".")[2], []))
             index, whose = request.turn, f"step {request.step_id!r}"
         else:
             turns, index, whose = self._turns, request.seq, "this run"
@@ -57,6 +61,9 @@ class ScriptedModel:
                 f"but the script has {len(turns)} turn(s) for it; add turns to the script"
             )
         return turns[index]
+
+
+_NUMBERS = re.compile(r"\[\d+\]")
 
 
 def parse_turn(turn: Any) -> ModelResponse:

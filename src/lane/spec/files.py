@@ -178,6 +178,23 @@ class Example(Strict):
     output: Any = None
 
 
+class OnFail(Strict):
+    """A feedback loop: a failed check or a rejected human step goes back to an earlier agent step."""
+
+    back_to: str = Field(pattern=STEP_ID)
+    attempts: int = Field(default=3, ge=1, le=100)  # tries in all, the first included, before a person is asked
+
+
+class ToolRetry(Strict):
+    """Retrying a tool step's transient failures: `attempts` in all, waiting `delay` seconds, times `backoff` each time."""
+
+    attempts: int = Field(default=3, ge=1, le=100)
+    delay: float = Field(default=1.0, ge=0, le=3600)
+    backoff: float = Field(default=2.0, ge=1, le=10)
+    on: list[Literal["timeout", "error"]] = Field(default=["timeout", "error"], min_length=1)
+    unsafe: bool = False  # retry a tool that is not idempotent without asking a person
+
+
 class Step(Strict):
     id: str = Field(pattern=STEP_ID)
     description: str = ""
@@ -208,16 +225,29 @@ class Step(Strict):
     check: list[str] | None = None
     cwd: str | None = None
     timeout: float | None = Field(default=None, gt=0)
+    on_fail: OnFail | None = None  # check, human and tool steps
+    retry: ToolRetry | None = None  # tool steps
+    # flow: groups of steps
+    parallel: dict[str, list[Step]] | None = None
+    for_each: str | None = None
+    as_: str = Field(default="item", alias="as", pattern=STEP_ID)
+    max_concurrency: int = Field(default=4, ge=1, le=1000)
+    steps: list[Step] | None = None
+    runbook: str | None = None
+    on_error: Literal["fail", "continue"] = "fail"
 
 
-STEP_KINDS = ("agent", "tool", "human", "check")
+STEP_KINDS = ("agent", "tool", "human", "check", "parallel", "for_each", "runbook")
 STEP_KEYS: dict[str, set[str]] = {
     "agent": {"goal", "with", "output", "examples", "tools", "tool_choice", "repairs", "budget", "task"},
-    "tool": {"args", "autonomy", "approver"},
-    "human": {"approve", "input", "prompt", "output"},
-    "check": {"cwd", "timeout"},
+    "tool": {"args", "autonomy", "approver", "retry", "on_fail"},
+    "human": {"approve", "input", "prompt", "output", "on_fail"},
+    "check": {"cwd", "timeout", "on_fail"},
+    "parallel": {"on_error"},
+    "for_each": {"as", "max_concurrency", "steps", "runbook", "with", "on_error"},
+    "runbook": {"with"},
 }
-COMMON_STEP_KEYS = {"id", "description", "when", "owner", "agent", "tool", "human", "check"}
+COMMON_STEP_KEYS = {"id", "description", "when", "owner", *STEP_KINDS}
 
 
 class Kpi(Strict):
@@ -239,6 +269,7 @@ class RunbookFile(Strict):
     approver: str | None = None
     budgets: Budget = Field(default_factory=Budget)
     kpis: dict[str, Kpi] = {}
+    output: Any = None  # the run's output, with ${{ }} expressions; default: the output of its last step that ran
 
 
 # Keys that DESIGN.md names for features this version does not have yet:

@@ -26,10 +26,10 @@ def first_gate(project: ProjectSpec) -> Problem | None:
     if project.human_roles:
         return None
     for book in project.runbooks.values():
-        for step in book.steps:
+        for path, step in book.named():
             why = _gates(project, book, step)
             if why is not None:
-                return book.source.at(("steps", step.index), f"step '{step.id}' {why}, but {NO_PERSON}")
+                return book.source.at(step.loc, f"step '{path}' {why}, but {NO_PERSON}")
     return None
 
 
@@ -43,6 +43,8 @@ def _gates(project: ProjectSpec, book: RunbookSpec, step: StepSpec) -> str | Non
             return None
         allowed = step.step.tools if step.step.tools is not None else agent.file.tools
         return _call_gates(project, agent.file.autonomy, allowed, (project.rules, agent.rules))
+    if step.step.on_fail is not None:
+        return "may wait for a person (a feedback loop asks one when its attempts run out)"
     return None
 
 

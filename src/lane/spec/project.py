@@ -19,7 +19,7 @@ from lane.models.registry import HOSTED, PROVIDERS, missing_extra, model_id, pro
 from lane.secrets import remember
 from lane.spec.files import AgentFile, LaneFile, ModelSpec, Rules, RunbookFile, check_model
 from lane.spec.gates import first_gate
-from lane.spec.runbook import RunbookSpec, check_runbook
+from lane.spec.runbook import RunbookSpec, check_children, check_runbook
 from lane.spec.script import check_script
 from lane.spec.source import Loc, Source, read_front_matter, read_yaml
 from lane.spec.toolsets import load_toolsets
@@ -315,6 +315,7 @@ def _load_runbooks(project: ProjectSpec) -> list[Problem]:
         spec, found = check_runbook(book, source, project)
         problems += found
         project.runbooks[book.runbook] = spec
+    problems += check_children(project)
     problems += _check_scripts(project, every_runbook=every)
     return problems
 
@@ -327,19 +328,21 @@ def _check_scripts(project: ProjectSpec, *, every_runbook: bool) -> list[Problem
     uses: dict[str, dict[str, list[str]]] = {}  # script file -> step id -> allowlist
     unsure: set[str] = set()  # agent steps whose model is not known
     for book in project.runbooks.values():
-        for step in book.steps:
+        for path, step in book.named():
             agent = project.agents.get(step.step.agent or "")
             if step.kind != "agent":
                 continue
+            names = {path, step.step.id}  # a step inside a group is scripted by its path (each.write) or its own id
             if agent is None:
-                unsure.add(step.id)
+                unsure.update(names)
                 continue
             model = project.model_id(agent.file.model)
             if provider_of(model) == "scripted":
                 allow = step.step.tools if step.step.tools is not None else agent.file.tools
-                uses.setdefault(model.partition(":")[2], {})[step.id] = allow
+                for name in names:
+                    uses.setdefault(model.partition(":")[2], {})[name] = allow
             elif provider_of(model) not in PROVIDERS:
-                unsure.add(step.id)
+                unsure.update(names)
     for agent in project.agents.values():
         model = project.model_id(agent.file.model)
         if provider_of(model) == "scripted":

@@ -28,9 +28,10 @@ class MemoryStore:
     def close(self) -> None:
         pass
 
-    def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str) -> None:
+    def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str,
+                   parent: tuple[str, str] | None = None) -> None:
         at = now()
-        self._runs[run_id] = RunRecord(run_id, runbook, version, "running", None, copy.deepcopy(inputs), at, at, owner)
+        self._runs[run_id] = RunRecord(run_id, runbook, version, "running", None, copy.deepcopy(inputs), at, at, owner, *(parent or (None, None)))
         self._events[run_id] = []
 
     def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
@@ -82,6 +83,9 @@ class MemoryStore:
     def runs(self, limit: int | None = None) -> list[RunRecord]:
         ordered = sorted(self._runs.values(), key=lambda r: (r.started_at, r.run_id), reverse=True)
         return ordered[:limit] if limit else ordered
+
+    def children(self, run_id: str) -> list[RunRecord]:
+        return sorted((r for r in self._runs.values() if r.parent_id == run_id), key=lambda r: (r.started_at, r.run_id))
 
     def events(self, run_id: str) -> list[Event]:
         return list(self._events[self.run(run_id).run_id])

@@ -39,9 +39,11 @@ class RunRecord:
     started_at: str
     updated_at: str
     owner: str | None
+    parent_id: str | None = None  # the run whose step started this one
+    parent_step: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "run_id": self.run_id,
             "runbook": self.runbook,
             "version": self.version,
@@ -50,3 +52,6 @@ class RunRecord:
             "started_at": self.started_at,
             "updated_at": self.updated_at,
         }
+        if self.parent_id is not None:
+            out |= {"parent_id": self.parent_id, "parent_step": self.parent_step}
+        return out

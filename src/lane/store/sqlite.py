@@ -102,12 +102,14 @@ class SQLiteStore:
 
     # -- writing --------------------------------------------------------------
 
-    def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str) -> None:
+    def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str,
+                   parent: tuple[str, str] | None = None) -> None:
+        """A new run, `running` and owned by `owner`; `parent` is (run id, step) for a child run."""
         at = now()
         self._db.execute(
-            "INSERT INTO runs (run_id, runbook, version, status, inputs, started_at, updated_at, owner) "
-            "VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
-            (run_id, runbook, version, encode(inputs), at, at, owner),
+            "INSERT INTO runs (run_id, runbook, version, status, inputs, started_at, updated_at, owner, parent_id, parent_step) "
+            "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+            (run_id, runbook, version, encode(inputs), at, at, owner, *(parent or (None, None))),
         )
 
     def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
@@ -178,6 +180,11 @@ class SQLiteStore:
         rows = self._db.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
         return [_run(r) for r in rows]
 
+    def children(self, run_id: str) -> list[RunRecord]:
+        """The runs the steps of `run_id` started, oldest first."""
+        rows = self._db.execute("SELECT * FROM runs WHERE parent_id = ? ORDER BY started_at, run_id", (run_id,)).fetchall()
+        return [_run(r) for r in rows]
+
     def events(self, run_id: str) -> list[Event]:
         rows = self._db.execute(
             "SELECT seq, type, step_id, ref, at, data FROM events WHERE run_id = ? ORDER BY seq", (self.run(run_id).run_id,)
@@ -206,8 +213,8 @@ def _private(path: Path) -> None:
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:
-    run_id, runbook, version, status, reason, inputs, started, updated, owner = row
-    return RunRecord(run_id, runbook, version, status, reason, json.loads(inputs), started, updated, owner)
+    run_id, runbook, version, status, reason, inputs, started, updated, owner, parent_id, parent_step = row
+    return RunRecord(run_id, runbook, version, status, reason, json.loads(inputs), started, updated, owner, parent_id, parent_step)
 
 
 def process_owner(token: str) -> str:

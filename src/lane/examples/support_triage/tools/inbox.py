@@ -39,3 +39,9 @@ def read(path: str) -> dict[str, object]:
     if not body:
         raise ValueError(f"{path} has no text after its headers; write the message after a blank line")
     return {"from": address.lower(), "name": name, "subject": str(message.get("Subject", "")).strip(), "body": body}
+
+
+@tool(effect="read", idempotent=True)
+def emails() -> list[str]:
+    """List the emails waiting in the inbox, oldest name first, as paths to give inbox.read."""
+    return [f"inbox/{file.name}" for file in sorted(INBOX.glob("*.eml"))]
