@@ -11,6 +11,11 @@ project afresh from these templates.
   long     W6: one runbook of N steps and no model: tool steps `calc.add_one`
            chained by `${{ steps.sK.output }}`, every tenth a check step that
            tests the count so far. For Project.load's time against N.
+  fan      W8: one for_each step over `inputs.items` (max_concurrency
+           FAN_CONCURRENCY) whose block is one agent step `work` (autonomy
+           auto): one scripted turn calling `calc.add_one`, then the answer.
+
+The scale table runs `chain` with N steps and `counter` with N calls.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from pathlib import Path
 
 STEPS = 10
 CALLS = 20
+FAN_CONCURRENCY = 16
+AGENT_STEP_TURNS = 25  # lane's default `budget.steps` of an agent step (model turns)
 
 OUTPUT_SCHEMA = "{type: object, properties: {n: {type: integer}}, required: [n]}"
 
@@ -66,7 +73,11 @@ def write_chain(root: Path, *, store: str, steps: int = STEPS) -> Path:
 
 
 def write_counter(root: Path, *, store: str, calls: int = CALLS, async_tool: bool = False) -> Path:
-    """W3: `runbooks/count.yaml`, run with inputs `{}`; tool `calc.add_one` (effect read)."""
+    """W3: `runbooks/count.yaml`, run with inputs `{}`; tool `calc.add_one` (effect read).
+
+    Past lane's default of 25 model turns for an agent step (the scale table's 200 and
+    1,000 calls), the step's `budget.steps` is raised to the calls plus the answer.
+    """
     root.mkdir(parents=True, exist_ok=True)
     (root / "lane.yaml").write_text(_lane_yaml("bench-counter", store, "toolsets:\n  calc: {python: tools/calc.py}\n"))
     _agent(root, tools="[calc.add_one]")
@@ -80,11 +91,41 @@ def write_counter(root: Path, *, store: str, calls: int = CALLS, async_tool: boo
         "    agent: worker\n"
         f"    goal: Add one {calls} times.\n"
         f"    output: {OUTPUT_SCHEMA}\n"
+        + (f"    budget: {{steps: {calls + 1}}}\n" if calls + 1 > AGENT_STEP_TURNS else "")
     )
     turns = [f"  - tool_calls: [{{name: calc.add_one, args: {{n: {i}}}}}]" for i in range(calls)]
     turns.append(f"  - output: {{n: {calls}}}")
     (root / "scripts").mkdir(exist_ok=True)
     (root / "scripts" / "model.yaml").write_text("count:\n" + "\n".join(turns) + "\n")
+    return root
+
+
+def write_fan(root: Path, *, store: str, max_concurrency: int = FAN_CONCURRENCY) -> Path:
+    """W8: `runbooks/fan.yaml`, run with inputs `{items: [...]}`; each item is one agent step `work`.
+
+    The script gives `work` (by its own id, as for every item: `each[K].work`) one turn
+    calling `calc.add_one` (effect read, idempotent), then the answer `done`.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "lane.yaml").write_text(_lane_yaml("bench-fan", store, "toolsets:\n  calc: {python: tools/calc.py}\n"))
+    _agent(root, tools="[calc.add_one]")
+    _calc(root, async_tool=False)
+    (root / "runbooks").mkdir(exist_ok=True)
+    (root / "runbooks" / "fan.yaml").write_text(
+        "runbook: fan\n"
+        "version: 1\n"
+        "inputs: {type: object, properties: {items: {type: array}}, required: [items]}\n"
+        "steps:\n"
+        "  - id: each\n"
+        '    for_each: "${{ inputs.items }}"\n'
+        f"    max_concurrency: {max_concurrency}\n"
+        "    steps:\n"
+        '      - {id: work, agent: worker, goal: Add one., with: {n: "${{ item }}"}}\n'
+    )
+    (root / "scripts").mkdir(exist_ok=True)
+    (root / "scripts" / "model.yaml").write_text(
+        "work:\n  - tool_calls: [{name: calc.add_one, args: {n: 1}}]\n  - text: done\n"
+    )
     return root
 
 

@@ -1,9 +1,10 @@
-"""Run lane's benchmark suite (W1-W7) and the peer comparison; print a table, write bench/results.json.
+"""Run lane's benchmark suite (W1-W9, the scale table) and the peer comparison; print a table, write bench/results.json.
 
-    .venv/bin/python bench/run.py            # the full suite (a few minutes)
-    .venv/bin/python bench/run.py --quick    # fewer repetitions, no extra variants (about two minutes)
+    .venv/bin/python bench/run.py            # the full suite (about 8-9 minutes)
+    .venv/bin/python bench/run.py --quick    # fewer repetitions, no extra variants (about 3 minutes)
     .venv/bin/python bench/run.py --no-peers # lane only
     .venv/bin/python bench/run.py --only w2,w5
+    .venv/bin/python bench/run.py --only w8,w9,scale   # the flow workloads and the scale table
 
 Every workload runs in a fresh subprocess. lane's side runs with this
 interpreter (lane's venv); LangGraph's in bench/.peers-venv, created from
@@ -16,6 +17,11 @@ W5-W7 are start-up costs: `lane --help`, `Project.load` of runbooks of 10, 100
 and 1,000 steps, and the CPU time of `import lane.project` beside the peers'
 imports (LangGraph, pydantic-ai, openai-agents, all in the peers venv), each
 in fresh processes.
+
+W8 is a fan-out (a for_each over 1,000 items, each one agent turn with a tool
+call; LangGraph: `Send` to a subgraph), W9 1,000 concurrent W2 runs against a
+model that waits 50 ms per answer, and the scale table the cost of one step
+(or tool round trip) in runs of 10 to 1,000 steps (20 to 1,000 tool calls).
 
 Targets are reported as pass/fail; nothing here asserts them.
 """
@@ -56,7 +62,14 @@ TARGETS = {  # key: (comparison, value, text)
     "w5": ("<", 80.0, "< 80 ms"),
     "w6": ("<=", 500.0, "<= 500 ms"),
     "w7": ("<=", 150.0, "<= 150 ms CPU"),
+    "w8": ("<=", 300.0, "<= 300 us/item"),
+    "w9": ("<=", 1.5, "<= 1.5x ideal"),
 }
+FASTER_THAN_PEER = {"w8": 5.0}  # target key -> lane at least this many times faster than LangGraph (with peers)
+WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9", "scale")
+RUN_ORDER = ("w1", "w2", "w3", "w4", "w6", "w8", "w9", "scale")  # the workloads run as jobs (W5 and W7 are measured apart)
+SCALE_STEPS = (10, 100, 1000)  # scale table: steps of a W2 chain
+SCALE_CALLS = (20, 200, 1000)  # scale table: tool calls of a W3 agent step
 W6_STEPS = (10, 100, 1000)  # runbook lengths for Project.load; the target is on the longest
 IMPORTS = {  # W7: key -> (venv, module); lane's in lane's venv, the peers' in bench/.peers-venv
     "lane.w7": ("lane", "lane.project"),
@@ -143,6 +156,15 @@ def plan(quick: bool, peers: bool, only: set[str]) -> tuple[list[tuple[str, str,
     for steps in W6_STEPS:  # a fresh process each: the first load is what `lane run` pays
         loads = "2" if steps >= 1000 else "5"
         jobs.append((f"lane.w6_{steps}", "w6", [*lane_py, "w6", "--steps", str(steps), "--loads", loads]))
+    jobs += [
+        ("lane.w8", "w8", [*lane_py, "w8", "--reps", reps, "--items", "1000", "--warmup-items", "50"]),
+        ("lane.w9", "w9", [*lane_py, "w9", "--concurrency", "1000", "--latency", "0.05", "--warmup", "20", "--alone", "50"]),
+    ]
+    for kind, lengths, unit_runs in (("steps", SCALE_STEPS, 200), ("calls", SCALE_CALLS, 400)):
+        for n in lengths:  # about the same work per repetition: `unit_runs` steps or round trips, at least one run
+            runs = max(1, (unit_runs // 4 if quick else unit_runs) // n)
+            jobs.append((f"lane.scale_{kind}_{n}", "scale", [*lane_py, f"scale-{kind}", "--length", str(n), *lane_args,
+                                                           "--runs", str(runs), "--warmup", str(max(1, 40 // n))]))
     if peers:
         peer_py = [str(peers_python()), str(PEER_BENCH)]
         jobs += [
@@ -156,15 +178,27 @@ def plan(quick: bool, peers: bool, only: set[str]) -> tuple[list[tuple[str, str,
                 ("langgraph.w2_durability_async", "w2", [*peer_py, "w2", *lane_args, "--runs", "20", "--warmup", "10", "--durability", "async"]),
                 ("langgraph.w4_durability_async", "w4", [*peer_py, "w4", "--warmup", "5", "--durability", "async"]),
             ]
+        jobs += [  # about 10 s per 1,000-item invocation: one timed invocation per process
+            ("langgraph.w8", "w8", [*peer_py, "w8", "--reps", "1", "--items", "1000", "--warmup-items", "50"]),
+            ("langgraph.w9", "w9", [*peer_py, "w9", "--concurrency", "1000", "--latency", "0.05", "--warmup", "5", "--alone", "20"]),
+        ]
+        if not quick:
+            jobs += [
+                ("langgraph.w8_durability_async", "w8", [*peer_py, "w8", "--reps", "1", "--items", "1000", "--warmup-items", "50",
+                                                         "--durability", "async"]),
+                ("langgraph.w9_durability_async", "w9", [*peer_py, "w9", "--concurrency", "1000", "--latency", "0.05", "--warmup", "5",
+                                                         "--alone", "20", "--durability", "async"]),
+            ]
     jobs = [j for j in jobs if j[1] in only]
     # lane and LangGraph alternate within a workload, so a noisy spell hits both sides alike
-    order = {w: i for i, w in enumerate(("w1", "w2", "w3", "w4", "w6"))}
+    order = {w: i for i, w in enumerate(RUN_ORDER)}
     jobs.sort(key=lambda j: order[j[1]])
     return jobs, (2 if quick else 3), (1 if quick else 3)
 
 
 def rounds_of(workload: str, rounds: int, w4_rounds: int, quick: bool) -> int:
-    return w4_rounds if workload == "w4" else (2 if quick else 5) if workload == "w6" else rounds
+    """W4, W8 and W9 (one 1,000-run or 1,000-item figure per process): 3 rounds, 1 with --quick; W6 5 (2)."""
+    return w4_rounds if workload in ("w4", "w8", "w9") else (2 if quick else 5) if workload == "w6" else rounds
 
 
 def measure_startup(quick: bool, peers: bool) -> dict[str, Any]:
@@ -240,6 +274,12 @@ def summarize(raw: dict[str, list[dict[str, Any]]], startup: dict[str, Any]) -> 
                         "cpu_median": statistics.median(first_cpu), "again_median": statistics.median(again) if again else None,
                         "us_per_step": statistics.median(first) * 1000 / steps, "samples": first, "cpu_samples": first_cpu,
                         "again_samples": again, "import_cpu_ms": [r["import"]["cpu_ms"] for r in results]}
+        elif ".w9" in key:  # one fresh process per result: 1,000 runs at once against a waiting model
+            fields = ("seconds", "cpu_seconds", "ideal_seconds", "ratio_to_ideal", "max_in_flight", "cpu_ms_per_run",
+                      "cpu_ms_per_run_alone", "peak_rss_mb")
+            out[key] = {f: statistics.median(r[f] for r in results) for f in fields}
+            out[key].update({f"{f}_samples": [r[f] for r in results] for f in fields})
+            out[key].update(concurrency=results[0]["concurrency"], latency_s=results[0]["latency_s"], turns_per_run=results[0]["turns_per_run"])
         elif key.endswith(("w4", "w4_durability_async")):
             rates = [r["runs_per_s"] for r in results]
             cpu = [r["cpu_seconds"] for r in results]
@@ -253,6 +293,11 @@ def summarize(raw: dict[str, list[dict[str, Any]]], startup: dict[str, Any]) -> 
             out[key] = {"unit": "us", "per": results[0]["per"], "median": statistics.median(samples),
                         "min": min(samples), "max": max(samples), "cpu_median": statistics.median(cpu),
                         "samples": samples, "cpu_samples": cpu}
+            if "peak_rss_mb" in results[0]:  # W8
+                rss = [r["peak_rss_mb"] for r in results]
+                out[key].update(peak_rss_mb=statistics.median(rss), peak_rss_mb_samples=rss, items=results[0]["items"])
+            if "length" in results[0]:  # the scale table
+                out[key]["length"] = results[0]["length"]
     for key, data in startup.items():
         if "cpu_samples" in data and "wall_samples" in data:  # W7: the figure is CPU time
             out[key] = {"unit": "ms", "module": data["module"], "venv": data["venv"], "median": statistics.median(data["cpu_samples"]),
@@ -266,12 +311,22 @@ def summarize(raw: dict[str, list[dict[str, Any]]], startup: dict[str, Any]) -> 
     return out
 
 
-def verdict(key: str, value: float | None) -> str | None:
+def verdict(key: str, value: float | None, peer: float | None = None) -> str | None:
+    """pass or FAIL against TARGETS[key]; with FASTER_THAN_PEER[key] and a peer figure, both must hold (the miss is named)."""
     if value is None or key not in TARGETS:
         return None
     op, limit, _ = TARGETS[key]
     ok = value <= limit if op == "<=" else value >= limit if op == ">=" else value < limit
+    if key in FASTER_THAN_PEER and peer is not None:
+        faster = peer / value >= FASTER_THAN_PEER[key]
+        missed = [what for what, fine in ((TARGETS[key][2], ok), (f">= {FASTER_THAN_PEER[key]:g}x faster", faster)) if not fine]
+        return "pass" if not missed else f"FAIL ({'; '.join(missed)})"
     return "pass" if ok else "FAIL"
+
+
+def target_text(key: str) -> str:
+    text = TARGETS[key][2]
+    return text + (f", >= {FASTER_THAN_PEER[key]:g}x faster than LG" if key in FASTER_THAN_PEER else "")
 
 
 def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -292,6 +347,12 @@ def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
         ("W6 Project.load, 100 steps", None, "lane.w6_100", "median", None, None, "ms", True),
         ("W6 Project.load, 1,000 steps", "w6", "lane.w6_1000", "median", None, None, "ms", True),
         ("W7 import lane.project, CPU (LangGraph: langgraph.graph)", "w7", "lane.w7", "median", "langgraph.w7", "median", "ms", True),
+        ("W8 fan-out, 1,000 items (1 turn + 1 tool call each), SQLite", "w8", "lane.w8", "median", "langgraph.w8", "median", "us/item", True),
+        ("W8 peak RSS", None, "lane.w8", "peak_rss_mb", "langgraph.w8", "peak_rss_mb", "MB", True),
+        ("W9 1,000 concurrent W2 runs, model waits 50 ms", None, "lane.w9", "seconds", "langgraph.w9", "seconds", "s", True),
+        ("W9 ideal: 10 x 50 ms + 1,000 x CPU of one run", None, "lane.w9", "ideal_seconds", "langgraph.w9", "ideal_seconds", "s", True),
+        ("W9 wall / ideal", "w9", "lane.w9", "ratio_to_ideal", "langgraph.w9", "ratio_to_ideal", "x", True),
+        ("W9 most model requests in flight at once", None, "lane.w9", "max_in_flight", "langgraph.w9", "max_in_flight", "requests", False),
         # extra variants: the same workloads under other settings, for context
         ("W2 both fsync each commit (lane ?synchronous=full)", None, "lane.w2_fsync", "median", "langgraph.w2", "median", "us/step", True),
         ("W2 neither fsyncs (LangGraph synchronous=NORMAL)", None, "lane.w2", "median", "langgraph.w2_sync_normal", "median", "us/step", True),
@@ -299,16 +360,26 @@ def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
         ("W3 lane with an async def tool", None, "lane.w3_async_tool", "median", "langgraph.w3", "median", "us/round trip", True),
         ("W4 LangGraph's default durability=async", None, "lane.w4", "runs_per_s", "langgraph.w4_durability_async", "runs_per_s", "runs/s", False),
         ("W4 peak RSS, LangGraph durability=async", None, "lane.w4", "peak_rss_mb", "langgraph.w4_durability_async", "peak_rss_mb", "MB", True),
+        ("W8 LangGraph's default durability=async", None, "lane.w8", "median", "langgraph.w8_durability_async", "median", "us/item", True),
+        ("W9 LangGraph's default durability=async", None, "lane.w9", "seconds", "langgraph.w9_durability_async", "seconds", "s", True),
+        ("W9 wall / ideal, LangGraph durability=async", None, "lane.w9", "ratio_to_ideal", "langgraph.w9_durability_async", "ratio_to_ideal", "x", True),
+        ("W9 in flight, LangGraph durability=async", None, "lane.w9", "max_in_flight", "langgraph.w9_durability_async", "max_in_flight", "requests", False),
         ("W5 lane --help, no .pyc for lane (this env)", None, "lane.w5_env", "median", None, None, "ms", True),
         ("python -c pass (interpreter floor)", None, "python.startup", "median", None, None, "ms", True),
     ]
+    # rows shown without their peer (--no-peers), and CPU columns that are not the figure's own unit
+    alone = {"W8 peak RSS", "W9 1,000 concurrent W2 runs, model waits 50 ms", "W9 ideal: 10 x 50 ms + 1,000 x CPU of one run",
+             "W9 most model requests in flight at once"}
+    cpu_of = {"W9 1,000 concurrent W2 runs, model waits 50 ms": ("cpu_seconds", "s"),
+              "W9 ideal: 10 x 50 ms + 1,000 x CPU of one run": ("cpu_ms_per_run_alone", "ms/run"),
+              "W9 LangGraph's default durability=async": ("cpu_seconds", "s")}
     table = []
     for label, target, lane_key, lane_field, peer_key, peer_field, unit, lower in spec:
         lane_value = med(lane_key, lane_field)
         peer_value = med(peer_key, peer_field) if peer_key else None
-        if lane_value is None or (peer_key and peer_value is None and target is None):
+        if lane_value is None or (peer_key and peer_value is None and target is None and label not in alone):
             continue
-        ratio = lane_value / peer_value if peer_value else None
+        ratio = lane_value / peer_value if peer_value and unit != "x" and "ideal" not in label else None  # no ratio of ideals
         if ratio is None:
             says = ""
         elif lower:
@@ -318,6 +389,9 @@ def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             says = f"{ratio:.1f}x more" if ratio >= 1 else f"{1 / ratio:.1f}x fewer"
         cpu_field = "cpu_median" if unit.startswith("us") or unit == "ms" else "cpu_seconds" if unit == "runs/s" else None
+        cpu_unit = "ms/run" if unit == "runs/s" else unit if cpu_field else None
+        if label in cpu_of:
+            cpu_field, cpu_unit = cpu_of[label]
         lane_cpu = med(lane_key, cpu_field) if cpu_field else None
         peer_cpu = med(peer_key, cpu_field) if cpu_field and peer_key else None
         if unit == "runs/s":  # CPU ms per run
@@ -325,8 +399,9 @@ def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
             peer_cpu = peer_cpu * 1000 / summary[peer_key]["concurrency"] if peer_cpu is not None else None
         table.append({
             "workload": label, "unit": unit, "lane": lane_value, "langgraph": peer_value,
-            "lane_cpu": lane_cpu, "langgraph_cpu": peer_cpu, "cpu_unit": "ms/run" if unit == "runs/s" else unit if cpu_field else None, "ratio_lane_to_langgraph": ratio,
-            "ratio_says": says, "target": TARGETS[target][2] if target else None, "verdict": verdict(target, lane_value) if target else None,
+            "lane_cpu": lane_cpu, "langgraph_cpu": peer_cpu, "cpu_unit": cpu_unit, "ratio_lane_to_langgraph": ratio,
+            "ratio_says": says, "target": target_text(target) if target else None,
+            "verdict": verdict(target, lane_value, peer_value) if target else None,
             "langgraph_published": PUBLISHED.get(target) if target else None, "lane_key": lane_key, "langgraph_key": peer_key,
         })
     return table
@@ -335,14 +410,16 @@ def rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
-    if unit == "runs/s" or unit.startswith("us"):
+    if unit in ("runs/s", "requests") or unit.startswith("us"):
         return f"{value:,.0f}"
+    if unit in ("s", "x"):
+        return f"{value:,.2f}"
     return f"{value:,.1f}"
 
 
 def print_table(table: list[dict[str, Any]]) -> None:
     headers = ["workload", "unit", "lane", "LangGraph", "lane/LG", "", "target", "", "LG published", "CPU: lane", "LG"]
-    cpu = lambda v, r: "" if v is None else f"{v:,.0f}" if r["cpu_unit"] not in ("ms/run", "ms") else f"{v:,.1f}"  # noqa: E731
+    cpu = lambda v, r: "" if v is None else f"{v:,.2f}" if r["cpu_unit"] == "s" else f"{v:,.0f}" if r["cpu_unit"] not in ("ms/run", "ms") else f"{v:,.1f}"  # noqa: E731
     lines = [[r["workload"], r["unit"], fmt(r["lane"], r["unit"]), fmt(r["langgraph"], r["unit"]),
               f"{r['ratio_lane_to_langgraph']:.2f}" if r["ratio_lane_to_langgraph"] else "-", r["ratio_says"],
               r["target"] or "", r["verdict"] or "", r["langgraph_published"] or "",
@@ -373,6 +450,30 @@ def print_startup(summary: dict[str, Any], breakdown: dict[str, Any] | None) -> 
             print(f"  {g['cum_us'] / 1000:>7,.1f}  {g['package']:<18} first imported by {g['imported_by']}")
 
 
+def scale_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scale table: lane's cost of one step (one tool round trip) against the run's length, SQLite journal."""
+    out = []
+    for kind, lengths, what, per in (("steps", SCALE_STEPS, "agent steps in a runbook (W2's chain)", "step"),
+                                     ("calls", SCALE_CALLS, "tool calls of one agent step (W3's agent)", "round trip")):
+        found = [summary[f"lane.scale_{kind}_{n}"] for n in lengths if f"lane.scale_{kind}_{n}" in summary]
+        for d in found:
+            out.append({"run": f"{d['length']:,} {what}", "length": d["length"], "unit": f"us/{per}", "median": d["median"],
+                        "cpu_median": d["cpu_median"], "to_shortest": d["median"] / found[0]["median"],
+                        "cpu_to_shortest": d["cpu_median"] / found[0]["cpu_median"]})
+    return out
+
+
+def print_scale(scale: list[dict[str, Any]]) -> None:
+    if not scale:
+        return
+    print("\nScale: lane's cost of one step against the run's length (SQLite journal, median; x shortest: against the shortest run):")
+    width = max(len(r["run"]) for r in scale)
+    print(f"  {'run':<{width}}  {'unit':<13} {'wall':>6} {'CPU':>6} {'wall x shortest':>16} {'CPU x shortest':>15}")
+    for r in scale:
+        print(f"  {r['run']:<{width}}  {r['unit']:<13} {r['median']:>6,.0f} {r['cpu_median']:>6,.0f}"
+              f" {r['to_shortest']:>16.2f} {r['cpu_to_shortest']:>15.2f}")
+
+
 def machine(peers: dict[str, str] | None) -> dict[str, Any]:
     cpu = "unknown"
     try:
@@ -399,16 +500,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and no extra variants")
     parser.add_argument("--no-peers", action="store_true", help="lane only: no LangGraph, no peers venv")
-    parser.add_argument("--only", default="w1,w2,w3,w4,w5,w6,w7", help="comma-separated workloads (default: all)")
+    parser.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated workloads, of {','.join(WORKLOADS)} (default: all)")
     parser.add_argument("--out", type=Path, default=BENCH / "results.json")
     args = parser.parse_args()
     only = {w.strip().lower() for w in args.only.split(",") if w.strip()}
+    if only - set(WORKLOADS):
+        parser.error(f"unknown workload(s) {', '.join(sorted(only - set(WORKLOADS)))}; known: {', '.join(WORKLOADS)}")
     peers = not args.no_peers
 
     began = time.time()
     jobs, rounds, w4_rounds = plan(args.quick, peers, only)
     raw: dict[str, list[dict[str, Any]]] = {}
-    for workload in ("w1", "w2", "w3", "w4", "w6"):
+    for workload in RUN_ORDER:
         group = [j for j in jobs if j[1] == workload]
         for r in range(rounds_of(workload, rounds, w4_rounds, args.quick) if group else 0):
             for key, _, argv in group:
@@ -426,10 +529,11 @@ def main() -> None:
 
     summary = summarize(raw, startup)
     table = rows(summary)
+    scale = scale_rows(summary)
     versions = peer_versions() if peers else None
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - began, 1), "quick": args.quick,
-        "machine": machine(versions), "table": table, "summary": summary, "w7_lane_project_by_package": breakdown,
+        "machine": machine(versions), "table": table, "scale": scale, "summary": summary, "w7_lane_project_by_package": breakdown,
         "targets": {k: v[2] for k, v in TARGETS.items()}, "langgraph_published": PUBLISHED,
         "settings": {key: argv[2:] for key, _, argv in jobs},
     }
@@ -441,9 +545,11 @@ def main() -> None:
              f" openai-agents {m['peers'].get('openai-agents')}" if m["peers"] else ""))
     print_table(table)
     print_startup(summary, breakdown)
+    print_scale(scale)
     print(f"\n{len(table)} rows in {result['seconds']} s. Figures are wall-clock medians; lane/LG < 1 means lane is faster"
           " (or smaller), except runs/s where > 1 is better. CPU columns: process CPU time in the same unit"
-          " (W4: CPU ms per run), steadier than wall time on a busy machine.")
+          " (W4: CPU ms per run; W9: CPU s of the 1,000 runs, and for its ideal one run's CPU ms),"
+          " steadier than wall time on a busy machine.")
     print(f"wrote {args.out}")
 
 

@@ -504,3 +504,128 @@ def test_show_json_nests_items_and_branches(tmp_path: Path) -> None:
     assert set(step(view, "both")["branches"]) == {"a", "b"}
     assert [s["id"] for s in view["steps"]] == ["each", "both", "child", "write", "verify"], "nested steps are not at the top"
     json.dumps(view)
+
+
+def test_a_finished_item_lets_go_of_what_its_steps_recorded(tmp_path: Path) -> None:
+    """A for_each over many items must not hold every item's conversation: once an item finishes, the journal
+    keeps only the item's own events (its output), not those of the steps inside it."""
+    from lane.engine.journal import Journal
+    from lane.store.memory import MemoryStore
+
+    store = MemoryStore()
+    store.create_run("r", "book", 1, {}, "me")
+    journal = Journal(store, "r")
+    journal.compact()
+    journal.record("step_started", "each", kind="for_each")
+    for i in range(3):
+        journal.record("step_started", f"each[{i}]", kind="item")
+        journal.record("step_started", f"each[{i}].work", kind="agent")
+        journal.record("context_assembled", f"each[{i}].work", messages=[{"role": "user", "content": "x" * 10_000}])
+        journal.record("step_finished", f"each[{i}].work", output=i)
+        if i < 2:
+            journal.record("step_finished", f"each[{i}]", output=i)
+    kept = [e for e in journal.events if e.type == "context_assembled"]
+    assert [e.step_id for e in kept] == ["each[2].work"], "only the unfinished item's conversation is held"
+    assert journal.find("step_finished", "each[0]").data["output"] == 0
+    assert journal.find("context_assembled", "each[0].work") is None
+    assert journal.find("context_assembled", "each[2].work") is not None
+    journal.flush()
+    assert len(store.events("r")) == journal.next_seq - 1, "everything is still stored"
+
+
+@pytest.mark.slow
+def test_ten_thousand_items_work(tmp_path: Path) -> None:
+    book = """
+        runbook: many
+        inputs: {type: object}
+        steps:
+          - id: each
+            for_each: ${{ inputs.items }}
+            max_concurrency: 32
+            steps:
+              - {id: inc, tool: t.slow, args: {n: "${{ item }}"}}
+    """
+    with make(tmp_path / "p", {"runbooks/many.yaml": book}) as project:
+        run = project.run("many", {"items": list(range(10_000))})
+        assert run.status == "completed" and run.output == list(range(10_000))
+
+
+def test_items_at_once_share_commits_and_each_effect_follows_its_event_on_disk(tmp_path: Path) -> None:
+    """Group commit: items running at once wait for one shared commit, yet a tool never starts before
+    its `tool_started` event is on disk (read here from the SQLite file by another connection)."""
+    probe = '''
+        import asyncio
+        import sqlite3
+        from pathlib import Path
+
+        from lane import ToolContext, tool
+
+        DB = Path(__file__).resolve().parent.parent / ".lane" / "lane.db"
+
+
+        @tool(effect="read", idempotent=True)
+        async def probe(n: int, ctx: ToolContext) -> bool:
+            """Whether this call's start is committed."""
+            con = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
+            try:
+                row = con.execute("SELECT 1 FROM events WHERE run_id = ? AND type = 'tool_started' AND ref = ?", (ctx.run_id, ctx.call_id)).fetchone()
+            finally:
+                con.close()
+            await asyncio.sleep(0.01)
+            return row is not None
+    '''
+    book = """
+        runbook: probe
+        steps:
+          - id: each
+            for_each: ${{ inputs.items }}
+            max_concurrency: 10
+            steps:
+              - {id: p, tool: p.probe, args: {n: "${{ item }}"}}
+    """
+    files = {"tools/p.py": probe, "runbooks/probe.yaml": book,
+             "lane.yaml": BASE["lane.yaml"].replace("t: {python: tools/t.py}", "t: {python: tools/t.py}\n          p: {python: tools/p.py}")}
+    with make(tmp_path / "p", files) as project:
+        run = project.run("probe", {"items": list(range(40))})
+        assert run.status == "completed", run.reason
+        assert run.output == [True] * 40
+
+
+def test_runs_at_once_share_one_commit() -> None:
+    import asyncio
+
+    from lane.engine.journal import GroupCommit, Journal
+    from lane.store.memory import MemoryStore
+
+    class Counting(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.transactions = 0
+
+        def append(self, *args: Any, **kwargs: Any) -> None:
+            self.transactions += 1
+            super().append(*args, **kwargs)
+
+        def append_many(self, batches: list[Any]) -> None:
+            self.transactions += 1
+            for run_id, events in batches:
+                MemoryStore.append(self, run_id, events)
+
+    store = Counting()
+    group = GroupCommit(store)
+    journals = []
+    for n in range(5):
+        store.create_run(f"r{n}", "book", 1, {}, "me")
+        journals.append(Journal(store, f"r{n}", [], group=group))
+
+    async def one(journal: Journal) -> None:
+        journal.record("step_started", "s", kind="tool")
+        await journal.commit()
+        assert store.events(journal.run_id), "on disk when commit returns"
+
+    async def main() -> None:
+        group.active = len(journals)
+        await asyncio.gather(*(one(j) for j in journals))
+
+    asyncio.run(main())
+    assert store.transactions == 1

@@ -22,7 +22,7 @@ from lane.engine.approvals import Pending, open_requests
 from lane.engine.audit import audit
 from lane.engine.budgets import parse_overrides
 from lane.engine.decisions import UNSET, Decision, decide
-from lane.engine.journal import Journal
+from lane.engine.journal import GroupCommit, Journal
 from lane.engine.state import ModelCache
 from lane.engine.timeline import timeline
 from lane.errors import UsageError
@@ -103,9 +103,10 @@ def _guarded(callback: Callable[[T], None] | None) -> Callable[[T], None] | None
     return guarded
 
 
-def _journal(store: Store, run_id: str, events: list[Event], on_event: OnEvent | None, redact: Redactor) -> Journal:
+def _journal(store: Store, run_id: str, events: list[Event], on_event: OnEvent | None, redact: Redactor,
+             group: GroupCommit | None = None) -> Journal:
     """The run's journal, reporting each new event to `on_event`."""
-    journal = Journal(store, run_id, events, redact)
+    journal = Journal(store, run_id, events, redact, group)
     report = _guarded(on_event)
     if report is not None:
         journal.listeners.append(report)
@@ -162,6 +163,7 @@ class Project:
         self.spec = spec
         self.root = spec.root
         self._store: Store | None = None
+        self._shared: GroupCommit
         self._models = ModelCache(shared=_MODELS, provided=dict(models or {}))
 
     @classmethod
@@ -177,7 +179,14 @@ class Project:
     def store(self) -> Store:
         if self._store is None:
             self._store = open_store(self.spec.config.store, self.root)
+            self._shared = GroupCommit(self._store)
         return self._store
+
+    @property
+    def _group(self) -> GroupCommit:
+        """Commits shared by the runs this project executes at once (`asyncio.gather` of `run_async`, child runs)."""
+        self.store  # noqa: B018 - opened with its group
+        return self._shared
 
     def close(self) -> None:
         if self._store is not None:
@@ -223,7 +232,7 @@ class Project:
         owner = process_owner(_token(4))
         run_id = _token(6)
         self.store.create_run(run_id, book.name, book.file.version, Redactor(self.spec.secrets)(inputs), owner)
-        journal = _journal(self.store, run_id, [], on_event, Redactor(self.spec.secrets))
+        journal = _journal(self.store, run_id, [], on_event, Redactor(self.spec.secrets), self._group)
         journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
         return await self._execute(run_id, book, journal, owner, on_stream)
 
@@ -244,7 +253,7 @@ class Project:
         book = self._book_of(record)
         owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner, check=_check_resumable)  # not finished meanwhile by another process
-        journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets))
+        journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets), self._group)
         journal.record("run_resumed", previous_status=record.status)
         if overrides:
             journal.record("budget_raised", limits=overrides, scopes=_scopes(journal, overrides))
@@ -269,7 +278,7 @@ class Project:
         plan = retry.plan(record, [s.id for s in book.steps], events, lambda name: name in tools and tools[name].idempotent, from_step)
         owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner, check=retry.check_retryable)  # still failed or rejected: no other retry slipped in
-        journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets))
+        journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets), self._group)
         journal.record("run_retried", **plan.to_event(record.status))
         return await self._execute(record.run_id, book, journal, owner, on_stream)
 
@@ -302,7 +311,7 @@ class Project:
             if errors:
                 raise StepFailed(f"step {step}: the inputs do not fit runbook {runbook!r}: " + "; ".join(f"inputs.{e}" for e in errors))
             self.store.create_run(child_id, book.name, book.file.version, redact(inputs), owner, parent=(parent.run_id, step))
-            journal = Journal(self.store, child_id, [], redact)
+            journal = Journal(self.store, child_id, [], redact, self._group)
             journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs, parent_id=parent.run_id, parent_step=step)
         else:
             if record.status == "completed":
@@ -311,11 +320,15 @@ class Project:
                 return record.status, record.reason, None
             book = self._book_of(record)
             self.store.claim(child_id, owner, check=_check_resumable)
-            journal = Journal(self.store, child_id, self.store.events(child_id), redact)
+            journal = Journal(self.store, child_id, self.store.events(child_id), redact, self._group)
             journal.record("run_resumed", previous_status=record.status)
         state = RunState(child_id, self.spec, book, journal, inputs if record is None else record.inputs, self._models, on_stream=parent.on_stream)
         state.toolbox, state.children = parent.toolbox, self._run_child  # the parent's tools: MCP servers start once
-        status, reason = await execute(state)
+        self._group.active += 1
+        try:
+            status, reason = await execute(state)
+        finally:
+            self._group.active -= 1
         ended = journal.find("run_completed") if status == "completed" else None
         return status, reason, ended.data.get("output") if ended is not None else None
 
@@ -337,6 +350,7 @@ class Project:
             shown = lambda piece: show(redact(piece))  # noqa: E731
         state = RunState(run_id, self.spec, book, journal, self.store.run(run_id).inputs, self._models, on_stream=shown)
         state.children = self._run_child
+        self._group.active += 1
         try:
             status, reason = await execute(state)
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -352,6 +366,7 @@ class Project:
             journal.fail(f"internal error: {type(exc).__name__}: {exc}")
             raise
         finally:
+            self._group.active -= 1
             with contextlib.suppress(Exception):
                 await state.toolbox.aclose()
             with contextlib.suppress(Exception):

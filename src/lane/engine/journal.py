@@ -34,6 +34,9 @@ def among(step_id: str | None, steps: set[str]) -> bool:
             return True
 
 
+_FORGOTTEN = Event(seq=0, type="", step_id=None, ref=None, at="", data={})  # stands in for an event a compacting journal let go
+
+
 def _taken(done: asyncio.Future[None]) -> None:
     """A shared commit's failure is seen by those who wait for it; taken here too, so none is reported lost."""
     if not done.cancelled():
@@ -44,10 +47,44 @@ class EventStore(Protocol):
     def append(self, run_id: str, events: list[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None: ...
 
 
+class GroupCommit:
+    """Commits shared by the runs one Project executes at once in one event loop: every run that asks
+    for a commit in the same event-loop turn waits for one transaction holding all their events."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.active = 0  # runs executing now
+        self._waiting: dict[Journal, None] = {}
+        self._done: asyncio.Future[None] | None = None
+
+    async def commit(self, journal: Journal) -> None:
+        self._waiting[journal] = None
+        if self._done is None:
+            loop = asyncio.get_running_loop()
+            self._done = loop.create_future()
+            self._done.add_done_callback(_taken)
+            loop.call_soon(self._now)
+        await asyncio.shield(self._done)
+
+    def _now(self) -> None:
+        done, self._done = self._done, None
+        journals, self._waiting = [j for j in self._waiting if j._pending], {}
+        assert done is not None
+        try:
+            self.store.append_many([(j.run_id, j._pending) for j in journals])
+        except Exception:  # noqa: BLE001, S110 - nothing of the batch is on disk: each run then commits its own, and sees its own failure
+            pass
+        else:
+            for journal in journals:
+                journal._pending = []
+        done.set_result(None)
+
+
 class Journal:
     def __init__(self, store: EventStore, run_id: str, events: list[Event] | None = None,
-                 redact: Callable[[Any], Any] | None = None) -> None:
+                 redact: Callable[[Any], Any] | None = None, group: GroupCommit | None = None) -> None:
         self.store = store
+        self.group = group
         self.redact = redact or (lambda data: data)  # secrets never reach the store, nor the engine's memory of it
         self.run_id = run_id
         self.events: list[Event] = []
@@ -55,6 +92,11 @@ class Journal:
         self._index: dict[tuple[str, str | None, str | None], list[Event]] = {}
         self.listeners: list[Any] = []
         self._loops: dict[str, int] = {}  # step -> times a feedback loop ran it again
+        self._compacting = False
+        self._parts: set[str] = set()  # branches and items that have started (while compacting)
+        self._inside: dict[str, list[Event]] = {}  # part -> the events of the steps inside it
+        self._nested: dict[str, list[str]] = {}  # part -> the parts inside it
+        self._part_cache: dict[str, str | None] = {}  # step -> the part it is inside
         self.concurrent = 1  # blocks of this run running at once: above 1, commits are shared (`commit`)
         self._commit: asyncio.Future[None] | None = None
         for event in events or ():
@@ -89,6 +131,11 @@ class Journal:
         event-loop turn wait for one commit. Each still resumes only once what it recorded is on disk."""
         if not self._pending:
             return
+        if self.group is not None and self.group.active > 1:  # other runs of this process share it too
+            await self.group.commit(self)
+            if self._pending:  # the shared commit failed: this run's own tells why
+                self.flush()
+            return
         if self.concurrent <= 1:
             self.flush()
             return
@@ -122,13 +169,75 @@ class Journal:
             dropped = len(self._pending) - 1
         for event in self._pending:
             self.events.pop()
-            self._index[(event.type, event.step_id, event.ref)].pop()
+            self._unindex(event)
         self._pending = []
         self.record("run_failed", reason=reason, dropped_events=dropped, **data)
         self.flush(status="failed", reason=reason, release=True)
 
+    def compact(self) -> None:
+        """From now on, forget what the steps inside a finished branch or item recorded (its own events stay:
+        they hold its output), so a for_each over 10,000 items does not hold every item's conversation.
+        A finished part is never entered again; a retry or a loop that runs it again starts it afresh."""
+        self._compacting = True
+        events, self.events = self.events, []
+        self._parts, self._inside, self._nested, self._part_cache = set(), {}, {}, {}
+        for event in events:
+            self.events.append(event)
+            self._remember(event)
+
+    def _remember(self, event: Event) -> None:
+        """Keep the event under the innermost branch or item it is inside; forget them all when that part finishes."""
+        step_id = event.step_id
+        if step_id is None or not ("." in step_id or "[" in step_id):
+            return
+        part = self._part_cache.get(step_id, "")
+        if part == "":  # a step's part is known once it runs: it started before the step
+            part = self._part_cache[step_id] = self._part_of(step_id)
+        if event.type == "step_started" and event.data.get("kind") in ("item", "branch"):
+            self._parts.add(step_id)
+            if part is not None:
+                self._nested.setdefault(part, []).append(step_id)
+            return
+        if part is not None and step_id != part:
+            self._inside.setdefault(part, []).append(event)
+        if event.type == "step_finished" and step_id in self._parts:
+            self._forget(step_id)
+
+    def _part_of(self, step_id: str) -> str | None:
+        """The innermost branch or item `step_id` is inside (not itself)."""
+        cut = len(step_id)
+        while (cut := max(step_id.rfind(".", 0, cut), step_id.rfind("[", 0, cut))) > 0:
+            if step_id[:cut] in self._parts:
+                return step_id[:cut]
+        return None
+
+    def _forget(self, part: str) -> None:
+        for event in self._inside.pop(part, ()):
+            self._part_cache.pop(event.step_id or "", None)
+            self._unindex(event)
+            if event.seq <= len(self.events) and self.events[event.seq - 1] is event:
+                self.events[event.seq - 1] = _FORGOTTEN
+        for inner in self._nested.pop(part, ()):
+            self._forget(inner)
+        self._parts.discard(part)
+
+    def _unindex(self, event: Event) -> None:
+        """Take this very event out of the index (by identity: comparing events field by field is slow, and two may be equal)."""
+        key = (event.type, event.step_id, event.ref)
+        found = self._index.get(key)
+        if found is None:
+            return
+        for i, other in enumerate(found):
+            if other is event:
+                del found[i]
+                break
+        if not found:
+            del self._index[key]
+
     def _add(self, event: Event) -> None:
         self.events.append(event)
+        if self._compacting:
+            self._remember(event)
         if event.type in AGAIN:  # the steps run again: what their earlier attempt recorded is history, not replay,
             again = set(event.data.get("steps", ()))  # but a call whose effect is not known stays started: a person is asked
             doubt = {("tool_started", d["step"], d["call_id"]) for d in event.data.get("in_doubt", ())}
@@ -157,5 +266,5 @@ class Journal:
         return self._index.get((type_, step_id, ref), [])
 
     def at(self, seq: int) -> Event:
-        """The event with this sequence number (journals number events 1, 2, 3...)."""
+        """The event with this sequence number (journals number events 1, 2, 3...); a finished part's inner ones are forgotten."""
         return self.events[seq - 1]

@@ -103,6 +103,7 @@ class RunState:
         for event in self.journal.events:
             self.meter.observe(event)
         self.journal.listeners.append(self.meter.observe)
+        self.journal.compact()  # counted: what finished branches and items recorded inside can be let go
 
     def model(self, name: str | None, spec: ModelSpec) -> Model:
         """The model an agent names (`name` as written, resolved to `spec`), looked up once per run."""

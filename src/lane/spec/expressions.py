@@ -64,14 +64,14 @@ def compile_expression(text: str) -> Expression:
 
 
 _DOTTED = re.compile(r"^\s*[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\s*$")
-_ROOTS = ("inputs", "steps", "run")  # a plain lookup starts with one of these (not `true`, `none`, `not`...)
+_NOT_NAMES = frozenset(("true", "false", "none", "True", "False", "None", "not", "and", "or", "in", "is", "if", "else"))
 
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(text: str) -> Expression:
     """Expressions are immutable, and a runbook repeats the same ones (`inputs.x` in every step): compile each once."""
     parts = text.strip().split(".")
-    if _DOTTED.match(text) and parts[0] in _ROOTS:
+    if _DOTTED.match(text) and not _NOT_NAMES.intersection(parts):  # a plain lookup: `steps.x.output`, a for_each's `item`
         return Expression(text, (tuple(parts),), _lookup(text, parts), _builds=False)
     from jinja2.exceptions import TemplateSyntaxError
 

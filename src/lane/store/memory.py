@@ -52,6 +52,10 @@ class MemoryStore:
                     oldest = next(iter(self._finished))
                     del self._finished[oldest], self._runs[oldest], self._events[oldest]
 
+    def append_many(self, batches: list[tuple[str, list[Event]]]) -> None:
+        for run_id, events in batches:
+            self.append(run_id, events)
+
     def append_checked(self, run_id: str, make: Callable[[RunRecord, list[Event]], list[Event]]) -> list[Event]:
         run = self.run(run_id)
         events = make(run, self.events(run.run_id))

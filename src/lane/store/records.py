@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -9,11 +10,20 @@ from typing import Any
 FINISHED = ("completed", "failed", "rejected")
 
 
+_second: tuple[int, str] = (0, "")  # the last second formatted, and its text: every event asks for the time
+
+
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    """The time as ISO 8601 in UTC with microseconds, as `datetime.now(UTC).isoformat(timespec="microseconds")`."""
+    global _second
+    seconds, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    cached = _second  # one read: another thread may replace it meanwhile
+    if cached[0] != seconds:
+        cached = _second = (seconds, datetime.fromtimestamp(seconds, UTC).isoformat()[:19])
+    return f"{cached[1]}.{micro:06d}+00:00"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One journal entry. `ref` names what it is about within the step: a call id or a turn."""
 

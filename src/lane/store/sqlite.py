@@ -127,6 +127,18 @@ class SQLiteStore:
             db.execute("ROLLBACK")
             raise
 
+    def append_many(self, batches: list[tuple[str, list[Event]]]) -> None:
+        """Commit the events of several runs in one transaction (runs executing at once share commits)."""
+        rows = [(run_id, e.seq, e.type, e.step_id, e.ref, e.at, encode(e.data)) for run_id, events in batches for e in events]
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO events (run_id, seq, type, step_id, ref, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def append_checked(self, run_id: str, make: Callable[[RunRecord, list[Event]], list[Event]]) -> list[Event]:
         """Under one write lock: read the run and its journal, let `make` say what to add (or raise), commit it."""
         db = self._db
