@@ -56,5 +56,8 @@ def test_dates_become_iso_text_and_other_objects_are_refused() -> None:
     import datetime
 
     assert compile_value({"when": datetime.date(2024, 1, 1)}).render(SCOPE) == {"when": "2024-01-01"}
-    with pytest.raises(ExpressionFailed, match="which is not JSON data"):
+    with pytest.raises(ExpressionFailed, match="there is no 'keys' in it"):  # a dict's method is never a value
         compile_value("${{ inputs.email.keys }}").render(SCOPE)
+    with pytest.raises(ExpressionFailed, match="there is no 'items' in it"):  # `inputs.items` with no input `items`
+        compile_value("${{ inputs.items }}").render({**SCOPE, "inputs": {}})
+    assert compile_value("${{ inputs.email.get('nope', 3) }}").render(SCOPE) == 3, "dict methods still work when called"

@@ -629,3 +629,202 @@ def test_runs_at_once_share_one_commit() -> None:
 
     asyncio.run(main())
     assert store.transactions == 1
+
+
+def test_retry_of_a_failed_item_runs_only_what_did_not_finish(tmp_path: Path) -> None:
+    """lane retry of a run whose for_each failed in one item: the finished items keep their outputs and their
+    effects (a tool that is not idempotent is not called again for them); only the failed item runs again."""
+    tools = TOOLS + '''
+
+    @tool(effect="write")
+    def once(n: int) -> int:
+        """Record an effect (not idempotent); item 2 fails the first time."""
+        marker = HERE / "failed-once"
+        if n == 2 and not marker.exists():
+            marker.write_text("x")
+            raise RuntimeError("item 2 broke")
+        _log(f"once {n}")
+        return n * 10
+'''
+    book = """
+        runbook: items
+        autonomy: auto
+        steps:
+          - id: each
+            for_each: ${{ [1, 2, 3] }}
+            max_concurrency: 1
+            steps:
+              - {id: act, tool: t.once, args: {n: "${{ item }}"}}
+          - {id: after, tool: t.add_one, args: {n: "${{ steps.each.output[1] }}"}}
+    """
+    root = tmp_path / "p"
+    with make(root, {"tools/t.py": tools, "runbooks/items.yaml": book}) as project:
+        run = project.run("items")
+        assert run.status == "failed" and "item 2 broke" in (run.reason or "")
+        run = run.retry()
+        assert run.status == "completed", run.reason
+        assert run.output == 21
+        assert sorted(calls(root)) == ["add_one 20", "once 1", "once 2", "once 3"], "no item's effect ran twice"
+        each = project.show(run.run_id)["steps"][0]
+        assert each["output"] == [10, 20, 30]
+        assert [i["status"] for i in each["items"]] == ["completed"] * 3
+
+
+CHILD_WITH_EFFECT = {
+    "tools/t.py": TOOLS + '''
+
+    @tool(effect="write")
+    def once(n: int) -> int:
+        """Record an effect (not idempotent); fails while the file `broken` exists."""
+        if (HERE / "broken").exists() and n == 99:
+            raise RuntimeError("the second call broke")
+        _log(f"once {n}")
+        return n
+''',
+    "runbooks/kid.yaml": """
+        runbook: kid
+        autonomy: auto
+        steps:
+          - {id: pay, tool: t.once, args: {n: 1}}
+          - {id: then, tool: t.once, args: {n: 99}}
+    """,
+    "runbooks/mom.yaml": """
+        runbook: mom
+        steps:
+          - {id: sub, runbook: kid}
+    """,
+}
+
+
+def test_retrying_a_parent_retries_its_failed_child_in_place(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    with make(root, CHILD_WITH_EFFECT) as project:
+        (root / "broken").write_text("x")
+        run = project.run("mom")
+        assert run.status == "failed" and "the second call broke" in (run.reason or "")
+        [child] = run.show()["children"]
+        (root / "broken").unlink()
+        run = run.retry()
+        assert run.status == "completed", run.reason
+        assert [c["run_id"] for c in run.show()["children"]] == [child["run_id"]], "the same child, retried in place"
+        assert calls(root) == ["once 1", "once 99"], "the child's finished call was not made again"
+        audited = [(row.get("run_id"), row["tool"]) for row in project.audit(run.run_id)]
+        assert audited.count((child["run_id"], "t.once")) >= 2, "the parent's audit lists its child's calls, saying whose"
+        assert "in child run " + child["run_id"] in lane_cli("audit", run.run_id, cwd=root).stdout
+
+
+def test_a_parent_budget_holds_for_its_children(tmp_path: Path) -> None:
+    files = {**CHILD_WITH_EFFECT, "runbooks/mom.yaml": """
+        runbook: mom
+        budgets: {tool_calls: 3}
+        steps:
+          - id: each
+            for_each: ${{ [1, 2, 3] }}
+            max_concurrency: 1
+            runbook: kid
+    """}
+    root = tmp_path / "p"
+    with make(root, files) as project:
+        run = project.run("mom")
+        assert run.status == "stopped" and "tool_calls 3 reached (the parent run" in (run.reason or ""), run.reason
+        assert len(calls(root)) == 3, "three children of two calls each may not make six calls under a limit of three"
+        run = run.resume(budget={"tool_calls": 10})
+        assert run.status == "completed", run.reason
+        assert sorted(calls(root)) == sorted(["once 1", "once 99"] * 3), "nothing ran twice"
+
+
+def test_a_failing_branch_ends_the_child_runs_of_the_others(tmp_path: Path) -> None:
+    files = {**CHILD_WITH_EFFECT,
+             "runbooks/slowkid.yaml": """
+                runbook: slowkid
+                steps:
+                  - {id: wait, tool: t.slow, args: {n: 1, wait: 5}}
+             """,
+             "runbooks/mom.yaml": """
+                runbook: mom
+                steps:
+                  - id: both
+                    parallel:
+                      a: [{id: kid, runbook: slowkid}]
+                      b: [{id: bad, tool: t.boom, args: {why: b failed}}]
+             """}
+    with make(tmp_path / "p", files) as project:
+        run = project.run("mom")
+        assert run.status == "failed" and "b failed" in (run.reason or "")
+        [child] = run.show()["children"]
+        assert child["status"] == "failed" and "cancelled" in (child["reason"] or "")
+        branch = run.show()["steps"][0]["branches"]["a"]
+        assert branch["status"] == "failed" and "cancelled" in branch["error"]
+
+
+def test_two_children_waiting_on_the_same_call_id_are_decided_by_their_own_ids(tmp_path: Path) -> None:
+    files = {
+        "runbooks/gate.yaml": "runbook: gate\nsteps:\n  - {id: ok, human: lead, approve: 1}\n",
+        "runbooks/kids.yaml": "runbook: kids\nsteps:\n  - {id: each, for_each: '${{ [1, 2] }}', runbook: gate}\n",
+    }
+    root = tmp_path / "p"
+    with make(root, files) as project:
+        run = project.run("kids")
+        first, second = run.pending
+        assert first.call_id == second.call_id == "ok" and first.run_id != second.run_id
+        shown = lane_cli("resume", run.run_id, "--no-ask", cwd=root).stdout
+        assert f"lane approve {first.run_id} --call ok" in shown and f"lane approve {second.run_id} --call ok" in shown
+        ambiguous = lane_cli("approve", run.run_id, "--call", "ok", "--as", "lead", cwd=root)
+        assert ambiguous.returncode != 0 and "decide it with the child's id" in ambiguous.stderr
+        unnamed = lane_cli("approve", run.run_id, "--as", "lead", cwd=root)
+        assert unnamed.returncode != 0 and "waits for 2 decisions" in unnamed.stderr
+        for item in (first, second):
+            assert lane_cli("approve", item.run_id or "", "--call", "ok", "--as", "lead", cwd=root).returncode == 0
+        assert lane_json("resume", run.run_id, cwd=root)["status"] == "completed"
+
+
+def test_a_loop_request_shows_as_the_step_waiting_not_as_a_call(tmp_path: Path) -> None:
+    book = """
+        runbook: tries
+        steps:
+          - {id: write, agent: writer, goal: G, output: {type: object, properties: {n: {type: integer}}, required: [n]}}
+          - {id: verify, check: [python3, scripts/check.py, "${{ steps.write.output.n }}"], on_fail: {back_to: write, attempts: 2}}
+    """
+    turns = {"write": [{"output": {"n": 0}}, {"output": {"n": 1}}, {"output": {"n": 9}}]}
+    with make(tmp_path / "p", {"runbooks/tries.yaml": book}, turns) as project:
+        run = project.run("tries")
+        verify = step(run.show(), "verify")
+        assert verify["status"] == "waiting" and verify["tool_calls"] == []
+        run.reject(as_role="lead", reason="no")
+        run = run.resume()
+        assert run.status == "failed"
+        run = run.retry()  # the retry gives the loop its attempts afresh: the agent is asked again, not the person
+        assert run.status == "completed", run.reason
+        assert step(run.show(), "write")["output"] == {"n": 9}
+
+
+def test_branches_and_items_are_not_steps_of_the_steps_budget(tmp_path: Path) -> None:
+    book = """
+        runbook: counted
+        budgets: {steps: 3}
+        steps:
+          - {id: each, for_each: "${{ [1, 2, 3, 4, 5] }}", max_concurrency: 1, steps: [{id: s, tool: t.add_one, args: {n: 1}}]}
+    """
+    with make(tmp_path / "p", {"runbooks/counted.yaml": book}) as project:
+        run = project.run("counted")
+        assert run.status == "stopped" and "steps 3 reached" in (run.reason or "")
+        assert len(calls(tmp_path / "p")) == 2, "the group and two item steps: three steps, not five items and more"
+
+
+def test_validate_stays_quick_on_deep_trees_of_runbooks(tmp_path: Path) -> None:
+    files = {f"runbooks/r{i}.yaml": f"runbook: r{i}\nsteps:\n" + "".join(f"  - {{id: s{j}, runbook: r{i + 1}}}\n" for j in range(3))
+             for i in range(25)}
+    files["runbooks/r25.yaml"] = "runbook: r25\nsteps:\n  - {id: s, tool: t.add_one, args: {n: 1}}\n"
+    root = write_project(tmp_path / "p", {**BASE, **files})
+    assert lane_cli("validate", cwd=root, timeout=60).returncode == 0  # 3^25 paths if each were walked
+
+
+@pytest.mark.parametrize(("snippet", "expected"), [
+    ('{id: each, for_each: "${{ [1] }}", as: none, steps: [{id: s, tool: t.add_one, args: {n: 1}}]}', "'as: none' is a name expressions already give a meaning"),
+    ('{id: each, for_each: "${{ [1] }}", max_concurrency: "3", steps: [{id: s, tool: t.add_one, args: {n: 1}}]}', "'max_concurrency' must be an integer"),
+    ('{id: both, parallel: {"c\\n": [{id: s, tool: t.add_one, args: {n: 1}}]}}', "must be a name of letters"),
+])
+def test_validate_refuses_odd_flow_values(tmp_path: Path, snippet: str, expected: str) -> None:
+    root = write_project(tmp_path / "p", {**BASE, "runbooks/bad.yaml": f"runbook: bad\nsteps:\n  - {snippet}\n"})
+    result = lane_cli("validate", cwd=root)
+    assert result.returncode == 2 and expected in result.stdout, result.stdout

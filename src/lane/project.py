@@ -165,6 +165,9 @@ class Project:
         self._store: Store | None = None
         self._shared: GroupCommit
         self._models = ModelCache(shared=_MODELS, provided=dict(models or {}))
+        from lane.engine.children import ChildRunner
+
+        self._children = ChildRunner(self)
 
     @classmethod
     def load(cls, path: str | Path = ".", *, models: dict[str, Model] | None = None) -> Project:
@@ -291,46 +294,36 @@ class Project:
             record = parent
         return record
 
-    async def _run_child(self, parent: Any, child_id: str, runbook: str, inputs: dict[str, Any], step: str) -> tuple[str, str | None, Any]:
-        """Start or take up the child run `child_id` of a `runbook:` step, in this process; its status, reason and output."""
-        from lane.engine.runner import execute
-        from lane.engine.state import RunState, StepFailed
-        from lane.errors import RunNotFound
+    def _journal_for(self, run_id: str, events: list[Event]) -> Journal:
+        """A child run's journal (shares commits with the runs of this project)."""
+        return Journal(self.store, run_id, events, Redactor(self.spec.secrets), self._group)
 
-        book = self.spec.runbooks.get(runbook)
-        if book is None:
-            raise StepFailed(f"step {step}: there is no runbook {runbook!r} any more")
-        owner = process_owner(_token(4))
-        redact = Redactor(self.spec.secrets)
-        try:
-            record = self.store.run(child_id)
-        except RunNotFound:
-            record = None
-        if record is None:
-            errors = schema_errors(book.file.inputs, inputs, root="")
-            if errors:
-                raise StepFailed(f"step {step}: the inputs do not fit runbook {runbook!r}: " + "; ".join(f"inputs.{e}" for e in errors))
-            self.store.create_run(child_id, book.name, book.file.version, redact(inputs), owner, parent=(parent.run_id, step))
-            journal = Journal(self.store, child_id, [], redact, self._group)
-            journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs, parent_id=parent.run_id, parent_step=step)
-        else:
-            if record.status == "completed":
-                return "completed", None, self.output(child_id)
-            if record.status in FINISHED:
-                return record.status, record.reason, None
-            book = self._book_of(record)
-            self.store.claim(child_id, owner, check=_check_resumable)
-            journal = Journal(self.store, child_id, self.store.events(child_id), redact, self._group)
-            journal.record("run_resumed", previous_status=record.status)
-        state = RunState(child_id, self.spec, book, journal, inputs if record is None else record.inputs, self._models, on_stream=parent.on_stream)
-        state.toolbox, state.children = parent.toolbox, self._run_child  # the parent's tools: MCP servers start once
+    def _new_state(self, run_id: str, book: RunbookSpec, journal: Journal, inputs: dict[str, Any], parent: Any) -> Any:
+        """A child run's state: the parent's tools (MCP servers start once), and the parent's budgets over its own."""
+        from lane.engine.state import RunState
+
+        state = RunState(run_id, self.spec, book, journal, inputs, self._models, on_stream=parent.on_stream)
+        state.toolbox, state.children = parent.toolbox, self._children
+        state.meter.under(parent.meter, parent.run_limits)
+        return state
+
+    async def _executing(self, state: Any) -> tuple[str, str | None]:
+        """Execute a run's steps, counted among the runs of this project that share commits."""
+        from lane.engine.runner import execute
+
         self._group.active += 1
         try:
-            status, reason = await execute(state)
+            return await execute(state)
         finally:
             self._group.active -= 1
-        ended = journal.find("run_completed") if status == "completed" else None
-        return status, reason, ended.data.get("output") if ended is not None else None
+
+    def _spent_by_children(self, run_id: str) -> list[Event]:
+        """The events of every run started under `run_id`, at any depth: a parent's budgets count what they spent."""
+        found: list[Event] = []
+        for child in self.store.children(run_id):
+            found += self.store.events(child.run_id)
+            found += self._spent_by_children(child.run_id)
+        return found
 
     def _book_of(self, record: RunRecord) -> RunbookSpec:
         book = self.spec.runbooks.get(record.runbook)
@@ -341,7 +334,6 @@ class Project:
     async def _execute(self, run_id: str, book: RunbookSpec, journal: Journal, owner: str, on_stream: OnStream | None) -> Run:
         import asyncio  # the engine loads when a run first executes, not with the project
 
-        from lane.engine.runner import execute
         from lane.engine.state import RunState
 
         shown = _guarded(on_stream)
@@ -349,10 +341,10 @@ class Project:
             show, redact = shown, Redactor(self.spec.secrets).text
             shown = lambda piece: show(redact(piece))  # noqa: E731
         state = RunState(run_id, self.spec, book, journal, self.store.run(run_id).inputs, self._models, on_stream=shown)
-        state.children = self._run_child
-        self._group.active += 1
+        state.children = self._children
+        state.meter.count_children(self._spent_by_children(run_id))
         try:
-            status, reason = await execute(state)
+            status, reason = await self._executing(state)
         except (KeyboardInterrupt, asyncio.CancelledError):
             self.store.release(run_id, owner)  # interrupted, not failed: `lane resume` continues it
             raise
@@ -366,7 +358,6 @@ class Project:
             journal.fail(f"internal error: {type(exc).__name__}: {exc}")
             raise
         finally:
-            self._group.active -= 1
             with contextlib.suppress(Exception):
                 await state.toolbox.aclose()
             with contextlib.suppress(Exception):
@@ -391,15 +382,27 @@ class Project:
 
     def _deciding(self, run_id: str, call_id: str | None) -> str:
         """The run a decision is for: `run_id`, or the child run that holds what it waits for (decided from the parent's id)."""
+        from lane.errors import DecisionError
+
         record = self.store.run(run_id)
-        waiting = self.pending(record.run_id)
-        if call_id is not None:
-            matches = [p for p in waiting if p.call_id == call_id]
-            own = [p for p in matches if p.run_id in (None, record.run_id)]
-            if not own and len(matches) == 1 and matches[0].run_id:
-                return matches[0].run_id
-        elif len(waiting) == 1 and waiting[0].run_id:
-            return waiting[0].run_id
+        waiting = [p for p in self.pending(record.run_id) if p.run_id not in (None, record.run_id)]  # held by child runs
+        if not waiting:
+            return record.run_id  # decided here; decide() says what is wrong, if anything
+        own = open_requests(self.store.events(record.run_id))
+        if call_id is None:
+            if len(waiting) == 1 and not own:
+                return str(waiting[0].run_id)
+            listed = ", ".join([str(e.ref) for e in own] + [f"{p.call_id} (run {p.run_id})" for p in waiting])
+            raise DecisionError(f"run {record.run_id} waits for {len(own) + len(waiting)} decisions; say which with --call ID "
+                                f"(one of {listed}); a child run's is decided with its own id too")
+        if any(e.ref == call_id for e in own):
+            return record.run_id
+        holders = sorted({str(p.run_id) for p in waiting if p.call_id == call_id})
+        if len(holders) == 1:
+            return holders[0]
+        if len(holders) > 1:
+            raise DecisionError(f"{len(holders)} child runs of run {record.run_id} wait for {call_id!r} ({', '.join(holders)}); "
+                                f"decide it with the child's id: lane approve CHILD --call {call_id}")
         return record.run_id
 
     # -- reading --------------------------------------------------------------
@@ -424,8 +427,13 @@ class Project:
         return shown
 
     def audit(self, run_id: str) -> list[dict[str, Any]]:
-        """Every tool call of the run in order: hashes, effect, what let it run or refused it, who decided."""
-        return audit(self.store.events(self.store.run(run_id).run_id))
+        """Every tool call of the run in order: hashes, effect, what let it run or refused it, who decided; then
+        those of its child runs, each with the `run_id` that made it."""
+        record = self.store.run(run_id)
+        rows = audit(self.store.events(record.run_id))
+        for child in self.store.children(record.run_id):  # the calls of its child runs too, each saying whose
+            rows += [{**row, "run_id": row.get("run_id", child.run_id)} for row in self.audit(child.run_id)]
+        return rows
 
     def pending(self, run_id: str) -> list[Pending]:
         """What a paused run waits for, oldest first, with what its child runs wait for (their `run_id` says

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -45,6 +46,8 @@ APPROVE_HINTS = {
     "human_step": "        (add --edit JSON to change the value, or to give the input)",
     "handoff": " --edit JSON        (a valid output is required)",
     "in_doubt": "        (runs it again; or --result JSON if it took effect)",
+    "loop": "        (gives the agent more attempts; reject ends the run)",
+    "retry": "        (calls the tool again; reject fails the step)",
 }
 STATUS_STYLE = {"completed": "green", "paused": "yellow", "stopped": "magenta", "failed": "red", "rejected": "red", "running": "cyan"}
 
@@ -82,7 +85,7 @@ def initialized(directory: Path, example: str = "support-triage") -> None:
 
 def outcome(run: Any, project: Path | None = None) -> None:
     """The run's status and the commands that act on it (with --project when it is elsewhere)."""
-    at = f" --project {escape(str(project))}" if project is not None else ""
+    at = f" --project {escape(shlex.quote(str(project)))}" if project is not None else ""
     style = STATUS_STYLE.get(run.status, "")
     pending = run.pending if run.status == "paused" else []
     reason = f"waiting for {len(pending)} decision{'s' if len(pending) != 1 else ''}" if pending else run.reason
@@ -90,9 +93,10 @@ def outcome(run: Any, project: Path | None = None) -> None:
     if run.status == "paused":
         for item in pending:
             waiting(item)
-            call, approve = _e(item.call_id), APPROVE_HINTS.get(item.kind, "")
-            out.print(f"    lane approve {run.run_id} --call {call}{at}{approve}")
-            out.print(f"    lane reject {run.run_id} --call {call} --reason TEXT{at}")
+            call, approve = _e(shlex.quote(item.call_id)), APPROVE_HINTS.get(item.kind, "")  # each[2].review: [ ] are a shell's
+            holder = item.run_id or run.run_id  # a child run's request: its own id says which, whatever its call id
+            out.print(f"    lane approve {holder} --call {call}{at}{approve}")
+            out.print(f"    lane reject {holder} --call {call} --reason TEXT{at}")
         out.print(f"  then: lane resume {run.run_id}{at}")
     elif run.status == "stopped":
         out.print(f"  raise the limit and continue: lane resume {run.run_id} --budget KEY=N{at}")
@@ -112,7 +116,10 @@ def waiting(item: Any) -> None:
     """One thing a run waits for, in full: a person must see all of what they decide."""
     kind = item.kind.replace("_", " ")
     out.print(f"  waiting: [bold]{_e(item.call_id)}[/] ({kind}) for {_e(', '.join(item.roles) or 'a person')}: {_e(item.question)}")
-    shown = {"tool_call": ("arguments", item.args), "in_doubt": ("arguments", item.args), "handoff": ("the agent's output", item.output)}
+    shown = {"tool_call": ("arguments", item.args), "in_doubt": ("arguments", item.args), "handoff": ("the agent's output", item.output),
+             "retry": ("arguments", item.args)}
+    if item.run_id:
+        out.print(f"    in child run {_e(item.run_id)}")
     label, value = shown.get(item.kind, ("value", item.value))
     if item.kind == "human_step" and item.mode == "input":
         label, value = "the input must fit", item.schema
@@ -211,6 +218,9 @@ def _usage(usage: dict[str, Any]) -> str:
     return f"tokens {usage['input_tokens']} in / {usage['output_tokens']} out · {cost}"
 
 
+MANY_ITEMS = 20  # a for_each with more items shows each completed one on a line (`--json` has them whole)
+
+
 def _step(step: dict[str, Any], depth: int = 0) -> None:
     """One step, and the items, branches and steps inside it indented under it."""
     pad = "    " * depth
@@ -254,7 +264,13 @@ def _step(step: dict[str, Any], depth: int = 0) -> None:
         calls = len(earlier["tool_calls"])
         say(f"  [dim]earlier attempt {number}: {earlier['status']}{escape(why)}"
             + (f" ({calls} tool call{'s' if calls != 1 else ''})" if calls else "") + "[/]")
-    for inner in (*step.get("items", ()), *step.get("branches", {}).values(), *step.get("steps", ())):
+    items = step.get("items", ())
+    many = len(items) > MANY_ITEMS
+    for inner in (*items, *step.get("branches", {}).values(), *step.get("steps", ())):
+        if many and inner in items and inner["status"] == "completed":  # a long for_each: one line per item that went well
+            shown = _short(json.dumps(inner["output"], ensure_ascii=False), 100)
+            out.print(f"{pad}    {_e(inner['id'])} [green]completed[/] → {escape(shown)}")
+            continue
         _step(inner, depth + 1)
 
 
@@ -289,6 +305,8 @@ def audit(run_id: str, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         attempt = f" · attempt {row['attempt']}" if row.get("attempt", 1) != 1 else ""
         out.print(f"\n[bold]{_e(row['call_id'] or '')}[/] {_e(row['tool'] or '')} ({row['effect'] or 'unknown effect'}){attempt} → {_e(row['outcome'])}")
+        if row.get("run_id"):
+            out.print(f"  in child run {_e(row['run_id'])}")
         if row["refused_by"]:
             out.print(f"  stopped by: {_e(row['refused_by'])}")
         elif row["allowed_by"]:

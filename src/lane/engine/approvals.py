@@ -62,8 +62,8 @@ def open_requests(events: list[Event]) -> list[Event]:
     pending: dict[tuple[str | None, str | None, str], Event] = {}
     for event in events:
         if event.type in AGAIN:
-            again = set(event.data.get("steps", ()))
-            pending = {key: e for key, e in pending.items() if not among(key[0], again)}
+            again, keep = set(event.data.get("steps", ())), set(event.data.get("keep", ()))
+            pending = {key: e for key, e in pending.items() if not among(key[0], again) or among(key[0], keep)}
             continue
         key = (event.step_id, event.ref, event.data.get("kind", ""))
         if event.type == "approval_requested":

@@ -67,31 +67,27 @@ class Meter:
     step_start: dict[str, float] = field(default_factory=dict)
     model_calls: dict[str, int] = field(default_factory=dict)
 
+    parent: Meter | None = None  # a child run's: the parent run's meter, whose run-wide limits hold for the child too
+    parent_limits: Budget | None = None
+
+    def under(self, parent: Meter, limits: Budget) -> None:
+        """Count this (child) run's use into `parent` from now on, and hold it to the parent's run-wide `limits` too."""
+        self.parent, self.parent_limits = parent, limits
+
+    def count_children(self, events: list[Event]) -> None:
+        """Count what child runs recorded into this run's run-wide counts (their steps' own budgets are theirs)."""
+        for event in events:
+            self._count(event, None, forward=False)
+
     def observe(self, event: Event) -> None:
         step = self.steps.setdefault(event.step_id, Counts()) if event.step_id else None
+        self._count(event, step, forward=True)
         if event.type == "step_started":
-            self.run.steps += 1
             self.step_start[event.step_id or ""] = time.monotonic()
         elif event.type == "model_responded" and step is not None:
-            usage = event.data.get("response", {}).get("usage", {})
-            tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
-            self.run.tokens += tokens
-            step.tokens += tokens
-            cost = float(usage.get("cost_usd") or 0.0)
-            self.run.cost_usd += cost
-            step.cost_usd += cost
-            step.steps += 1
             model = str(event.data.get("model"))
             self.model_calls[model] = self.model_calls.get(model, 0) + 1
-        elif event.type == "tool_call_requested" and step is not None:
-            signature = f"{event.data.get('tool')}:{event.data.get('args_hash')}"
-            self.run.tool_calls += 1
-            step.tool_calls += 1
-            step.repeats = step.repeats + 1 if step.last_call == signature else 1
-            step.last_call = signature
-        elif event.type == "approval_requested" and event.data.get("kind") == "tool_call":
-            self.run.approvals += 1
-        elif event.type == "budget_raised":
+        if event.type == "budget_raised":
             for key, value in event.data.get("limits", {}).items():
                 self.overrides.setdefault(event.data.get("scopes", {}).get(key, RUN), {})[key] = value
         elif event.type in ("run_retried", "loop_back"):  # a step run again starts its own budget afresh; the run's counts go on
@@ -100,6 +96,55 @@ class Meter:
                 self.step_start.pop(step_id, None)
         elif event.type in ("run_paused", "run_stopped", "run_failed", "run_completed", "run_rejected"):
             self.active_before = float(event.data.get("active_seconds", self.active_before))
+
+    def _count(self, event: Event, step: Counts | None, *, forward: bool) -> None:
+        """The run-wide counts (and the step's, when given) an event adds; forwarded to the parent runs' meters."""
+        kind, data = event.type, event.data
+        if kind == "step_started" and data.get("kind") not in ("item", "branch"):  # a branch or an item is not a step
+            self._add(steps=1, forward=forward)
+        elif kind == "model_responded" and event.step_id:
+            usage = data.get("response", {}).get("usage", {})
+            tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+            cost = float(usage.get("cost_usd") or 0.0)
+            self._add(tokens=tokens, cost_usd=cost, forward=forward)
+            if step is not None:
+                step.tokens += tokens
+                step.cost_usd += cost
+                step.steps += 1
+        elif kind == "tool_call_requested" and event.step_id:
+            self._add(tool_calls=1, forward=forward)
+            if step is not None:
+                signature = f"{data.get('tool')}:{data.get('args_hash')}"
+                step.tool_calls += 1
+                step.repeats = step.repeats + 1 if step.last_call == signature else 1
+                step.last_call = signature
+        elif kind == "approval_requested" and data.get("kind") == "tool_call":
+            self._add(approvals=1, forward=forward)
+
+    def _add(self, *, forward: bool, steps: int = 0, tokens: int = 0, cost_usd: float = 0.0, tool_calls: int = 0, approvals: int = 0) -> None:
+        meter: Meter | None = self
+        while meter is not None:
+            run = meter.run
+            run.steps += steps
+            run.tokens += tokens
+            run.cost_usd += cost_usd
+            run.tool_calls += tool_calls
+            run.approvals += approvals
+            meter = meter.parent if forward else None
+
+    def _check_parents(self) -> None:
+        """A child run stops at its parent runs' run-wide limits too (a for_each over a runbook cannot multiply them)."""
+        meter, limits = self.parent, self.parent_limits
+        while meter is not None and limits is not None:
+            upper = meter.limits(limits, RUN)
+            for key, used, what in (("tool_calls", meter.run.tool_calls, None), ("tokens", meter.run.tokens, None),
+                                    ("steps", meter.run.steps, None), ("cost_usd", meter.run.cost_usd, "USD"),
+                                    ("approvals", meter.run.approvals, "calls sent for approval")):
+                _over(key, used, getattr(upper, key), RUN, what=what, whose="the parent run")
+            if upper.wall_seconds is not None and meter.active_seconds() >= upper.wall_seconds:
+                raise StopRun(_message("wall_seconds", upper.wall_seconds, RUN, whose="the parent run"), key="wall_seconds", scope=RUN)
+            limits = meter.parent_limits
+            meter = meter.parent
 
     def active_seconds(self) -> float:
         return self.active_before + time.monotonic() - self.segment_start
@@ -123,11 +168,13 @@ class Meter:
         _over("cost_usd", self.run.cost_usd, run_limits.cost_usd, RUN, what="USD")
         _over("cost_usd", step.cost_usd, step_limits.cost_usd, step_id, what="USD")
         self._check_time(step_id, run_limits, step_limits)
+        self._check_parents()
 
     def check_approval(self, run_limits: Budget) -> None:
         """Before a call asks a person: a run may keep only so many calls waiting for approval."""
         limit = self.limits(run_limits, RUN).approvals
         _over("approvals", self.run.approvals, limit, RUN, what="calls sent for approval")
+        self._check_parents()
 
     def check_tool_call(self, step_id: str, signature: str, run_limits: Budget, step_limits: Budget) -> None:
         step = self.steps.setdefault(step_id, Counts())
@@ -143,11 +190,13 @@ class Meter:
                 key="repeats", scope=step_id,
             )
         self._check_time(step_id, run_limits, step_limits)
+        self._check_parents()
 
     def check_step(self, run_limits: Budget) -> None:
         run_limits = self.limits(run_limits, RUN)
         _over("steps", self.run.steps, run_limits.steps, RUN)
         self._check_time(None, run_limits, Budget())
+        self._check_parents()
 
     def time_left(self, step_id: str, run_limits: Budget, step_limits: Budget) -> tuple[float, StopRun] | None:
         """Seconds until a wall_seconds budget (the run's or the step's) is reached, and the signal that stops
@@ -163,6 +212,14 @@ class Meter:
             left = step_limits.wall_seconds - (time.monotonic() - started)
             found.append((left, StopRun(_message("wall_seconds", step_limits.wall_seconds, step_id, cut=True),
                                         key="wall_seconds", scope=step_id)))
+        meter, limits = self.parent, self.parent_limits
+        while meter is not None and limits is not None:  # a parent run's wall_seconds cuts a child's call too
+            upper = meter.limits(limits, RUN).wall_seconds
+            if upper is not None:
+                found.append((upper - meter.active_seconds(), StopRun(_message("wall_seconds", upper, RUN, cut=True, whose="the parent run"),
+                                                                       key="wall_seconds", scope=RUN)))
+            limits = meter.parent_limits
+            meter = meter.parent
         return min(found, key=lambda pair: pair[0]) if found else None
 
     def _check_time(self, step_id: str | None, run_limits: Budget, step_limits: Budget) -> None:
@@ -174,13 +231,13 @@ class Meter:
                 raise StopRun(_message("wall_seconds", step_limits.wall_seconds, step_id), key="wall_seconds", scope=step_id)
 
 
-def _over(key: str, used: float, limit: float | None, scope: str, *, what: str | None = None) -> None:
+def _over(key: str, used: float, limit: float | None, scope: str, *, what: str | None = None, whose: str | None = None) -> None:
     if limit is not None and used >= limit:
-        raise StopRun(_message(key, limit, scope, f": {used:g} {what or key.replace('_', ' ')} used"), key=key, scope=scope)
+        raise StopRun(_message(key, limit, scope, f": {used:g} {what or key.replace('_', ' ')} used", whose=whose), key=key, scope=scope)
 
 
-def _message(key: str, limit: float, scope: str, used: str = "", *, cut: bool = False) -> str:
-    where = "run" if scope == RUN else f"step {scope}"
+def _message(key: str, limit: float, scope: str, used: str = "", *, cut: bool = False, whose: str | None = None) -> str:
+    where = whose or ("run" if scope == RUN else f"step {scope}")
     during = " while a call was in flight, which was cut off" if cut else ""
     return f"budget: {key} {limit:g} reached ({where}{used}){during}; `lane resume RUN --budget {key}=N` allows more"
 

@@ -33,7 +33,8 @@ def loop_back(state: RunState, steps: list[StepSpec], index: int, step: StepSpec
     finished = journal.find("step_finished", target.id)
     if finished is None or "turns" not in finished.data:
         raise StepFailed(f"{exc}; its feedback loop cannot go back to step {target.id}, which did not run")
-    loops = [e for e in journal.find_all("loop_back", target.id) if e.data.get("from_step") == step.id]
+    since = journal.retried_at(step.id)  # a retry gives the loop its attempts afresh
+    loops = [e for e in journal.find_all("loop_back", target.id) if e.data.get("from_step") == step.id and e.seq > since]
     attempt = len(loops) + 1  # the one that just failed
     allowed = int(loops[-1].data["of"]) if loops else on_fail.attempts
     if attempt >= allowed:

@@ -36,18 +36,14 @@ class Part:
 async def run_group(state: RunState, step: StepSpec, run_block: Block) -> Any:
     """The group's output: a mapping branch -> output, or the list of item outputs in input order."""
     if step.kind == "parallel":
-        keys = list(step.branches)
-        parts: Callable[[], Iterator[Part]] = lambda: (Part(f"{step.id}.{k}", step.branches[k], {}) for k in keys)  # noqa: E731
-        count = len(keys)
-        limit = count
-    else:
-        items = _items(state, step)
-        keys, count, limit = [], len(items), step.step.max_concurrency
-        parts = lambda: (Part(f"{step.id}[{i}]", step.body, {step.step.as_: item}) for i, item in enumerate(items))  # noqa: E731
-        if step.step.runbook is not None:
-            parts = lambda: (Part(f"{step.id}[{i}]", [], {step.step.as_: item}) for i, item in enumerate(items))  # noqa: E731
-    entries = await _settle(state, step, parts(), count, limit, run_block)
-    return dict(zip(keys, entries, strict=True)) if step.kind == "parallel" else entries
+        names = list(step.branches)
+        parts = (Part(f"{step.id}.{name}", step.branches[name], {}) for name in names)
+        entries = await _settle(state, step, parts, len(names), len(names), run_block)
+        return dict(zip(names, entries, strict=True))
+    items = _items(state, step)
+    body = step.body if step.step.runbook is None else []  # a child run per item: its runbook is the body
+    parts = (Part(f"{step.id}[{i}]", body, {step.step.as_: item}) for i, item in enumerate(items))
+    return await _settle(state, step, parts, len(items), step.step.max_concurrency, run_block)
 
 
 def _items(state: RunState, step: StepSpec) -> list[Any]:
@@ -127,6 +123,9 @@ async def _run_part(state: RunState, group: StepSpec, part: Part, run_block: Blo
             output = await run_block(inner, part.steps, f"{part.name}.")
     except Failed as exc:
         journal.record("step_rejected" if exc.status == "rejected" else "step_failed", part.name, error=exc.reason)
+        raise
+    except asyncio.CancelledError:  # another part failed (on_error: fail): this one ends unfinished; a retry runs it again
+        journal.record("step_failed", part.name, error=f"cancelled: another {'item' if group.kind == 'for_each' else 'branch'} failed")
         raise
     except StepFailed as exc:  # a child run's failure
         status = "rejected" if type(exc).__name__ == "StepRejected" else "failed"

@@ -92,6 +92,7 @@ class Journal:
         self._index: dict[tuple[str, str | None, str | None], list[Event]] = {}
         self.listeners: list[Any] = []
         self._loops: dict[str, int] = {}  # step -> times a feedback loop ran it again
+        self._retries: list[tuple[int, set[str]]] = []  # (seq, steps run again) of each run_retried
         self._compacting = False
         self._parts: set[str] = set()  # branches and items that have started (while compacting)
         self._inside: dict[str, list[Event]] = {}  # part -> the events of the steps inside it
@@ -241,12 +242,20 @@ class Journal:
         if event.type in AGAIN:  # the steps run again: what their earlier attempt recorded is history, not replay,
             again = set(event.data.get("steps", ()))  # but a call whose effect is not known stays started: a person is asked
             doubt = {("tool_started", d["step"], d["call_id"]) for d in event.data.get("in_doubt", ())}
-            self._index = {key: found for key, found in self._index.items() if not among(key[1], again) or key in doubt}
+            keep = set(event.data.get("keep", ()))  # finished branches and items of a group run again: kept
+            self._index = {key: found for key, found in self._index.items()
+                           if not among(key[1], again) or key in doubt or among(key[1], keep)}
+            if event.type == "run_retried":
+                self._retries.append((event.seq, again))
             if event.type == "loop_back":  # the agent step goes on from its answer: it finishes again
                 self._index.pop(("step_finished", event.step_id, None), None)
                 for step_id in again:
                     self._loops[step_id] = self._loops.get(step_id, 0) + 1
         self._index.setdefault((event.type, event.step_id, event.ref), []).append(event)
+
+    def retried_at(self, step_id: str) -> int:
+        """The seq of the latest retry that ran this step again (0: none): what it did before is an earlier attempt."""
+        return max((seq for seq, again in self._retries if among(step_id, again)), default=0)
 
     def loops(self, step_id: str) -> int:
         """How many times feedback loops ran this step again (or a group it is in)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lane.engine.journal import Journal
+from lane.engine.journal import Journal, among
 from lane.errors import UsageError
 from lane.store.records import Event, RunRecord
 
@@ -26,10 +26,11 @@ class RetryPlan:
     steps: list[str]
     attempt: int
     in_doubt: list[dict[str, Any]]  # {"step", "call_id", "tool"}: calls whose effect is not known
+    keep: list[str]  # branches and items inside the steps run again that finished: not run again
 
     def to_event(self, previous_status: str) -> dict[str, Any]:
-        return {"attempt": self.attempt, "from_step": self.from_step, "steps": self.steps, "in_doubt": self.in_doubt,
-                "previous_status": previous_status}
+        return {"attempt": self.attempt, "from_step": self.from_step, "steps": self.steps, "keep": self.keep,
+                "in_doubt": self.in_doubt, "previous_status": previous_status}
 
 
 def check_retryable(run: RunRecord) -> None:
@@ -43,7 +44,7 @@ def plan(run: RunRecord, ids: list[str], events: list[Event], idempotent: Callab
     """What a retry of `run` does, given its runbook's step ids; raises UsageError when it cannot be retried as asked."""
     check_retryable(run)
     journal = Journal(_NoStore(), run.run_id, events)
-    unknown = sorted({e.step_id for e in events if e.type == "step_started" and e.step_id and e.step_id not in ids})
+    unknown = sorted({_top(e.step_id) for e in events if e.type == "step_started" and e.step_id and _top(e.step_id) not in ids})
     if unknown:
         raise UsageError(f"run {run.run_id}'s journal has steps its runbook no longer has ({', '.join(unknown)}): the runbook "
                          f"changed under version {run.version}; run it anew, or restore the runbook")
@@ -51,7 +52,21 @@ def plan(run: RunRecord, ids: list[str], events: list[Event], idempotent: Callab
     start = ended if from_step is None else _start(run.run_id, ids, from_step, ended)
     again = ids[start:]
     attempt = 2 + sum(1 for e in events if e.type == "run_retried")
-    return RetryPlan(ids[start], again, attempt, _in_doubt(journal, events, set(again), idempotent))
+    keep = _finished_parts(journal, events, set(again))
+    return RetryPlan(ids[start], again, attempt, _in_doubt(journal, events, set(again), set(keep), idempotent), keep)
+
+
+def _top(step_id: str) -> str:
+    """The runbook's own step a step is in: `each` for `each[2].inc`."""
+    cut = min((i for i in (step_id.find("."), step_id.find("[")) if i > 0), default=len(step_id))
+    return step_id[:cut]
+
+
+def _finished_parts(journal: Journal, events: list[Event], again: set[str]) -> list[str]:
+    """The branches and items of the groups run again that finished: they are kept, not run again
+    (their effects happened once; only what failed or did not finish runs again)."""
+    parts = {e.step_id for e in events if e.type == "step_started" and e.data.get("kind") in ("item", "branch") and e.step_id}
+    return sorted(p for p in parts if among(p, again) and journal.find("step_finished", p) is not None)
 
 
 def _ended(run: RunRecord, ids: list[str], journal: Journal) -> int:
@@ -77,9 +92,11 @@ def _start(run_id: str, ids: list[str], step: str, ended: int) -> int:
     return ids.index(step)
 
 
-def _in_doubt(journal: Journal, events: list[Event], again: set[str], idempotent: Callable[[str], bool]) -> list[dict[str, Any]]:
-    """Calls of the steps run again that started, are not idempotent, and have no known outcome."""
-    requested = {(e.step_id, e.ref): e for e in events if e.type == "tool_call_requested" and e.step_id in again and e.ref}
+def _in_doubt(journal: Journal, events: list[Event], again: set[str], keep: set[str], idempotent: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """Calls of the steps run again (those inside their groups too, but not in a part kept) that started,
+    are not idempotent, and have no known outcome."""
+    requested = {(e.step_id, e.ref): e for e in events
+                 if e.type == "tool_call_requested" and among(e.step_id, again) and not among(e.step_id, keep) and e.ref}
     found = []
     for (step_id, ref), event in requested.items():
         assert step_id is not None and ref is not None

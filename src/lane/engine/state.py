@@ -135,5 +135,6 @@ class RunState:
         return inner
 
 
-ChildRuns = Callable[["RunState", str, str, dict[str, Any], str], Awaitable[tuple[str, str | None, Any]]]
-"""(parent state, child run id, runbook, inputs, parent step) -> the child run's status, reason and output."""
+ChildRuns = Callable[["RunState", str, str, dict[str, Any], str, bool], Awaitable[tuple[str, str | None, Any]]]
+"""(parent state, child run id, runbook, inputs, parent step, whether the step started it now) -> the child run's
+status, reason and output."""

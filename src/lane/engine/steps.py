@@ -62,7 +62,9 @@ async def _retries(state: RunState, step: StepSpec, request: CallRequest, outcom
                       question=f"{request.tool} failed ({finished.data.get('error')}) and is not idempotent; approve to call it again "
                                f"(attempt {attempt + 1} of {policy.attempts}), or reject to fail the step")
         if decision.data["decision"] == "rejected":
-            return False
+            why = f": {decision.data['reason']}" if decision.data.get("reason") else ""
+            raise StepFailed(f"tool step {step.id} ({request.tool}) error: {finished.data.get('error')}; "
+                             f"{decision.data['by']} chose not to call it again{why}")
     if journal.find("tool_call_requested", step.id, f"{step.id}:{attempt + 1}") is None:  # not waited for again on resume
         await asyncio.sleep(policy.delay * policy.backoff ** (attempt - 1))
     return True

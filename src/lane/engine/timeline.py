@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
             kpis = {"values": event.data["values"], "errors": event.data["errors"]}
         if event.type == "run_retried":
             attempts = int(event.data.get("attempt", attempts + 1))
-            _retry(steps, calls, asked, event.data.get("steps", ()))
+            _retry(steps, calls, asked, event.data.get("steps", ()), event.data.get("keep", ()))
             kpis = {}  # measured again when this attempt ends
         if event.type == "loop_back":  # the steps after the agent step run again; the agent goes on
             _retry(steps, calls, asked, event.data.get("steps", ()))
@@ -79,11 +80,13 @@ def _parent(step_id: str) -> tuple[str | None, str]:
     return (step_id[:cut], "step") if cut > 0 else (None, "step")
 
 
-def _retry(steps: dict[str, dict[str, Any]], calls: dict[str, dict[str, Any]], asked: set[tuple[str, str | None]], again: list[str]) -> None:
+def _retry(steps: dict[str, dict[str, Any]], calls: dict[str, dict[str, Any]], asked: set[tuple[str, str | None]], again: list[str],
+           keep: Sequence[str] = ()) -> None:
     """The steps a retry or a feedback loop runs again start blank; what they did before is kept under
-    `previous_attempts`. The steps inside a group run again go with it (their history is the group's)."""
-    named = set(again)
-    for step_id in [s for s in steps if s not in named and among(s, named)]:
+    `previous_attempts`. The steps inside a group run again go with it (their history is the group's),
+    except its branches and items that finished (`keep`): they are not run again."""
+    named, kept = set(again), set(keep)
+    for step_id in [s for s in steps if s not in named and among(s, named) and not among(s, kept)]:
         del steps[step_id]
     for step_id in again:
         old = steps.get(step_id)
@@ -93,9 +96,9 @@ def _retry(steps: dict[str, dict[str, Any]], calls: dict[str, dict[str, Any]], a
         if old["status"] != "pending":
             history.append(old)
         steps[step_id] = {**_blank(step_id, old["kind"]), "previous_attempts": history}
-    for key in [k for k in calls if among(k.partition("/")[0], named)]:
+    for key in [k for k in calls if among(k.partition("/")[0], named) and not among(k.partition("/")[0], kept)]:
         del calls[key]
-    asked.difference_update({pair for pair in asked if among(pair[0], named)})
+    asked.difference_update({pair for pair in asked if among(pair[0], named) and not among(pair[0], kept)})
 
 
 def _blank(step_id: str, kind: str) -> dict[str, Any]:
@@ -160,7 +163,7 @@ def _apply(step: dict[str, Any], calls: dict[str, dict[str, Any]], asked: set[tu
     elif kind == "handoff_rejected":
         step.setdefault("handoff_rejections", []).append({"errors": data.get("errors"), "output": data.get("output")})
     elif kind == "approval_requested":
-        if data.get("kind") in ("human_step", "handoff"):
+        if data.get("kind") in ("human_step", "handoff", "loop", "retry"):  # about the step, not about a call's effect
             step["status"] = "waiting"
         else:
             _call(step, calls, event)["status"] = "waiting" if data.get("kind") == "tool_call" else "in_doubt"

@@ -182,7 +182,7 @@ class OnFail(Strict):
     """A feedback loop: a failed check or a rejected human step goes back to an earlier agent step."""
 
     back_to: str = Field(pattern=STEP_ID)
-    attempts: int = Field(default=3, ge=1, le=100)  # tries in all, the first included, before a person is asked
+    attempts: int = Field(default=3, ge=1, le=100, strict=True)  # tries in all, the first included, before a person is asked
 
 
 class ToolRetry(Strict):
@@ -231,7 +231,7 @@ class Step(Strict):
     parallel: dict[str, list[Step]] | None = None
     for_each: str | None = None
     as_: str = Field(default="item", alias="as", pattern=STEP_ID)
-    max_concurrency: int = Field(default=4, ge=1, le=1000)
+    max_concurrency: int = Field(default=4, ge=1, le=1000, strict=True)
     steps: list[Step] | None = None
     runbook: str | None = None
     on_error: Literal["fail", "continue"] = "fail"

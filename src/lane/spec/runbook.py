@@ -247,7 +247,7 @@ def _check_parallel(spec: StepSpec, loc: Loc, book: RunbookSpec, project: Projec
         problems.append(book.source.at((*loc, "parallel"), "parallel needs at least one branch: a name and its list of steps"))
     for name, steps in branches.items():
         at = (*loc, "parallel", name)
-        if not re.match(STEP_ID, name):
+        if not re.fullmatch(STEP_ID.strip("^$"), name):
             problems.append(book.source.at(at, f"branch name {name!r} must be a name of letters, digits and '_'", key=True))
         if not steps:
             problems.append(book.source.at(at, f"branch '{name}' needs at least one step"))
@@ -266,8 +266,8 @@ def _check_for_each(spec: StepSpec, loc: Loc, book: RunbookSpec, project: Projec
     else:
         spec.items, found = _value(step.for_each, source, (*loc, "for_each"), book, scope)
         problems += found
-    if step.as_ in ("inputs", "steps", "run"):
-        problems.append(source.at((*loc, "as"), f"'as: {step.as_}' would hide the '{step.as_}' of expressions; name the item otherwise, such as item"))
+    if step.as_ in ("inputs", "steps", "run") or step.as_.lower() in ("true", "false", "none", "not", "and", "or", "in", "is", "if", "else"):
+        problems.append(source.at((*loc, "as"), f"'as: {step.as_}' is a name expressions already give a meaning; name the item otherwise, such as item"))
     if (step.steps is None) == (step.runbook is None):
         problems.append(source.at(loc, f"for_each step '{step.id}' needs exactly one of 'steps' (run for each item) or 'runbook' (a child run for each item)"))
     elif step.steps is not None:
@@ -293,23 +293,25 @@ def check_children(project: ProjectSpec) -> list[Problem]:
                 problems.append(book.source.at((*loc, "runbook"), f"no runbook '{name}'{hint}"))
                 continue
             problems += _check_child_inputs(book, spec, loc, child)
-        cycle = _cycle(project, book.name, [])
+        cycle = _cycle(project, book.name, [], set())
         if cycle and cycle[0] == book.name:
             spec, loc = next((s, at) for s, at in book.children if s.step.runbook == cycle[1])
             problems.append(book.source.at((*loc, "runbook"), f"runbooks run each other in a cycle: {' -> '.join(cycle)}"))
     return problems
 
 
-def _cycle(project: ProjectSpec, name: str, path: list[str]) -> list[str] | None:
+def _cycle(project: ProjectSpec, name: str, path: list[str], done: set[str]) -> list[str] | None:
+    """A cycle of runbooks running each other reached from `name`, or None; `done`: runbooks known to reach none."""
     if name in path:
         return [*path[path.index(name):], name]
     book = project.runbooks.get(name)
-    if book is None:
+    if book is None or name in done:
         return None
     for spec, _ in book.children:
-        found = _cycle(project, spec.step.runbook or "", [*path, name])
+        found = _cycle(project, spec.step.runbook or "", [*path, name], done)
         if found:
             return found
+    done.add(name)
     return None
 
 

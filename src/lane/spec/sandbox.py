@@ -21,7 +21,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Undefined, nodes, pass_environment
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.exceptions import SecurityError, TemplateSyntaxError
+from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.filters import make_attrgetter
 from jinja2.lexer import describe_token
 from jinja2.parser import Parser
@@ -314,6 +314,8 @@ def evaluate(fn: Callable[..., Any], scope: dict[str, Any], *, builds: bool = Tr
         value = fn(**scope)
         if isinstance(value, Undefined):
             value._fail_with_undefined_error()
+        if isinstance(getattr(value, "__self__", None), dict) and callable(value):  # `inputs.items` with no input items
+            raise UndefinedError(f"there is no {getattr(value, '__name__', '?')!r} in it (a missing input or output)")
         if isinstance(value, Iterator):  # map, select and friends return generators
             value = list(value)
         if builds and _length(value) > MAX_BUILT:  # one long text held many times: its JSON would be huge
