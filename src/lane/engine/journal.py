@@ -10,11 +10,13 @@ attempt, which stays in the journal as history.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lane.store.records import Event, now
+
+if TYPE_CHECKING:
+    import asyncio  # imported when a commit is shared, not with the project: `import lane.project` stays light
 
 AGAIN = ("run_retried", "loop_back")  # events after which the steps they name run again
 
@@ -35,6 +37,13 @@ def among(step_id: str | None, steps: set[str]) -> bool:
 
 
 _FORGOTTEN = Event(seq=0, type="", step_id=None, ref=None, at="", data={})  # stands in for an event a compacting journal let go
+
+
+async def _shield(done: asyncio.Future[None]) -> None:
+    """Wait for a shared commit; a waiter cancelled meanwhile does not cancel it for the others."""
+    import asyncio
+
+    await asyncio.shield(done)
 
 
 def _taken(done: asyncio.Future[None]) -> None:
@@ -60,11 +69,13 @@ class GroupCommit:
     async def commit(self, journal: Journal) -> None:
         self._waiting[journal] = None
         if self._done is None:
+            import asyncio
+
             loop = asyncio.get_running_loop()
             self._done = loop.create_future()
             self._done.add_done_callback(_taken)
             loop.call_soon(self._now)
-        await asyncio.shield(self._done)
+        await _shield(self._done)
 
     def _now(self) -> None:
         done, self._done = self._done, None
@@ -141,11 +152,13 @@ class Journal:
             self.flush()
             return
         if self._commit is None:
+            import asyncio
+
             loop = asyncio.get_running_loop()
             self._commit = loop.create_future()
             self._commit.add_done_callback(_taken)
             loop.call_soon(self._commit_now)
-        await asyncio.shield(self._commit)
+        await _shield(self._commit)
 
     def _commit_now(self) -> None:
         done, self._commit = self._commit, None
