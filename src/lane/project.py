@@ -150,6 +150,12 @@ def _scopes(journal: Journal, overrides: dict[str, float]) -> dict[str, str]:
     return {key: ending.data.get("scope", "run") for key in overrides if ending.data.get("key") == key}
 
 
+def token_hash(token: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def _child_status(steps: list[dict[str, Any]], status: dict[str, str]) -> None:
     """Each step that ran a child run says how the child stands now."""
     for step in steps:
@@ -215,6 +221,13 @@ class Project:
 
     async def run_async(self, runbook: str, inputs: dict[str, Any] | None = None, *, on_event: OnEvent | None = None,
                         on_stream: OnStream | None = None) -> Run:
+        run_id, execution = self.start(runbook, inputs, on_event=on_event, on_stream=on_stream)
+        return await execution
+
+    def start(self, runbook: str, inputs: dict[str, Any] | None = None, *, on_event: OnEvent | None = None,
+              on_stream: OnStream | None = None) -> tuple[str, Coroutine[Any, Any, Run]]:
+        """Check the inputs and record a new run (committed, owned by this process); its id, and the coroutine that
+        executes it (await it, or hand it to a task: `lane serve` answers with the id before the run ends)."""
         book = self.spec.runbooks.get(runbook)
         if book is None:
             names = ", ".join(sorted(self.spec.runbooks)) or "none"
@@ -237,7 +250,7 @@ class Project:
         self.store.create_run(run_id, book.name, book.file.version, Redactor(self.spec.secrets)(inputs), owner)
         journal = _journal(self.store, run_id, [], on_event, Redactor(self.spec.secrets), self._group)
         journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
-        return await self._execute(run_id, book, journal, owner, on_stream)
+        return run_id, self._execute(run_id, book, journal, owner, on_stream)
 
     def resume(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None,
                on_stream: OnStream | None = None) -> Run:
@@ -366,8 +379,21 @@ class Project:
 
     # -- people ---------------------------------------------------------------
 
+    def create_token(self, person: str) -> str:
+        """A new sign-in token for `person` (one of lane.yaml's `people:`), returned once: only its hash is kept."""
+        if person not in self.spec.config.people:
+            known = ", ".join(sorted(self.spec.config.people)) or "none; add them under people: in lane.yaml"
+            raise UsageError(f"{person!r} is not one of the people in lane.yaml (people: {known})")
+        token = f"lane_{_token(24)}"
+        self.store.add_token(token_hash(token), person)
+        return token
+
+    def person_of(self, token: str) -> str | None:
+        """The person a sign-in token belongs to, if it is one this project issued."""
+        return self.store.person_of(token_hash(token)) if token else None
+
     def approve(self, run_id: str, call_id: str | None = None, *, as_role: str | None = None, edit: Any = UNSET, patch: Any = UNSET,
-                result: Any = UNSET, automatic: str | None = None) -> Decision:
+                result: Any = UNSET, automatic: str | None = None, person: str | None = None) -> Decision:
         """Approve what a paused run waits for: `call_id` (as `pending` lists it; needed when several wait), deciding as `as_role`.
 
         `edit` replaces the call's arguments or the step's value; `patch` changes them by a JSON merge patch
@@ -375,10 +401,13 @@ class Project:
         with no person (see `lane.engine.decisions.decide`). Recorded at once; `resume` carries on."""
         target = self._deciding(run_id, call_id)
         return decide(self.store, self.spec, target, approve=True, call_id=call_id, as_role=as_role, edit=edit, patch=patch,
-                      result=result, automatic=automatic)
+                      result=result, automatic=automatic, person=person)
 
-    def reject(self, run_id: str, call_id: str | None = None, *, reason: str, as_role: str | None = None) -> Decision:
-        return decide(self.store, self.spec, self._deciding(run_id, call_id), approve=False, call_id=call_id, as_role=as_role, reason=reason)
+    def reject(self, run_id: str, call_id: str | None = None, *, reason: str, as_role: str | None = None,
+               person: str | None = None) -> Decision:
+        """Reject what a paused run waits for, with the `reason`; `person` (one of lane.yaml's people) is recorded as who."""
+        return decide(self.store, self.spec, self._deciding(run_id, call_id), approve=False, call_id=call_id, as_role=as_role,
+                      reason=reason, person=person)
 
     def _deciding(self, run_id: str, call_id: str | None) -> str:
         """The run a decision is for: `run_id`, or the child run that holds what it waits for (decided from the parent's id)."""

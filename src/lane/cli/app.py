@@ -25,6 +25,8 @@ LAZY: dict[str, tuple[str, str, str, bool]] = {
     "feature": ("feature", "app", "The feature runbook: lock, sign-off, then each task worked, verified, reviewed and committed.", False),
     "session": ("session", "app", "Where things stand at the start of a session, and a dated log entry at its end.", False),
     "hook": ("hooks", "app", "What the hooks `lane task start` installs run.", True),
+    "serve": ("serving", "serve", "Serve the HTTP API over the project and execute the runs started through it (lane[serve]).", False),
+    "token": ("serving", "token_app", "Sign-in tokens for the people of lane.yaml, for lane serve.", False),
 }
 
 

@@ -46,6 +46,7 @@ def decide(
     result: Any = UNSET,
     reason: str | None = None,
     automatic: str | None = None,
+    person: str | None = None,
 ) -> Decision:
     """Record a person's decision on what run `run_id` waits for.
 
@@ -66,11 +67,14 @@ def decide(
             "kind": request.data["kind"],
             "decision": "approved" if approve else "rejected",
             "by": automatic if automatic is not None else _role(project, request, as_role),
-            "user": _user(),
+            "user": person or _user(),
             "request_seq": request.seq,
         }
         if automatic is not None:
             data["automatic"] = True
+        if person is not None:  # signed in to lane serve: the role is theirs, and `user` names them
+            data["person"] = person
+            _own_role(project, person, data["by"])
         if "args_hash" in request.data:
             data["args_hash"] = request.data["args_hash"]
         if not approve:
@@ -164,6 +168,14 @@ def _check_extras(project: ProjectSpec, request: Event, approve: bool, edit: Any
     if problems:
         raise DecisionError("the edited value does not match the step's schema: " + "; ".join(problems))
     data["edited"] = edit
+
+
+def _own_role(project: ProjectSpec, person: str, role: str) -> None:
+    """A person decides only as one of their roles in lane.yaml's `people:`."""
+    entry = project.config.people.get(person)
+    if entry is None or role not in entry.roles:
+        mine = ", ".join(entry.roles) if entry else "none"
+        raise DecisionError(f"{person} may not decide this as {role} (their roles: {mine})")
 
 
 def _user() -> str:

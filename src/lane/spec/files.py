@@ -135,6 +135,13 @@ class Rules(Strict):
     allow: list[str] = []
 
 
+class Person(Strict):
+    """Someone who decides through `lane serve`: the human roles they act as."""
+
+    roles: list[str] = Field(min_length=1)
+    description: str = ""
+
+
 class LaneFile(Strict):
     project: str
     description: str = ""
@@ -146,6 +153,7 @@ class LaneFile(Strict):
     secrets: list[str] = []  # env:NAME; every env: reference in the project counts too
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     store: str = "sqlite:///.lane/lane.db"
+    people: dict[str, Person] = {}  # who signs in to `lane serve` (tokens: `lane token create NAME`), and their roles
 
 
 class ContextTrigger(Strict):

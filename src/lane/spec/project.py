@@ -128,6 +128,9 @@ def check_project(root: Path, *, provided_models: frozenset[str] = frozenset()) 
     project = ProjectSpec(root, config, source, provided_models=provided_models)
     problems += _check_models(project)
     problems += _check_store(project)
+    for name, person in config.people.items():
+        for i, role in enumerate(person.roles):
+            problems += project.check_role(role, source, ("people", name, "roles", i), kind="human")
     problems += load_toolsets(project)
     project.rules, found = _check_rules(project, config.rules, source, ("rules",))
     problems += found

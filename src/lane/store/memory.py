@@ -24,6 +24,7 @@ class MemoryStore:
         self._events: dict[str, list[Event]] = {}
         self._finished: dict[str, None] = {}  # finished run ids, oldest first
         self.keep_finished = keep_finished
+        self._tokens: dict[str, str] = {}
 
     def close(self) -> None:
         pass
@@ -93,6 +94,12 @@ class MemoryStore:
 
     def events(self, run_id: str) -> list[Event]:
         return list(self._events[self.run(run_id).run_id])
+
+    def add_token(self, digest: str, person: str) -> None:
+        self._tokens[digest] = person
+
+    def person_of(self, digest: str) -> str | None:
+        return self._tokens.get(digest)
 
     def check(self) -> str:
         return "ok"

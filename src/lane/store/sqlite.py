@@ -203,6 +203,15 @@ class SQLiteStore:
         ).fetchall()
         return [Event(seq, type_, step, ref, at, json.loads(data)) for seq, type_, step, ref, at, data in rows]
 
+    def add_token(self, digest: str, person: str) -> None:
+        """Keep a sign-in token's hash (never the token) for `person`."""
+        self._db.execute("INSERT INTO tokens (hash, person, created_at) VALUES (?, ?, ?)", (digest, person, now()))
+
+    def person_of(self, digest: str) -> str | None:
+        """Whose sign-in token has this hash, if anyone's."""
+        row = self._db.execute("SELECT person FROM tokens WHERE hash = ?", (digest,)).fetchone()
+        return str(row[0]) if row else None
+
     def check(self) -> str:
         """SQLite's own integrity check: 'ok' when the file is sound."""
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])

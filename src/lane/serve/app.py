@@ -1,0 +1,185 @@
+"""The HTTP API of `lane serve` (Starlette): JSON documents, the same as the CLI's `--json`.
+
+Every request is a person's: `Authorization: Bearer TOKEN` (`lane token create NAME`). A person sees and
+decides only what their roles in lane.yaml's `people:` may decide (403 otherwise); the journal records
+who decided. Nothing is served without a valid token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from lane.engine.decisions import UNSET
+from lane.errors import DecisionError, LaneError, RunNotFound, UsageError
+from lane.project import Project
+from lane.secrets import Redactor
+from lane.serve.openapi import OPENAPI
+from lane.serve.worker import Worker
+
+
+class Api:
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.redact = Redactor(project.spec.secrets)
+        self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.worker = Worker(project, on_change=lambda run_id, status: self.publish({"run_id": run_id, "type": "status", "status": status}))
+
+    # -- plumbing -------------------------------------------------------------
+
+    def answer(self, data: Any, status: int = 200) -> Response:
+        body = json.dumps(self.redact(data), ensure_ascii=False, allow_nan=False)  # strict JSON, no secret
+        return Response(body, status_code=status, media_type="application/json")
+
+    def error(self, message: str, status: int) -> Response:
+        return self.answer({"error": self.redact.text(message)}, status)
+
+    def person(self, request: Request) -> str | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return self.project.person_of(token.strip()) if scheme.lower() == "bearer" else None
+
+    def roles(self, person: str) -> list[str]:
+        entry = self.project.spec.config.people.get(person)
+        return list(entry.roles) if entry else []
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for queue in list(self.listeners):
+            queue.put_nowait(event)
+
+    def on_event(self, run_id: str) -> Any:
+        return lambda event: self.publish({"run_id": run_id, "type": event.type, "seq": event.seq, "step_id": event.step_id})
+
+    async def body(self, request: Request) -> dict[str, Any]:
+        try:
+            data = json.loads(await request.body() or b"{}")
+        except ValueError as exc:
+            raise UsageError(f"the request body is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise UsageError("the request body must be a JSON object")
+        return data
+
+    # -- endpoints ------------------------------------------------------------
+
+    async def start_run(self, request: Request, person: str) -> Response:
+        data = await self.body(request)
+        runbook, inputs = data.get("runbook"), data.get("inputs", {})
+        if not isinstance(runbook, str) or not isinstance(inputs, dict):
+            return self.error("give {\"runbook\": NAME, \"inputs\": {...}}", 400)
+        holder: dict[str, str] = {}
+        run_id, work = self.project.start(runbook, inputs, on_event=lambda e: self.on_event(holder["id"])(e))
+        holder["id"] = run_id
+        self.worker.execute(run_id, work)
+        return self.answer({"run_id": run_id, "status": "running"}, 201)
+
+    async def list_runs(self, request: Request, person: str) -> Response:
+        return self.answer([{**r.to_json(), "parent_id": r.parent_id, "parent_step": r.parent_step} for r in self.project.runs()])
+
+    async def show_run(self, request: Request, person: str) -> Response:
+        view = self.project.show(request.path_params["run_id"])
+        mine = set(self.roles(person))
+        view["pending"] = [p for p in view["pending"] if mine & set(p.get("roles", ()))]  # only what they may decide
+        return self.answer(view)
+
+    async def audit_run(self, request: Request, person: str) -> Response:
+        return self.answer(self.project.audit(request.path_params["run_id"]))
+
+    async def pending(self, request: Request, person: str) -> Response:
+        """Everything waiting for this person's roles, oldest first: the inbox."""
+        mine, found = set(self.roles(person)), []
+        for record in self.project.runs():
+            if record.status == "paused" and record.parent_id is None:
+                found += [{"run_id": record.run_id, "runbook": record.runbook, **p.to_json()} for p in self.project.pending(record.run_id)
+                          if mine & set(p.roles)]
+        return self.answer(sorted(found, key=lambda p: p["requested_at"]))
+
+    async def decide(self, request: Request, person: str) -> Response:
+        run_id, data = request.path_params["run_id"], await self.body(request)
+        approve, call = data.get("approve"), data.get("call")
+        if not isinstance(approve, bool) or (call is not None and not isinstance(call, str)):
+            return self.error("give {\"approve\": true|false, \"call\"?: ID, \"edit\"?: ..., \"patch\"?: ..., \"reason\"?: TEXT}", 400)
+        waiting = [p for p in self.project.pending(run_id) if call is None or p.call_id == call]
+        roles = [r for r in self.roles(person) if any(r in p.roles for p in waiting)]
+        if waiting and not roles:
+            return self.error(f"{person} has no role that may decide this (their roles: {', '.join(self.roles(person))})", 403)
+        as_role = roles[0] if roles else None
+        if approve:
+            decision = self.project.approve(run_id, call, as_role=as_role, edit=data.get("edit", UNSET), patch=data.get("patch", UNSET),
+                                            result=data.get("result", UNSET), person=person)
+        else:
+            decision = self.project.reject(run_id, call, reason=str(data.get("reason") or ""), as_role=as_role, person=person)
+        self.worker.resume_if_decided(decision.run_id)  # no separate resume: the run goes on once nothing is left to decide
+        return self.answer({"run_id": decision.run_id, "call_id": decision.call_id, "kind": decision.kind,
+                            "decision": decision.decision, "by": decision.by, "person": person})
+
+    async def events(self, request: Request, person: str) -> Response:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.listeners.add(queue)
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield ": lane events\n\n"
+                while True:
+                    try:
+                        event = await asyncio.wait_for(queue.get(), timeout=15)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    yield f"event: {event['type']}\ndata: {json.dumps(self.redact(event), ensure_ascii=False)}\n\n"
+            finally:
+                self.listeners.discard(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    async def openapi(self, request: Request) -> Response:
+        return self.answer(OPENAPI)
+
+
+def create_app(project: Project) -> Starlette:
+    """The ASGI app of `lane serve` over `project`."""
+    api = Api(project)
+
+    def guarded(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            person = api.person(request)
+            if person is None:
+                return api.error("sign in: send Authorization: Bearer TOKEN (lane token create NAME)", 401)
+            try:
+                return await handler(request, person)  # type: ignore[no-any-return]
+            except RunNotFound as exc:
+                return api.error(str(exc), 404)
+            except DecisionError as exc:
+                return api.error(str(exc), 409)
+            except UsageError as exc:
+                return api.error(str(exc), 400)
+            except LaneError as exc:
+                return api.error(str(exc), 500)
+        return endpoint
+
+    routes = [
+        Route("/api/openapi.json", api.openapi),
+        Route("/api/runs", guarded(api.start_run), methods=["POST"]),
+        Route("/api/runs", guarded(api.list_runs), methods=["GET"]),
+        Route("/api/runs/{run_id}", guarded(api.show_run), methods=["GET"]),
+        Route("/api/runs/{run_id}/audit", guarded(api.audit_run), methods=["GET"]),
+        Route("/api/runs/{run_id}/decisions", guarded(api.decide), methods=["POST"]),
+        Route("/api/pending", guarded(api.pending), methods=["GET"]),
+        Route("/api/events", guarded(api.events), methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await api.worker.stop()  # runs being executed stay resumable
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.api = api
+    return app

@@ -1,0 +1,202 @@
+"""`lane serve`'s HTTP API against a real uvicorn server on loopback, started as `lane serve` in a subprocess;
+people sign in with tokens from `lane token create`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import LANE, lane, write_project
+
+FILES = {
+    "lane.yaml": """
+        project: desk
+        models: {default: scripted:model.yaml}
+        roles:
+          lead: {kind: human}
+          clerk: {kind: human}
+          writer: {kind: agent}
+        toolsets:
+          mail: {python: tools/mail.py}
+        people:
+          alice: {roles: [lead]}
+          bob: {roles: [clerk]}
+        secrets: [env:DESK_KEY]
+    """,
+    "agents/writer.md": """
+        ---
+        name: writer
+        autonomy: auto
+        ---
+        You write.
+    """,
+    "tools/mail.py": """
+        from lane import tool
+
+        @tool(effect="external", idempotent=True)
+        def send(to: str, body: str) -> str:
+            '''Send a reply.'''
+            return f"sent to {to}"
+    """,
+    "model.yaml": """
+        draft:
+          - output: {body: "Hello <script>alert(1)</script>"}
+    """,
+    "runbooks/reply.yaml": """
+        runbook: reply
+        approver: lead
+        inputs: {type: object, properties: {to: {type: string}}, required: [to]}
+        steps:
+          - {id: draft, agent: writer, goal: Write., output: {type: object, properties: {body: {type: string}}, required: [body]}}
+          - {id: send, tool: mail.send, args: {to: "${{ inputs.to }}", body: "${{ steps.draft.output.body }}"}}
+    """,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Client:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def call(self, method: str, path: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def until(self, run_id: str, token: str, status: str) -> dict[str, Any]:
+        for _ in range(200):
+            code, view = self.call("GET", f"/api/runs/{run_id}", token)
+            if code == 200 and view["status"] == status:
+                return view  # type: ignore[no-any-return]
+            time.sleep(0.05)
+        raise AssertionError(f"run {run_id} never became {status}: {view}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[Client, Path, dict[str, str]]]:
+    root = write_project(tmp_path / "desk", FILES)
+    tokens = {}
+    for person in ("alice", "bob"):
+        made = lane("token", "create", person, cwd=root)
+        assert made.returncode == 0, made.stderr
+        tokens[person] = made.stdout.strip()
+    port = free_port()
+    proc = subprocess.Popen([*LANE, "serve", "--port", str(port)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, env={**__import__("os").environ, "DESK_KEY": "hunter2-secret"})
+    client = Client(f"http://127.0.0.1:{port}")
+    for _ in range(100):
+        try:
+            client.call("GET", "/api/openapi.json")
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield client, root, tokens
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_a_token_is_printed_once_and_only_its_hash_is_kept(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "desk", FILES)
+    made = lane("token", "create", "alice", cwd=root)
+    token = made.stdout.strip()
+    assert made.returncode == 0 and made.stdout == token + "\n" and token.startswith("lane_")
+    assert "shown once" in made.stderr
+    assert token.encode() not in (root / ".lane" / "lane.db").read_bytes()
+    unknown = lane("token", "create", "mallory", cwd=root)
+    assert unknown.returncode == 2 and "not one of the people in lane.yaml" in unknown.stderr and unknown.stdout == ""
+
+
+def test_every_request_needs_a_token(server: tuple[Client, Path, dict[str, str]]) -> None:
+    client, _, _ = server
+    assert client.call("GET", "/api/runs")[0] == 401
+    assert client.call("GET", "/api/runs", "lane_not-a-token")[0] == 401
+    assert client.call("POST", "/api/runs", None, {"runbook": "reply", "inputs": {"to": "a@x.example"}})[0] == 401
+    code, spec = client.call("GET", "/api/openapi.json")
+    assert code == 200 and "/api/runs/{run_id}/decisions" in spec["paths"]
+
+
+def test_a_run_started_through_the_api_pauses_and_goes_on_when_the_right_person_decides(server: tuple[Client, Path, dict[str, str]]) -> None:
+    client, root, tokens = server
+    code, started = client.call("POST", "/api/runs", tokens["alice"], {"runbook": "reply", "inputs": {"to": "ann@example.com"}})
+    assert code == 201 and started["status"] == "running"
+    run_id = started["run_id"]
+    view = client.until(run_id, tokens["alice"], "paused")
+    [waiting] = view["pending"]
+    assert waiting["call_id"] == "send:1" and waiting["args"]["body"] == "Hello <script>alert(1)</script>"
+    code, inbox = client.call("GET", "/api/pending", tokens["alice"])
+    assert code == 200 and [(p["run_id"], p["call_id"]) for p in inbox] == [(run_id, "send:1")]
+    assert client.call("GET", "/api/pending", tokens["bob"]) == (200, []), "bob's roles may decide nothing here"
+    assert client.call("GET", f"/api/runs/{run_id}", tokens["bob"])[1]["pending"] == []
+    code, refused = client.call("POST", f"/api/runs/{run_id}/decisions", tokens["bob"], {"approve": True})
+    assert code == 403 and "bob has no role that may decide this" in refused["error"]
+
+    code, decided = client.call("POST", f"/api/runs/{run_id}/decisions", tokens["alice"], {"approve": True, "patch": {"body": "Hello Ann"}})
+    assert code == 200 and decided == {"run_id": run_id, "call_id": "send:1", "kind": "tool_call", "decision": "approved",
+                                       "by": "lead", "person": "alice"}
+    done = client.until(run_id, tokens["alice"], "completed")  # no separate resume
+    send = next(s for s in done["steps"] if s["id"] == "send")
+    assert send["output"] == "sent to ann@example.com"
+    assert send["tool_calls"][0]["decision"]["user"] == "alice"
+    assert send["tool_calls"][0]["decision"]["edited_args"]["body"] == "Hello Ann"
+    again = client.call("POST", f"/api/runs/{run_id}/decisions", tokens["alice"], {"approve": True})
+    assert again[0] == 409, "a replayed decision is refused"
+    shown = lane("show", run_id, "--json", cwd=root)
+    assert json.loads(shown.stdout)["status"] == "completed", "the CLI reads the same run"
+
+
+def test_a_rejection_through_the_api_ends_the_run_rejected(server: tuple[Client, Path, dict[str, str]]) -> None:
+    client, _, tokens = server
+    run_id = client.call("POST", "/api/runs", tokens["alice"], {"runbook": "reply", "inputs": {"to": "ann@example.com"}})[1]["run_id"]
+    client.until(run_id, tokens["alice"], "paused")
+    assert client.call("POST", f"/api/runs/{run_id}/decisions", tokens["alice"], {"approve": False})[0] == 409, "a rejection needs a reason"
+    code, _ = client.call("POST", f"/api/runs/{run_id}/decisions", tokens["alice"], {"approve": False, "reason": "wrong customer"})
+    assert code == 200
+    view = client.until(run_id, tokens["alice"], "rejected")
+    assert "wrong customer" in view["reason"]
+
+
+def test_bad_requests_are_answered_with_the_reason(server: tuple[Client, Path, dict[str, str]]) -> None:
+    client, _, tokens = server
+    code, answer = client.call("POST", "/api/runs", tokens["alice"], {"runbook": "reply", "inputs": {}})
+    assert code == 400 and "inputs" in answer["error"]
+    code, answer = client.call("POST", "/api/runs", tokens["alice"], {"runbook": "nope"})
+    assert code == 400 and "no runbook 'nope'" in answer["error"]
+    assert client.call("GET", "/api/runs/ffffffffffff", tokens["alice"])[0] == 404
+
+
+def test_serving_beyond_loopback_needs_people(tmp_path: Path) -> None:
+    files = dict(FILES)
+    files["lane.yaml"] = FILES["lane.yaml"].split("        people:")[0] + "        secrets: [env:DESK_KEY]\n"
+    root = write_project(tmp_path / "desk", files)
+    refused = lane("serve", "--host", "0.0.0.0", "--port", str(free_port()), cwd=root, timeout=30)
+    assert refused.returncode == 2 and "names no people to sign in" in refused.stderr
+
+
+def test_validate_checks_the_roles_of_people(tmp_path: Path) -> None:
+    files = dict(FILES)
+    files["lane.yaml"] = FILES["lane.yaml"].replace("bob: {roles: [clerk]}", "bob: {roles: [writer]}")
+    root = write_project(tmp_path / "desk", files)
+    result = lane("validate", cwd=root)
+    assert result.returncode == 2 and "lane.yaml:11:" in result.stdout and "writer" in result.stdout, result.stdout
