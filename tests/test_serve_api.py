@@ -200,3 +200,104 @@ def test_validate_checks_the_roles_of_people(tmp_path: Path) -> None:
     root = write_project(tmp_path / "desk", files)
     result = lane("validate", cwd=root)
     assert result.returncode == 2 and "lane.yaml:11:" in result.stdout and "writer" in result.stdout, result.stdout
+
+
+def sign(key: str, body: bytes) -> str:
+    import hashlib
+    import hmac
+
+    return "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post_hook(client: Client, name: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    request = urllib.request.Request(f"{client.base}/api/hooks/{name}", data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+TRIGGERED = {**FILES, "runbooks/reply.yaml": FILES["runbooks/reply.yaml"] + """
+        triggers:
+          - {webhook: inbound, secret: env:HOOK_KEY}
+          - {watch: "drop/*.json", input: to}
+"""}
+
+
+@pytest.fixture
+def triggered(tmp_path: Path) -> Iterator[tuple[Client, Path, dict[str, str]]]:
+    root = write_project(tmp_path / "desk", TRIGGERED)
+    (root / "drop").mkdir()
+    token = lane("token", "create", "alice", cwd=root).stdout.strip()
+    port = free_port()
+    env = {**__import__("os").environ, "HOOK_KEY": "the-hook-key-123"}
+    proc = subprocess.Popen([*LANE, "serve", "--port", str(port)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, env=env)
+    client = Client(f"http://127.0.0.1:{port}")
+    for _ in range(100):
+        try:
+            client.call("GET", "/api/openapi.json")
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield client, root, {"alice": token}
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_a_signed_webhook_starts_one_run_per_delivery(triggered: tuple[Client, Path, dict[str, str]]) -> None:
+    client, _, tokens = triggered
+    body = json.dumps({"to": "hook@example.com"}).encode()
+    assert post_hook(client, "inbound", body, {"X-Lane-Signature": sign("wrong-key", body)})[0] == 401
+    assert post_hook(client, "inbound", body, {})[0] == 401
+    assert post_hook(client, "nowhere", body, {"X-Lane-Signature": sign("the-hook-key-123", body)})[0] == 404
+    bad = b'{"too": 1}'
+    code, refused = post_hook(client, "inbound", bad, {"X-Lane-Signature": sign("the-hook-key-123", bad)})
+    assert code == 400 and "inputs" in refused["error"]
+    assert client.call("GET", "/api/runs", tokens["alice"])[1] == [], "a bad body starts no run"
+    headers = {"X-Lane-Signature": sign("the-hook-key-123", body), "X-Lane-Delivery": "d-1"}
+    code, started = post_hook(client, "inbound", body, headers)
+    assert code == 202 and started["duplicate"] is False
+    code, again = post_hook(client, "inbound", body, headers)
+    assert code == 200 and again["duplicate"] is True and again["run_id"] == started["run_id"]
+    view = client.until(started["run_id"], tokens["alice"], "paused")
+    assert view["inputs"] == {"to": "hook@example.com"}
+
+
+def test_a_dropped_file_starts_one_run_even_with_a_second_server(triggered: tuple[Client, Path, dict[str, str]], tmp_path: Path) -> None:
+    """A second server on the same project (as after a restart) sees the file taken: at most one run per file."""
+    client, root, tokens = triggered
+    port = free_port()
+    second = subprocess.Popen([*LANE, "serve", "--port", str(port)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True, env={**__import__("os").environ, "HOOK_KEY": "k"})
+    (root / "drop" / "one.json").write_text("{}")
+    for _ in range(100):
+        runs = client.call("GET", "/api/runs", tokens["alice"])[1]
+        if runs:
+            break
+        time.sleep(0.1)
+    assert [r["status"] for r in runs] and runs[0]["runbook"] == "reply"
+    assert client.call("GET", f"/api/runs/{runs[0]['run_id']}", tokens["alice"])[1]["inputs"] == {"to": "drop/one.json"}
+    time.sleep(2.5)  # both servers have looked at the folder again since
+    second.terminate()
+    second.communicate(timeout=10)
+    assert len(client.call("GET", "/api/runs", tokens["alice"])[1]) == 1, "the same file starts no second run"
+
+
+@pytest.mark.parametrize(("triggers", "expected"), [
+    ("[{webhook: inbound}]", "a webhook needs `secret: env:NAME`"),
+    ("[{schedule: 'every day at 9'}]", "is not a cron expression of five fields"),
+    ("[{watch: 'drop/*', input: nobody}]", "has no input 'nobody'"),
+    ("[{watch: 'drop/*'}]", "needs `input: NAME`"),
+    ("[{webhook: a, secret: env:K, schedule: '0 9 * * *'}]", "exactly one of webhook, schedule, watch"),
+    ("[{webhook: inbound, secret: env:K}, {webhook: inbound, secret: env:K}]", "webhook 'inbound' is also a trigger"),
+])
+def test_validate_checks_triggers(tmp_path: Path, triggers: str, expected: str) -> None:
+    files = {**FILES, "runbooks/reply.yaml": FILES["runbooks/reply.yaml"] + f"\n        triggers: {triggers}\n"}
+    root = write_project(tmp_path / "desk", files)
+    result = lane("validate", cwd=root)
+    assert result.returncode == 2 and expected in result.stdout, result.stdout
+    assert "runbooks/reply.yaml:" in result.stdout

@@ -150,6 +150,10 @@ def _scopes(journal: Journal, overrides: dict[str, float]) -> dict[str, str]:
     return {key: ending.data.get("scope", "run") for key in overrides if ending.data.get("key") == key}
 
 
+def new_run_id() -> str:
+    return _token(6)
+
+
 def token_hash(token: str) -> str:
     import hashlib
 
@@ -225,7 +229,7 @@ class Project:
         return await execution
 
     def start(self, runbook: str, inputs: dict[str, Any] | None = None, *, on_event: OnEvent | None = None,
-              on_stream: OnStream | None = None) -> tuple[str, Coroutine[Any, Any, Run]]:
+              on_stream: OnStream | None = None, run_id: str | None = None) -> tuple[str, Coroutine[Any, Any, Run]]:
         """Check the inputs and record a new run (committed, owned by this process); its id, and the coroutine that
         executes it (await it, or hand it to a task: `lane serve` answers with the id before the run ends)."""
         book = self.spec.runbooks.get(runbook)
@@ -246,7 +250,7 @@ class Project:
             lines = [f"inputs.{e}".replace("inputs.:", "inputs:") for e in errors]
             raise UsageError(f"the inputs do not fit runbook {runbook!r}:\n" + "\n".join(lines))
         owner = process_owner(_token(4))
-        run_id = _token(6)
+        run_id = run_id or new_run_id()
         self.store.create_run(run_id, book.name, book.file.version, Redactor(self.spec.secrets)(inputs), owner)
         journal = _journal(self.store, run_id, [], on_event, Redactor(self.spec.secrets), self._group)
         journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)

@@ -139,6 +139,17 @@ class Api:
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
+    async def hook(self, request: Request) -> Response:
+        """A webhook delivery: signed, not a person's (no token)."""
+        from lane.serve.triggers import HookRefused, webhook
+
+        try:
+            run_id, new = webhook(self.project, self.worker, request.path_params["name"], await request.body(), request.headers)
+        except HookRefused as exc:
+            return self.error(str(exc), exc.status)
+        return self.answer({"run_id": run_id, "status": "running" if new else self.project.get(run_id).status, "duplicate": not new},
+                           202 if new else 200)
+
     async def openapi(self, request: Request) -> Response:
         return self.answer(OPENAPI)
 
@@ -173,11 +184,20 @@ def create_app(project: Project) -> Starlette:
         Route("/api/runs/{run_id}/decisions", guarded(api.decide), methods=["POST"]),
         Route("/api/pending", guarded(api.pending), methods=["GET"]),
         Route("/api/events", guarded(api.events), methods=["GET"]),
+        Route("/api/hooks/{name}", api.hook, methods=["POST"]),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        from lane.serve.triggers import watch_and_schedule
+
+        timed = any(t.schedule or t.watch for book in project.spec.runbooks.values() for t in book.file.triggers)
+        poller = asyncio.get_running_loop().create_task(watch_and_schedule(project, api.worker)) if timed else None
         yield
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
         await api.worker.stop()  # runs being executed stay resumable
 
     app = Starlette(routes=routes, lifespan=lifespan)

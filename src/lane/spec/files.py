@@ -266,6 +266,18 @@ class Kpi(Strict):
     description: str = ""
 
 
+class Trigger(Strict):
+    """What starts a run without a person typing `lane run` (under `lane serve`): exactly one of
+    `webhook` (POST /api/hooks/NAME, signed with `secret`), `schedule` (cron) or `watch` (a glob of files)."""
+
+    webhook: str | None = Field(default=None, pattern=STEP_ID)
+    secret: str | None = None  # env:NAME: the webhook's HMAC key
+    schedule: str | None = None  # "0 9 * * 1-5", in UTC
+    watch: str | None = None  # inbox/*.eml, relative to the project
+    input: str | None = None  # watch: the input the new file's path is given as
+    inputs: dict[str, Any] = {}  # schedule and watch: the run's other inputs
+
+
 class RunbookFile(Strict):
     runbook: str
     version: int = Field(default=1, ge=1)
@@ -278,6 +290,7 @@ class RunbookFile(Strict):
     budgets: Budget = Field(default_factory=Budget)
     kpis: dict[str, Kpi] = {}
     output: Any = None  # the run's output, with ${{ }} expressions; default: the output of its last step that ran
+    triggers: list[Trigger] = []
 
 
 # Keys that DESIGN.md names for features this version does not have yet:

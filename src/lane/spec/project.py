@@ -23,6 +23,7 @@ from lane.spec.runbook import RunbookSpec, check_children, check_runbook
 from lane.spec.script import check_script
 from lane.spec.source import Loc, Source, read_front_matter, read_yaml
 from lane.spec.toolsets import load_toolsets
+from lane.spec.triggers import check_triggers
 from lane.store.url import parse_store_url
 from lane.tools.base import Tool
 from lane.tools.command import CommandTool
@@ -171,7 +172,7 @@ def _check_rules(project: ProjectSpec, rules: Rules, source: Source, loc: Loc) -
 
 
 def _secret_names(project: ProjectSpec) -> tuple[frozenset[str], list[Problem]]:
-    """`secrets:` and every `env:NAME` anywhere in lane.yaml or an agent file: their values are redacted."""
+    """`secrets:` and every `env:NAME` anywhere in lane.yaml, an agent file or a runbook (a webhook's secret): their values are redacted."""
     problems: list[Problem] = []
     names: set[str] = set()
     for i, ref in enumerate(project.config.secrets):
@@ -180,7 +181,8 @@ def _secret_names(project: ProjectSpec) -> tuple[frozenset[str], list[Problem]]:
             problems.append(project.source.at(("secrets", i), f"a secret is named as env:NAME (an environment variable), not {ref!r}"))
         else:
             names.add(match.group(1))
-    for path in [project.root / "lane.yaml", *sorted((project.root / "agents").glob("*.md"))]:
+    runbooks = (project.root / "runbooks")
+    for path in [project.root / "lane.yaml", *sorted((project.root / "agents").glob("*.md")), *sorted(runbooks.glob("*.y*ml"))]:
         names.update(ENV_REFERENCE.findall(path.read_text(encoding="utf-8", errors="replace")))
     return frozenset(names), problems
 
@@ -319,6 +321,7 @@ def _load_runbooks(project: ProjectSpec) -> list[Problem]:
         problems += found
         project.runbooks[book.runbook] = spec
     problems += check_children(project)
+    problems += check_triggers(project)
     problems += _check_scripts(project, every_runbook=every)
     return problems
 

@@ -25,6 +25,7 @@ class MemoryStore:
         self._finished: dict[str, None] = {}  # finished run ids, oldest first
         self.keep_finished = keep_finished
         self._tokens: dict[str, str] = {}
+        self._deliveries: dict[str, str] = {}
 
     def close(self) -> None:
         pass
@@ -100,6 +101,12 @@ class MemoryStore:
 
     def person_of(self, digest: str) -> str | None:
         return self._tokens.get(digest)
+
+    def reserve(self, key: str, run_id: str) -> str | None:
+        if key in self._deliveries:
+            return self._deliveries[key]
+        self._deliveries[key] = run_id
+        return None
 
     def check(self) -> str:
         return "ok"

@@ -212,6 +212,19 @@ class SQLiteStore:
         row = self._db.execute("SELECT person FROM tokens WHERE hash = ?", (digest,)).fetchone()
         return str(row[0]) if row else None
 
+    def reserve(self, key: str, run_id: str) -> str | None:
+        """Reserve `key` (a delivery, a slot, a file) for `run_id`; None if it is new, else the run it started before."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._db.execute("SELECT run_id FROM deliveries WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO deliveries (key, run_id, created_at) VALUES (?, ?, ?)", (key, run_id, now()))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return None if row is None else str(row[0])
+
     def check(self) -> str:
         """SQLite's own integrity check: 'ok' when the file is sound."""
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
