@@ -96,7 +96,7 @@ def _run_with_kills(root: Path, rng: random.Random, wanted: int) -> tuple[str, i
         args = ["resume", parent["run_id"], "--json"] if parent else ["run", "flow", "--json"]
         proc = subprocess.Popen([*LANE, *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         if kills < wanted:
-            time.sleep(rng.uniform(0.25, 1.4))
+            time.sleep(rng.uniform(0.2, 1.1))  # most kills land after start-up, across the run's work
         if proc.poll() is None and kills < wanted:
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
@@ -122,7 +122,7 @@ def test_sigkill_anywhere_in_a_flow_loses_and_repeats_nothing(tmp_path: Path) ->
     attempt = 0
     while total < 50:
         attempt += 1
-        assert attempt <= 20, f"only {total} kills landed in {attempt - 1} runs"
+        assert attempt <= 40, f"only {total} kills landed in {attempt - 1} runs"
         root = write_project(tmp_path / f"p{attempt}", FILES)
         run_id, kills = _run_with_kills(root, rng, wanted=8)
         total += kills

@@ -39,6 +39,8 @@ def create(
 def serve(
     host: Annotated[str, typer.Option("--host", help="The address to listen on; beyond loopback only with people: in lane.yaml.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="The port.", min=1, max=65535)] = 8700,
+    as_person: Annotated[str | None, typer.Option("--as", help="Who the printed sign-in link signs in (one of people:); "
+                                                  "default: the only person, or, with no people, you with every human role.")] = None,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Serve the HTTP API over the project, and execute the runs started through it.
@@ -47,8 +49,11 @@ def serve(
     that executes runs started with POST /api/runs and resumes a run as soon as what it waits for is
     decided through POST /api/runs/ID/decisions, with no separate resume. Every request is a person's:
     `lane token create NAME` gives one of lane.yaml's `people:` a token. The CLI keeps working on the same
-    project meanwhile; a run is never executed by two processes at once. The web console is not in this
-    version of lane yet: this serves the API.
+    project meanwhile; a run is never executed by two processes at once.
+
+    The console (sign in, then the inbox: everything waiting for your roles, to approve, edit or reject)
+    is at the same address. On loopback lane serve prints a one-time sign-in link, for the only person
+    of people:, the one --as names, or, with no people, you with every human role.
     """
     from lane.cli.commands import _load, errors
 
@@ -59,6 +64,7 @@ def serve(
 
             raise UsageError(f"--host {host} is reachable from other machines, but lane.yaml names no people to sign in; "
                              "add people: (name: {roles: [ROLE]}) and create their tokens with `lane token create NAME`")
+        person = _link_person(loaded.spec.config.people, as_person) if _loopback(host) else None
     try:
         import uvicorn
 
@@ -68,12 +74,28 @@ def serve(
         raise typer.Exit(2) from None
     app = create_app(loaded)
     people = ", ".join(sorted(loaded.spec.config.people)) or "none yet (add people: to lane.yaml)"
-    render.err.print(f"lane serve: the HTTP API of {loaded.root} at http://{host}:{port}/api (people: {people}); Ctrl-C stops it")
+    render.err.print(f"lane serve: the console and HTTP API of {loaded.root} at http://{host}:{port}/ (people: {people}); Ctrl-C stops it")
+    if person is not None:  # as Jupyter does: one sign-in, for the person at this machine
+        code = app.state.api.console.sessions.one_time(person)
+        render.err.print(f"sign in as {person}, once: http://{'127.0.0.1' if host == 'localhost' else host}:{port}/login/once?code={code}")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         loaded.close()
     sys.exit(0)
+
+
+def _link_person(people: dict[str, object], chosen: str | None) -> str | None:
+    from lane.errors import UsageError
+    from lane.serve.sessions import LOCAL
+
+    if chosen is not None:
+        if chosen not in people:
+            raise UsageError(f"--as {chosen!r} is not one of the people in lane.yaml ({', '.join(sorted(people)) or 'none'})")
+        return chosen
+    if not people:
+        return LOCAL
+    return next(iter(people)) if len(people) == 1 else None
 
 
 def _loopback(host: str) -> bool:

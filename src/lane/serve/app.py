@@ -23,7 +23,12 @@ from lane.errors import DecisionError, LaneError, RunNotFound, UsageError
 from lane.project import Project
 from lane.secrets import Redactor
 from lane.serve.openapi import OPENAPI
+from lane.serve.sessions import LOCAL
 from lane.serve.worker import Worker
+
+
+class Forbidden(Exception):
+    """The person's roles may not do this (403)."""
 
 
 class Api:
@@ -31,6 +36,7 @@ class Api:
         self.project = project
         self.redact = Redactor(project.spec.secrets)
         self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.console: Any = None  # the console's pages (lane.serve.console), when served
         self.worker = Worker(project, on_change=lambda run_id, status: self.publish({"run_id": run_id, "type": "status", "status": status}))
 
     # -- plumbing -------------------------------------------------------------
@@ -48,8 +54,27 @@ class Api:
         return self.project.person_of(token.strip()) if scheme.lower() == "bearer" else None
 
     def roles(self, person: str) -> list[str]:
+        if person == LOCAL and not self.project.spec.config.people:  # the local user of a loopback server: every human role
+            return list(self.project.spec.human_roles)
         entry = self.project.spec.config.people.get(person)
         return list(entry.roles) if entry else []
+
+    def decide_for(self, person: str, run_id: str, call: str | None, approve: bool, data: dict[str, Any]) -> Any:
+        """`person` decides as the first of their roles allowed for it; Forbidden if none is. The run goes on by itself
+        once nothing is left to decide."""
+        waiting = [p for p in self.project.pending(run_id) if call is None or p.call_id == call]
+        roles = [r for r in self.roles(person) if any(r in p.roles for p in waiting)]
+        if waiting and not roles:
+            raise Forbidden(f"{person} has no role that may decide this (their roles: {', '.join(self.roles(person)) or 'none'})")
+        as_role = roles[0] if roles else None
+        who = None if person == LOCAL else person  # the local user is recorded as the account lane runs under
+        if approve:
+            decision = self.project.approve(run_id, call, as_role=as_role, edit=data.get("edit", UNSET), patch=data.get("patch", UNSET),
+                                            result=data.get("result", UNSET), person=who)
+        else:
+            decision = self.project.reject(run_id, call, reason=str(data.get("reason") or ""), as_role=as_role, person=who)
+        self.worker.resume_if_decided(decision.run_id)
+        return decision
 
     def publish(self, event: dict[str, Any]) -> None:
         for queue in list(self.listeners):
@@ -106,17 +131,10 @@ class Api:
         approve, call = data.get("approve"), data.get("call")
         if not isinstance(approve, bool) or (call is not None and not isinstance(call, str)):
             return self.error("give {\"approve\": true|false, \"call\"?: ID, \"edit\"?: ..., \"patch\"?: ..., \"reason\"?: TEXT}", 400)
-        waiting = [p for p in self.project.pending(run_id) if call is None or p.call_id == call]
-        roles = [r for r in self.roles(person) if any(r in p.roles for p in waiting)]
-        if waiting and not roles:
-            return self.error(f"{person} has no role that may decide this (their roles: {', '.join(self.roles(person))})", 403)
-        as_role = roles[0] if roles else None
-        if approve:
-            decision = self.project.approve(run_id, call, as_role=as_role, edit=data.get("edit", UNSET), patch=data.get("patch", UNSET),
-                                            result=data.get("result", UNSET), person=person)
-        else:
-            decision = self.project.reject(run_id, call, reason=str(data.get("reason") or ""), as_role=as_role, person=person)
-        self.worker.resume_if_decided(decision.run_id)  # no separate resume: the run goes on once nothing is left to decide
+        try:
+            decision = self.decide_for(person, run_id, call, approve, data)
+        except Forbidden as exc:
+            return self.error(str(exc), 403)
         return self.answer({"run_id": decision.run_id, "call_id": decision.call_id, "kind": decision.kind,
                             "decision": decision.decision, "by": decision.by, "person": person})
 
@@ -155,7 +173,9 @@ class Api:
 
 
 def create_app(project: Project) -> Starlette:
-    """The ASGI app of `lane serve` over `project`."""
+    """The ASGI app of `lane serve` over `project`: the API, and the console's pages."""
+    from lane.serve.console import console_routes
+
     api = Api(project)
 
     def guarded(handler: Any) -> Any:
@@ -185,6 +205,7 @@ def create_app(project: Project) -> Starlette:
         Route("/api/pending", guarded(api.pending), methods=["GET"]),
         Route("/api/events", guarded(api.events), methods=["GET"]),
         Route("/api/hooks/{name}", api.hook, methods=["POST"]),
+        *console_routes(api),
     ]
 
     @contextlib.asynccontextmanager

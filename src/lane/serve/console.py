@@ -1,0 +1,201 @@
+"""The web console's pages (server-rendered, Jinja2 with autoescape): sign-in and the inbox.
+
+A session is a cookie (HttpOnly, SameSite=Strict); every form carries the session's CSRF token. Every value
+shown is escaped (a tool's output may hold `<script>`) and redacted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from lane.errors import LaneError
+from lane.serve.sessions import Session, Sessions
+
+if TYPE_CHECKING:
+    from lane.serve.app import Api
+
+COOKIE = "lane_session"
+PAGES = Environment(loader=PackageLoader("lane.serve", "templates"), autoescape=select_autoescape(default=True))
+
+
+class Console:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.sessions = Sessions()
+
+    def page(self, name: str, request: Request, session: Session | None, status: int = 200, **values: Any) -> Response:
+        person = session.person if session else None
+        html = PAGES.get_template(name).render(
+            project=self.api.project.spec.config.project, person=person, roles=self.api.roles(person) if person else [],
+            csrf=session.csrf if session else "", title=values.pop("title", name.split(".")[0]), **values)
+        return HTMLResponse(self.api.redact.text(html), status_code=status,
+                            headers={"Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'", "Cache-Control": "no-store"})
+
+    def session(self, request: Request) -> Session | None:
+        return self.sessions.get(request.cookies.get(COOKIE))
+
+    def signed_in(self, person: str) -> Response:
+        session_id, _ = self.sessions.open(person)
+        response = RedirectResponse("/inbox", status_code=303)
+        response.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", max_age=12 * 3600, path="/")
+        return response
+
+    async def login_form(self, request: Request) -> Response:
+        return self.page("login.html", request, None, title="Sign in")
+
+    async def login(self, request: Request) -> Response:
+        client = request.client.host if request.client else "?"
+        if not self.sessions.allowed(client):
+            return self.page("login.html", request, None, 429, title="Sign in", message="Too many tries: wait a minute.", failed=True)
+        form = await request.form()
+        person = self.api.project.person_of(str(form.get("token") or ""))
+        if person is None:
+            return self.page("login.html", request, None, 401, title="Sign in", message="That token is not valid.", failed=True)
+        return self.signed_in(person)
+
+    async def login_once(self, request: Request) -> Response:
+        person = self.sessions.redeem(request.query_params.get("code", ""))
+        if person is None:
+            return self.page("login.html", request, None, 401, title="Sign in", message="That sign-in link was used already, or is not valid.",
+                             failed=True)
+        return self.signed_in(person)
+
+    async def logout(self, request: Request) -> Response:
+        session = self.session(request)
+        form = await request.form()
+        if session is not None and form.get("csrf") == session.csrf:
+            self.sessions.close(request.cookies.get(COOKIE))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse("/inbox" if self.session(request) else "/login", status_code=303)
+
+    async def inbox(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        message, failed = request.query_params.get("done", ""), request.query_params.get("failed") == "1"
+        return self.page("inbox.html", request, session, title="Inbox", items=self.items(session.person), message=message, failed=failed)
+
+    def items(self, person: str) -> list[dict[str, Any]]:
+        """What waits for the person's roles, oldest first, each with what it shows and the reasoning that led to it."""
+        mine, found = set(self.api.roles(person)), []
+        project = self.api.project
+        for record in project.runs():
+            if record.status != "paused" or record.parent_id is not None:
+                continue
+            for pending in project.pending(record.run_id):
+                if not mine & set(pending.roles):
+                    continue
+                value = pending.args if pending.kind in ("tool_call", "in_doubt", "retry") else \
+                    pending.output if pending.kind == "handoff" else pending.value
+                shown = json.dumps(value, ensure_ascii=False, indent=2) if value is not None else ""
+                editable = pending.kind in ("tool_call", "human_step", "handoff")
+                found.append({**pending.to_json(), "run_id": pending.run_id or record.run_id, "runbook": record.runbook,
+                              "label": "Arguments" if pending.kind in ("tool_call", "in_doubt", "retry") else "Value",
+                              "shown": shown, "rows": min(30, shown.count("\n") + 2), "editable": editable,
+                              "fields": fields(value) if editable else [],
+                              "reasoning": self.reasoning(pending.run_id or record.run_id, pending.step_id)})
+        return sorted(found, key=lambda p: p["requested_at"])
+
+    def reasoning(self, run_id: str, step_id: str) -> str:
+        """The agent's last words before the request: what it said with the call it made."""
+        try:
+            view = self.api.project.show(run_id)
+        except LaneError:
+            return ""
+        for step in _flat(view["steps"]):
+            if step["id"] == step_id and step.get("turns"):
+                said = [t["response"].get("text") for t in step["turns"] if t["response"].get("text")]
+                return "\n\n".join(said[-3:])
+        return ""
+
+    async def decide(self, request: Request) -> Response:
+        from lane.serve.app import Forbidden
+
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        form = await request.form()
+        if form.get("csrf") != session.csrf:
+            return self.page("inbox.html", request, session, 403, title="Inbox", items=[], message="The form has expired: reload the page.",
+                             failed=True)
+        approve = form.get("action") == "approve"
+        data: dict[str, Any] = {"reason": str(form.get("reason") or "")}
+        edit = str(form.get("edit") or "")
+        try:
+            if approve and edit.strip():
+                data["edit"] = json.loads(edit)
+            elif approve and form.get("fields"):  # the form's fields, one per property of the value
+                data["patch"] = from_fields(form)
+            decision = self.api.decide_for(session.person, str(form.get("run_id")), str(form.get("call_id")), approve, data)
+        except Forbidden as exc:
+            return self.page("inbox.html", request, session, 403, title="Inbox", items=self.items(session.person), message=str(exc), failed=True)
+        except (ValueError, LaneError) as exc:
+            return self.page("inbox.html", request, session, 400, title="Inbox", items=self.items(session.person), message=str(exc), failed=True)
+        return RedirectResponse(f"/inbox?done={decision.decision}+{decision.call_id}+in+run+{decision.run_id}", status_code=303)
+
+
+def fields(value: Any) -> list[dict[str, Any]]:
+    """A form field per property of an object value: text (multi-line as it needs), number, yes/no, or JSON for the rest."""
+    if not isinstance(value, dict):
+        return []
+    out = []
+    for name, item in value.items():
+        if isinstance(item, bool):
+            kind, text = "boolean", "true" if item else "false"
+        elif isinstance(item, (int, float)):
+            kind, text = "number", json.dumps(item)
+        elif isinstance(item, str):
+            kind, text = "string", item
+        else:
+            kind, text = "json", json.dumps(item, ensure_ascii=False, indent=2)
+        out.append({"name": name, "kind": kind, "text": text, "rows": min(20, text.count("\n") + 2)})
+    return out
+
+
+def from_fields(form: Any) -> dict[str, Any]:
+    """The value's properties as the person left them in the form (a merge patch over the value)."""
+    patch: dict[str, Any] = {}
+    for name in json.loads(str(form.get("fields"))):
+        kind, text = str(form.get(f"kind.{name}") or "string"), str(form.get(f"field.{name}") or "")
+        if kind == "string":
+            patch[name] = text.replace("\r\n", "\n")  # browsers send a textarea's lines with CRLF
+        elif kind == "boolean":
+            patch[name] = text == "true"
+        else:
+            try:
+                patch[name] = json.loads(text)
+            except ValueError:
+                raise ValueError(f"the field {name!r} must be {'a number' if kind == 'number' else 'JSON'}: {text[:40]!r}") from None
+    return patch
+
+
+def _flat(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for step in steps:
+        out.append(step)
+        out += _flat([*step.get("items", ()), *step.get("branches", {}).values(), *step.get("steps", ())])
+    return out
+
+
+def console_routes(api: Api) -> list[Route]:
+    console = Console(api)
+    api.console = console
+    return [
+        Route("/", console.home),
+        Route("/login", console.login_form, methods=["GET"]),
+        Route("/login", console.login, methods=["POST"]),
+        Route("/login/once", console.login_once, methods=["GET"]),
+        Route("/logout", console.logout, methods=["POST"]),
+        Route("/inbox", console.inbox, methods=["GET"]),
+        Route("/inbox/decide", console.decide, methods=["POST"]),
+    ]

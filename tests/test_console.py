@@ -1,0 +1,130 @@
+"""The web console in a real browser (Playwright driving the system's Chromium) against a real `lane serve`.
+
+Screenshots of each page are kept under the test's tmp folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_serve_api import FILES, Client, free_port
+
+from conftest import LANE, lane, write_project
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Chromium: .ci/run installs it (apt-get install -y chromium)")
+        pytest.skip("no chromium on this machine (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Client, Path, str, dict[str, str]]]:
+    root = write_project(tmp_path / "desk", FILES)
+    tokens = {p: lane("token", "create", p, cwd=root).stdout.strip() for p in ("alice", "bob")}
+    port = free_port()
+    proc = subprocess.Popen([*LANE, "serve", "--port", str(port), "--as", "alice"], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
+    link = ""
+    for _ in range(4):  # the start line, then the sign-in link
+        line = proc.stderr.readline()
+        if "once: " in line:
+            link = line.split("once: ")[1].strip()
+            break
+    assert link.startswith(f"http://127.0.0.1:{port}/login/once?code="), link
+    client = Client(f"http://127.0.0.1:{port}")
+    for _ in range(100):  # the link is printed before the server listens
+        try:
+            client.call("GET", "/api/openapi.json")
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield client, root, link, tokens
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_a_person_signs_in_with_the_link_and_decides_in_the_inbox(browser: Any, served: tuple[Client, Path, str, dict[str, str]],
+                                                                  tmp_path: Path) -> None:
+    client, root, link, tokens = served
+    first = client.call("POST", "/api/runs", tokens["alice"], {"runbook": "reply", "inputs": {"to": "ann@example.com"}})[1]["run_id"]
+    second = client.call("POST", "/api/runs", tokens["alice"], {"runbook": "reply", "inputs": {"to": "bo@example.com"}})[1]["run_id"]
+    client.until(first, tokens["alice"], "paused")
+    client.until(second, tokens["alice"], "paused")
+
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(link)
+    assert page.url.endswith("/inbox") and "alice (lead)" in page.inner_text("header")
+    assert page.locator("section.item").count() == 2
+    page.screenshot(path=str(tmp_path / "inbox.png"), full_page=True)
+    assert "<script>alert(1)</script>" in page.inner_text("section.item pre.value"), "tool output is shown as text"
+    assert dialogs == [], "nothing in the data ran as script"
+
+    item = page.locator("section.item", has_text=first)
+    item.locator("textarea[name='field.body']").fill("Hello Ann, your refund is on its way.")
+    item.locator("button[value=approve]").click()
+    assert f"approved send:1 in run {first}" in page.inner_text("#message")
+    done = client.until(first, tokens["alice"], "completed")  # the decision resumed it, with no separate resume
+    call = next(s for s in done["steps"] if s["id"] == "send")["tool_calls"][0]
+    assert call["decision"]["edited_args"]["body"] == "Hello Ann, your refund is on its way."
+    assert call["decision"]["user"] == "alice"
+
+    item = page.locator("section.item", has_text=second)
+    item.locator("input[name=reason]").fill("wrong customer")
+    item.locator("button[value=reject]").click()
+    assert client.until(second, tokens["alice"], "rejected")["reason"].endswith("wrong customer")
+    assert page.locator("#empty").is_visible()
+    page.screenshot(path=str(tmp_path / "inbox-empty.png"), full_page=True)
+
+    page.goto(link)  # a sign-in link works once
+    assert page.url.endswith("/login/once?code=" + link.split("code=")[1]) and "used already" in page.inner_text("#message")
+
+
+def test_someone_of_another_role_sees_nothing_to_decide_and_forms_need_their_session(browser: Any,
+                                                                                    served: tuple[Client, Path, str, dict[str, str]],
+                                                                                    tmp_path: Path) -> None:
+    client, root, _, tokens = served
+    run_id = client.call("POST", "/api/runs", tokens["alice"], {"runbook": "reply", "inputs": {"to": "ann@example.com"}})[1]["run_id"]
+    client.until(run_id, tokens["alice"], "paused")
+    page = browser.new_page()
+    page.goto(client.base + "/inbox")
+    assert page.url.endswith("/login"), "no session: the sign-in page"
+    page.fill("input[name=token]", "lane_wrong")
+    page.click("button")
+    assert "not valid" in page.inner_text("#message")
+    page.fill("input[name=token]", tokens["bob"])
+    page.click("button")
+    assert page.url.endswith("/inbox") and page.locator("#empty").is_visible(), "bob's roles may decide nothing here"
+    page.screenshot(path=str(tmp_path / "inbox-bob.png"), full_page=True)
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["lane_session"]["httpOnly"] and cookies["lane_session"]["sameSite"] == "Strict"
+    # A form posted without the session's CSRF token is refused, and decides nothing.
+    answer = page.request.post(client.base + "/inbox/decide", form={"run_id": run_id, "call_id": "send:1", "action": "approve"})
+    assert answer.status == 403
+    time.sleep(0.3)
+    assert client.call("GET", f"/api/runs/{run_id}", tokens["alice"])[1]["status"] == "paused"
