@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_serve_api import FILES, Client, free_port
+from test_serve_api import FILES, Client, start_server, stop_server
 
-from conftest import LANE, lane, write_project
+from conftest import lane, write_project
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -42,29 +41,13 @@ def browser() -> Iterator[Any]:
 def served(tmp_path: Path) -> Iterator[tuple[Client, Path, str, dict[str, str]]]:
     root = write_project(tmp_path / "desk", FILES)
     tokens = {p: lane("token", "create", p, cwd=root).stdout.strip() for p in ("alice", "bob")}
-    port = free_port()
-    proc = subprocess.Popen([*LANE, "serve", "--port", str(port), "--as", "alice"], cwd=root, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    assert proc.stderr is not None
-    link = ""
-    for _ in range(4):  # the start line, then the sign-in link
-        line = proc.stderr.readline()
-        if "once: " in line:
-            link = line.split("once: ")[1].strip()
-            break
-    assert link.startswith(f"http://127.0.0.1:{port}/login/once?code="), link
-    client = Client(f"http://127.0.0.1:{port}")
-    for _ in range(100):  # the link is printed before the server listens
-        try:
-            client.call("GET", "/api/openapi.json")
-            break
-        except OSError:
-            time.sleep(0.05)
+    proc, client, printed = start_server(root, "--as", "alice")
+    link = printed[-1].split("once: ")[-1].strip()
+    assert link.startswith(f"{client.base}/login/once?code="), printed
     try:
         yield client, root, link, tokens
     finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+        stop_server(proc)
 
 
 def test_a_person_signs_in_with_the_link_and_decides_in_the_inbox(browser: Any, served: tuple[Client, Path, str, dict[str, str]],

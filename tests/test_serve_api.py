@@ -4,6 +4,7 @@ people sign in with tokens from `lane token create`."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -92,29 +93,37 @@ class Client:
         raise AssertionError(f"run {run_id} never became {status}: {view}")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[Client, Path, dict[str, str]]]:
-    root = write_project(tmp_path / "desk", FILES)
-    tokens = {}
-    for person in ("alice", "bob"):
-        made = lane("token", "create", person, cwd=root)
-        assert made.returncode == 0, made.stderr
-        tokens[person] = made.stdout.strip()
+def start_server(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], Client, list[str]]:
+    """`lane serve` on a free loopback port, once it answers; what it printed before that."""
     port = free_port()
-    proc = subprocess.Popen([*LANE, "serve", "--port", str(port)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, env={**__import__("os").environ, "DESK_KEY": "hunter2-secret"})
+    proc = subprocess.Popen([*LANE, "serve", "--port", str(port), *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})})
+    assert proc.stderr is not None
+    printed = [proc.stderr.readline() for _ in range(2 if "--as" in args else 1)]  # the start line, then a sign-in link
     client = Client(f"http://127.0.0.1:{port}")
-    for _ in range(100):
+    for _ in range(200):
         try:
             client.call("GET", "/api/openapi.json")
             break
         except OSError:
             time.sleep(0.05)
+    return proc, client, printed
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[Client, Path, dict[str, str]]]:
+    root = write_project(tmp_path / "desk", FILES)
+    tokens = {person: lane("token", "create", person, cwd=root).stdout.strip() for person in ("alice", "bob")}
+    proc, client, _ = start_server(root, env={"DESK_KEY": "hunter2-secret"})
     try:
         yield client, root, tokens
     finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+        stop_server(proc)
 
 
 def test_a_token_is_printed_once_and_only_its_hash_is_kept(tmp_path: Path) -> None:
@@ -230,22 +239,11 @@ def triggered(tmp_path: Path) -> Iterator[tuple[Client, Path, dict[str, str]]]:
     root = write_project(tmp_path / "desk", TRIGGERED)
     (root / "drop").mkdir()
     token = lane("token", "create", "alice", cwd=root).stdout.strip()
-    port = free_port()
-    env = {**__import__("os").environ, "HOOK_KEY": "the-hook-key-123"}
-    proc = subprocess.Popen([*LANE, "serve", "--port", str(port)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, env=env)
-    client = Client(f"http://127.0.0.1:{port}")
-    for _ in range(100):
-        try:
-            client.call("GET", "/api/openapi.json")
-            break
-        except OSError:
-            time.sleep(0.05)
+    proc, client, _ = start_server(root, env={"HOOK_KEY": "the-hook-key-123"})
     try:
         yield client, root, {"alice": token}
     finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+        stop_server(proc)
 
 
 def test_a_signed_webhook_starts_one_run_per_delivery(triggered: tuple[Client, Path, dict[str, str]]) -> None:
@@ -270,9 +268,7 @@ def test_a_signed_webhook_starts_one_run_per_delivery(triggered: tuple[Client, P
 def test_a_dropped_file_starts_one_run_even_with_a_second_server(triggered: tuple[Client, Path, dict[str, str]], tmp_path: Path) -> None:
     """A second server on the same project (as after a restart) sees the file taken: at most one run per file."""
     client, root, tokens = triggered
-    port = free_port()
-    second = subprocess.Popen([*LANE, "serve", "--port", str(port)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              stdin=subprocess.DEVNULL, text=True, env={**__import__("os").environ, "HOOK_KEY": "k"})
+    second, _, _ = start_server(root, env={"HOOK_KEY": "k"})
     (root / "drop" / "one.json").write_text("{}")
     for _ in range(100):
         runs = client.call("GET", "/api/runs", tokens["alice"])[1]
@@ -282,8 +278,7 @@ def test_a_dropped_file_starts_one_run_even_with_a_second_server(triggered: tupl
     assert [r["status"] for r in runs] and runs[0]["runbook"] == "reply"
     assert client.call("GET", f"/api/runs/{runs[0]['run_id']}", tokens["alice"])[1]["inputs"] == {"to": "drop/one.json"}
     time.sleep(2.5)  # both servers have looked at the folder again since
-    second.terminate()
-    second.communicate(timeout=10)
+    stop_server(second)
     assert len(client.call("GET", "/api/runs", tokens["alice"])[1]) == 1, "the same file starts no second run"
 
 
