@@ -111,3 +111,36 @@ def test_someone_of_another_role_sees_nothing_to_decide_and_forms_need_their_ses
     assert answer.status == 403
     time.sleep(0.3)
     assert client.call("GET", f"/api/runs/{run_id}", tokens["alice"])[1]["status"] == "paused"
+
+
+def test_a_run_started_from_the_form_shows_its_timeline_and_the_edit_as_a_diff(browser: Any, served: tuple[Client, Path, str, dict[str, str]],
+                                                                             tmp_path: Path) -> None:
+    client, _, link, tokens = served
+    page = browser.new_page()
+    page.goto(link)
+    page.click("text=Runs")
+    form = page.locator("form.start[data-runbook=reply]")
+    form.locator("input[name='input.to']").fill("cy@example.com")
+    form.locator("button").click()
+    assert "/runs/" in page.url
+    run_id = page.url.rsplit("/", 1)[1]
+    client.until(run_id, tokens["alice"], "paused")
+    page.reload()
+    assert page.inner_text("#status") == "paused" and "1 waiting for you" in page.inner_text("main")
+    page.screenshot(path=str(tmp_path / "run-paused.png"), full_page=True)
+    page.goto(client.base + "/inbox")
+    page.locator("section.item", has_text=run_id).locator("textarea[name='field.body']").fill("Hello Cy")
+    page.locator("section.item", has_text=run_id).locator("button[value=approve]").click()
+    client.until(run_id, tokens["alice"], "completed")
+    page.goto(f"{client.base}/runs/{run_id}")
+    assert page.inner_text("#status") == "completed"
+    diff = page.inner_text("pre.diff")
+    assert '+  "body": "Hello Cy"' in diff and '-  "body": "Hello <script>alert(1)</script>"' in diff
+    page.screenshot(path=str(tmp_path / "run-completed.png"), full_page=True)
+    page.goto(client.base + "/runs?status=completed")
+    assert run_id in page.inner_text("#runs")
+    page.goto(client.base + "/runs?status=failed")
+    assert run_id not in page.inner_text("main")
+    form = page.locator("form.start[data-runbook=reply]")
+    form.locator("button").click()  # `to` is required: the browser holds the form back
+    assert "/runs?" in page.url

@@ -102,9 +102,9 @@ class ChildRunner:
                 return record.status, record.reason, None
             try:
                 book = host._book_of(record)
+                journal = self._take_up(record, book)
             except UsageError as exc:  # the child's runbook changed under its version: the parent waits until it is restored
                 raise StopRun(f"step {step}: {exc}; restore it, then `lane resume {parent.run_id}`") from None
-            journal = self._take_up(record, book)
         state = host._new_state(child_id, book, journal, inputs if record is None else record.inputs, parent)
         try:
             status, reason = await host._executing(state)

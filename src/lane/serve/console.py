@@ -144,6 +144,98 @@ class Console:
         return RedirectResponse(f"/inbox?done={decision.decision}+{decision.call_id}+in+run+{decision.run_id}", status_code=303)
 
 
+    async def runs(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        query = request.query_params
+        chosen = {k: query.get(k, "") for k in ("runbook", "status", "version", "since")}
+        shown = [r for r in self.api.project.runs() if r.parent_id is None
+                 and (not chosen["runbook"] or r.runbook == chosen["runbook"]) and (not chosen["status"] or r.status == chosen["status"])
+                 and (not chosen["version"] or str(r.version) == chosen["version"]) and (not chosen["since"] or r.started_at[:10] >= chosen["since"])]
+        books = [{"name": b.name, "description": b.file.description, "fields": input_fields(b.file.inputs)}
+                 for b in self.api.project.spec.runbooks.values()]
+        return self.page("runs.html", request, session, title="Runs", runs=shown[:500], books=books, chosen=chosen,
+                         filtered=any(chosen.values()), runbooks=sorted(self.api.project.spec.runbooks),
+                         statuses=["running", "paused", "stopped", "completed", "failed", "rejected"],
+                         message=query.get("done", ""), failed=query.get("failed") == "1")
+
+    async def start(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        form = await request.form()
+        if form.get("csrf") != session.csrf:
+            return RedirectResponse("/runs?failed=1&done=The+form+has+expired:+reload+the+page.", status_code=303)
+        runbook = str(form.get("runbook") or "")
+        try:
+            inputs = from_inputs(form)
+            run_id, work = self.api.project.start(runbook, inputs)
+        except (ValueError, LaneError) as exc:
+            from urllib.parse import quote
+
+            return RedirectResponse(f"/runs?failed=1&done={quote(self.api.redact.text(str(exc))[:300])}", status_code=303)
+        self.api.worker.execute(run_id, work)
+        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+    async def run(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        try:
+            view = self.api.project.show(request.path_params["run_id"])
+        except LaneError as exc:
+            return self.page("inbox.html", request, session, 404, title="Run", items=[], message=str(exc), failed=True)
+        mine = set(self.api.roles(session.person))
+        view["pending"] = [p for p in view["pending"] if mine & set(p.get("roles", ()))]
+        return self.page("run.html", request, session, title=f"Run {view['run_id']}", view=view, diff=_diff)
+
+
+def _diff(before: Any, after: Any) -> str:
+    """An edit as a unified diff of the two values' JSON."""
+    import difflib
+
+    old = json.dumps(before, ensure_ascii=False, indent=2, sort_keys=True).splitlines()
+    new = json.dumps(after, ensure_ascii=False, indent=2, sort_keys=True).splitlines()
+    return "\n".join(difflib.unified_diff(old, new, "proposed", "approved", lineterm="", n=1))
+
+
+def input_fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The start-a-run form from a runbook's `inputs` schema: a field per property (JSON for what is not a plain value)."""
+    props: dict[str, Any] = schema["properties"] if isinstance(schema.get("properties"), dict) else {}
+    required = set(schema.get("required", ()))
+    out = []
+    for name, prop in props.items():
+        prop = prop if isinstance(prop, dict) else {}
+        kind = prop.get("type") if isinstance(prop.get("type"), str) else "json"
+        out.append({"name": name, "kind": kind if kind in ("string", "integer", "number", "boolean") else "json",
+                    "required": name in required, "description": str(prop.get("description") or ""),
+                    "choices": [str(c) for c in prop.get("enum", ())] if isinstance(prop.get("enum"), list) else []})
+    return out
+
+
+def from_inputs(form: Any) -> dict[str, Any]:
+    """The inputs as the start form gives them; empty fields are left out (the schema says what is required)."""
+    inputs: dict[str, Any] = {}
+    for key in form:
+        if not key.startswith("input."):
+            continue
+        name, text = key[len("input."):], str(form.get(key) or "")
+        kind = str(form.get(f"kind.{name}") or "string")
+        if text == "":
+            continue
+        if kind == "string":
+            inputs[name] = text
+        elif kind == "boolean":
+            inputs[name] = text == "true"
+        else:
+            try:
+                inputs[name] = json.loads(text)
+            except ValueError:
+                raise ValueError(f"input {name!r} must be {'a number' if kind in ('integer', 'number') else 'JSON'}: {text[:40]!r}") from None
+    return inputs
+
+
 def fields(value: Any) -> list[dict[str, Any]]:
     """A form field per property of an object value: text (multi-line as it needs), number, yes/no, or JSON for the rest."""
     if not isinstance(value, dict):
@@ -198,4 +290,7 @@ def console_routes(api: Api) -> list[Route]:
         Route("/logout", console.logout, methods=["POST"]),
         Route("/inbox", console.inbox, methods=["GET"]),
         Route("/inbox/decide", console.decide, methods=["POST"]),
+        Route("/runs", console.runs, methods=["GET"]),
+        Route("/runs/start", console.start, methods=["POST"]),
+        Route("/runs/{run_id}", console.run, methods=["GET"]),
     ]
