@@ -296,3 +296,19 @@ def test_validate_checks_triggers(tmp_path: Path, triggers: str, expected: str) 
     result = lane("validate", cwd=root)
     assert result.returncode == 2 and expected in result.stdout, result.stdout
     assert "runbooks/reply.yaml:" in result.stdout
+
+
+def test_events_stream_what_the_server_executes(server: tuple[Client, Path, dict[str, str]]) -> None:
+    client, _, tokens = server
+    assert client.call("GET", "/api/events")[0] == 401
+    request = urllib.request.Request(client.base + "/api/events", headers={"Authorization": f"Bearer {tokens['alice']}"})
+    with urllib.request.urlopen(request, timeout=30) as stream:
+        run_id = client.call("POST", "/api/runs", tokens["alice"], {"runbook": "reply", "inputs": {"to": "ann@example.com"}})[1]["run_id"]
+        seen: list[dict[str, Any]] = []
+        while not any(e["type"] == "status" and e["run_id"] == run_id for e in seen):
+            line = stream.readline().decode()
+            if line.startswith("data: "):
+                seen.append(json.loads(line[len("data: "):]))
+    types = [e["type"] for e in seen if e["run_id"] == run_id]
+    assert types[0] == "run_started" and "approval_requested" in types and types[-2:] == ["run_paused", "status"]
+    assert seen[-1]["status"] == "paused"

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from lane.engine.decisions import UNSET
 from lane.errors import DecisionError, LaneError, RunNotFound, UsageError
-from lane.project import Project
+from lane.project import Project, new_run_id
 from lane.secrets import Redactor
 from lane.serve.openapi import OPENAPI
 from lane.serve.sessions import LOCAL
@@ -99,9 +99,8 @@ class Api:
         runbook, inputs = data.get("runbook"), data.get("inputs", {})
         if not isinstance(runbook, str) or not isinstance(inputs, dict):
             return self.error("give {\"runbook\": NAME, \"inputs\": {...}}", 400)
-        holder: dict[str, str] = {}
-        run_id, work = self.project.start(runbook, inputs, on_event=lambda e: self.on_event(holder["id"])(e))
-        holder["id"] = run_id
+        run_id = new_run_id()  # known before the run's first event, which the event stream carries too
+        run_id, work = self.project.start(runbook, inputs, on_event=self.on_event(run_id), run_id=run_id)
         self.worker.execute(run_id, work)
         return self.answer({"run_id": run_id, "status": "running"}, 201)
 
