@@ -144,3 +144,8 @@ def test_a_run_started_from_the_form_shows_its_timeline_and_the_edit_as_a_diff(b
     form = page.locator("form.start[data-runbook=reply]")
     form.locator("button").click()  # `to` is required: the browser holds the form back
     assert "/runs?" in page.url
+    page.goto(client.base + "/runbooks/reply")
+    boxes = page.locator("svg.workchart g.step")
+    assert boxes.count() == 2 and "a person signs off" in boxes.nth(1).inner_html(), "send waits for the lead"
+    assert "KPIs over 1 finished run" in page.inner_text("main") and "declares no KPIs" in page.inner_text("main")
+    page.screenshot(path=str(tmp_path / "runbook.png"), full_page=True)

@@ -191,6 +191,22 @@ class Console:
         return self.page("run.html", request, session, title=f"Run {view['run_id']}", view=view, diff=_diff)
 
 
+    async def runbook(self, request: Request) -> Response:
+        from lane.serve.chart import kpi_rows, work_chart
+
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        project = self.api.project
+        book = project.spec.runbooks.get(request.path_params["name"])
+        if book is None:
+            return self.page("inbox.html", request, session, 404, title="Runbook", items=[], message="There is no such runbook.", failed=True)
+        finished = [r for r in project.runs() if r.runbook == book.name and r.status in ("completed", "failed", "rejected")][:200]
+        kpis, charts = kpi_rows(book, finished, lambda run_id: project.show(run_id)["kpis"])
+        return self.page("runbook.html", request, session, title=f"Runbook {book.name}", book=book, chart=work_chart(project.spec, book),
+                         kpis=kpis, charts=charts, runs=len(finished))
+
+
 def _diff(before: Any, after: Any) -> str:
     """An edit as a unified diff of the two values' JSON."""
     import difflib
@@ -293,4 +309,5 @@ def console_routes(api: Api) -> list[Route]:
         Route("/runs", console.runs, methods=["GET"]),
         Route("/runs/start", console.start, methods=["POST"]),
         Route("/runs/{run_id}", console.run, methods=["GET"]),
+        Route("/runbooks/{name}", console.runbook, methods=["GET"]),
     ]
