@@ -359,7 +359,8 @@ class Project:
             shown = lambda piece: show(redact(piece))  # noqa: E731
         state = RunState(run_id, self.spec, book, journal, self.store.run(run_id).inputs, self._models, on_stream=shown)
         state.children = self._children
-        state.meter.count_children(self._spent_by_children(run_id))
+        if any(s.step.runbook is not None for s in book.walk()):  # only a runbook that starts child runs has their spending to count
+            state.meter.count_children(self._spent_by_children(run_id))
         try:
             status, reason = await self._executing(state)
         except (KeyboardInterrupt, asyncio.CancelledError):

@@ -10,7 +10,7 @@ attempt, which stays in the journal as history.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lane.store.records import Event, now
@@ -21,19 +21,18 @@ if TYPE_CHECKING:
 AGAIN = ("run_retried", "loop_back")  # events after which the steps they name run again
 
 
+def enclosing(step_id: str) -> Iterator[str]:
+    """The groups and parts a step is inside, innermost first: `each[2]`, then `each`, for `each[2].inc`."""
+    cut = len(step_id)
+    while (cut := max(step_id.rfind(".", 0, cut), step_id.rfind("[", 0, cut))) > 0:
+        yield step_id[:cut]
+
+
 def among(step_id: str | None, steps: set[str]) -> bool:
     """Whether `step_id` is one of `steps`, or a step inside one of them (`each[2].inc` is inside `each`)."""
     if step_id is None or not steps:
         return False
-    if step_id in steps:
-        return True
-    cut = len(step_id)
-    while True:  # each enclosing group: `each[2].inc` -> `each[2]` -> `each`
-        cut = max(step_id.rfind(".", 0, cut), step_id.rfind("[", 0, cut))
-        if cut <= 0:
-            return False
-        if step_id[:cut] in steps:
-            return True
+    return step_id in steps or any(outer in steps for outer in enclosing(step_id))
 
 
 _FORGOTTEN = Event(seq=0, type="", step_id=None, ref=None, at="", data={})  # stands in for an event a compacting journal let go
@@ -219,11 +218,7 @@ class Journal:
 
     def _part_of(self, step_id: str) -> str | None:
         """The innermost branch or item `step_id` is inside (not itself)."""
-        cut = len(step_id)
-        while (cut := max(step_id.rfind(".", 0, cut), step_id.rfind("[", 0, cut))) > 0:
-            if step_id[:cut] in self._parts:
-                return step_id[:cut]
-        return None
+        return next((outer for outer in enclosing(step_id) if outer in self._parts), None)
 
     def _forget(self, part: str) -> None:
         for event in self._inside.pop(part, ()):
@@ -274,10 +269,7 @@ class Journal:
         """How many times feedback loops ran this step again (or a group it is in)."""
         if not self._loops:
             return 0
-        total, cut = self._loops.get(step_id, 0), len(step_id)
-        while (cut := max(step_id.rfind(".", 0, cut), step_id.rfind("[", 0, cut))) > 0:
-            total += self._loops.get(step_id[:cut], 0)
-        return total
+        return self._loops.get(step_id, 0) + sum(self._loops.get(outer, 0) for outer in enclosing(step_id))
 
     def find(self, type_: str, step_id: str | None = None, ref: str | None = None) -> Event | None:
         """The latest event of this type about this step and ref, if any."""

@@ -86,37 +86,31 @@ class Console:
         return self.page("inbox.html", request, session, title="Inbox", items=self.items(session.person), message=message, failed=failed)
 
     def items(self, person: str) -> list[dict[str, Any]]:
-        """What waits for the person's roles, oldest first, each with what it shows and the reasoning that led to it."""
+        """What waits for the person's roles, oldest first, each with what it shows and the reasoning that led to it.
+        Each paused run is read once: its timeline gives both its pending items and the agent's words."""
         mine, found = set(self.api.roles(person)), []
         project = self.api.project
         for record in project.runs():
-            if record.status != "paused" or record.parent_id is not None:
+            if record.status != "paused" or record.parent_id is not None:  # a child's requests come with its parent's
                 continue
-            for pending in project.pending(record.run_id):
-                if not mine & set(pending.roles):
+            view = project.show(record.run_id)
+            steps = _flat(view["steps"])
+            for pending in view["pending"]:
+                if not mine & set(pending.get("roles", ())):
                     continue
-                value = pending.args if pending.kind in ("tool_call", "in_doubt", "retry") else \
-                    pending.output if pending.kind == "handoff" else pending.value
+                kind = pending["kind"]
+                value = pending.get("args") if kind in ("tool_call", "in_doubt", "retry") else \
+                    pending.get("output") if kind == "handoff" else pending.get("value")
                 shown = json.dumps(value, ensure_ascii=False, indent=2) if value is not None else ""
-                editable = pending.kind in ("tool_call", "human_step", "handoff")
-                found.append({**pending.to_json(), "run_id": pending.run_id or record.run_id, "runbook": record.runbook,
-                              "label": "Arguments" if pending.kind in ("tool_call", "in_doubt", "retry") else "Value",
+                editable = kind in ("tool_call", "human_step", "handoff")
+                holder = pending.get("run_id") or record.run_id
+                found.append({**pending, "run_id": holder, "runbook": record.runbook,
+                              "label": "Arguments" if kind in ("tool_call", "in_doubt", "retry") else "Value",
                               "shown": shown, "rows": min(30, shown.count("\n") + 2), "editable": editable,
                               "fields": fields(value) if editable else [],
-                              "reasoning": self.reasoning(pending.run_id or record.run_id, pending.step_id)})
+                              "reasoning": reasoning(steps if holder == record.run_id else _flat(project.show(holder)["steps"]),
+                                                     pending["step_id"])})
         return sorted(found, key=lambda p: p["requested_at"])
-
-    def reasoning(self, run_id: str, step_id: str) -> str:
-        """The agent's last words before the request: what it said with the call it made."""
-        try:
-            view = self.api.project.show(run_id)
-        except LaneError:
-            return ""
-        for step in _flat(view["steps"]):
-            if step["id"] == step_id and step.get("turns"):
-                said = [t["response"].get("text") for t in step["turns"] if t["response"].get("text")]
-                return "\n\n".join(said[-3:])
-        return ""
 
     async def decide(self, request: Request) -> Response:
         from lane.serve.app import Forbidden
@@ -250,6 +244,15 @@ def from_inputs(form: Any) -> dict[str, Any]:
             except ValueError:
                 raise ValueError(f"input {name!r} must be {'a number' if kind in ('integer', 'number') else 'JSON'}: {text[:40]!r}") from None
     return inputs
+
+
+def reasoning(steps: list[dict[str, Any]], step_id: str) -> str:
+    """The agent's last words before the request: what it said with the call it made."""
+    for step in steps:
+        if step["id"] == step_id and step.get("turns"):
+            said = [t["response"].get("text") for t in step["turns"] if t["response"].get("text")]
+            return "\n\n".join(said[-3:])
+    return ""
 
 
 def fields(value: Any) -> list[dict[str, Any]]:
