@@ -93,13 +93,13 @@ class Client:
         raise AssertionError(f"run {run_id} never became {status}: {view}")
 
 
-def start_server(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], Client, list[str]]:
-    """`lane serve` on a free loopback port, once it answers; what it printed before that."""
+def start_server(root: Path, *args: str, env: dict[str, str] | None = None, link: bool = False) -> tuple[subprocess.Popen[str], Client, list[str]]:
+    """`lane serve` on a free loopback port, once it answers; what it printed before that (with `link` or --as, the sign-in link)."""
     port = free_port()
     proc = subprocess.Popen([*LANE, "serve", "--port", str(port), *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})})
     assert proc.stderr is not None
-    printed = [proc.stderr.readline() for _ in range(2 if "--as" in args else 1)]  # the start line, then a sign-in link
+    printed = [proc.stderr.readline() for _ in range(2 if link or "--as" in args else 1)]  # the start line, then a sign-in link
     client = Client(f"http://127.0.0.1:{port}")
     for _ in range(200):
         try:
@@ -312,3 +312,111 @@ def test_events_stream_what_the_server_executes(server: tuple[Client, Path, dict
     types = [e["type"] for e in seen if e["run_id"] == run_id]
     assert types[0] == "run_started" and "approval_requested" in types and types[-2:] == ["run_paused", "status"]
     assert seen[-1]["status"] == "paused"
+
+
+def test_events_stream_the_status_of_runs_another_process_executes(server: tuple[Client, Path, dict[str, str]]) -> None:
+    client, root, tokens = server
+    request = urllib.request.Request(client.base + "/api/events", headers={"Authorization": f"Bearer {tokens['alice']}"})
+    with urllib.request.urlopen(request, timeout=30) as stream:
+        ran = lane("run", "reply", "--input", "to=cli@example.com", "--no-ask", cwd=root, env={"DESK_KEY": "hunter2-secret"})
+        assert ran.returncode == 3, ran.stderr
+        run_id = json.loads(lane("runs", "--json", cwd=root).stdout)[0]["run_id"]
+        seen: list[dict[str, Any]] = []
+        while not any(e["run_id"] == run_id and e.get("status") == "paused" for e in seen):
+            line = stream.readline().decode()
+            if line.startswith("data: "):
+                seen.append(json.loads(line[len("data: "):]))
+    assert seen[-1] == {"run_id": run_id, "type": "status", "status": "paused", "parent_id": None}
+
+
+def raw_get(client: Client, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    """GET `path` exactly as written (no client-side clean-up of `..`)."""
+    import http.client
+
+    host, port = client.base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        answer = connection.getresponse()
+        return answer.status, answer.read(), dict(answer.getheaders())
+    finally:
+        connection.close()
+
+
+def test_static_files_are_served_from_their_folder_only(server: tuple[Client, Path, dict[str, str]]) -> None:
+    client, root, _ = server
+    code, body, headers = raw_get(client, "/static/htmx.min.js")
+    assert code == 200 and b"htmx" in body and "javascript" in headers["content-type"]
+    for path in ("/static/../../../../etc/passwd", "/static/%2e%2e/%2e%2e/app.py", "/static/..%2f..%2fserve%2fapp.py",
+                 "/static/%2e%2e%2fsessions.py", "/static//etc/passwd", "/static/..\\app.py"):
+        code, body, _ = raw_get(client, path)
+        assert code in (400, 404) and b"root:" not in body and b"import" not in body, path
+
+
+def test_sign_in_is_rate_limited_and_the_console_needs_a_session(server: tuple[Client, Path, dict[str, str]]) -> None:
+    client, _, tokens = server
+    assert raw_get(client, "/events")[0] == 401
+    assert raw_get(client, "/inbox")[0] == 303
+    codes = []
+    for _ in range(11):
+        request = urllib.request.Request(client.base + "/login", data=b"token=lane_wrong", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                codes.append(answer.status)
+        except urllib.error.HTTPError as error:
+            codes.append(error.code)
+            error.close()
+    assert codes == [401] * 10 + [429], "ten tries a minute"
+    request = urllib.request.Request(client.base + "/login", data=f"token={tokens['alice']}".encode(), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    refused.value.close()
+    assert refused.value.code == 429, "even a right token waits out the minute"
+
+
+def test_sessions_expire() -> None:
+    from lane.serve.sessions import Sessions
+
+    sessions = Sessions(lifetime=0.2)
+    session_id, session = sessions.open("alice")
+    assert sessions.get(session_id) is session
+    time.sleep(0.3)
+    assert sessions.get(session_id) is None and session_id not in sessions.by_id
+
+
+def test_a_schedule_starts_one_run_per_slot_also_across_a_restart(tmp_path: Path) -> None:
+    """The schedule poller on a real project and croniter, its clock moved on 30 s per look: a slot after the start is
+    taken once; a second poller (a restarted server) on the same store does not take it again."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from lane import Project
+    from lane.serve.triggers import watch_and_schedule
+    from lane.serve.worker import Worker
+
+    files = {**FILES, "runbooks/reply.yaml": FILES["runbooks/reply.yaml"] + """
+        triggers:
+          - {schedule: "0 9 * * 1-5", inputs: {to: "daily@example.com"}}
+"""}
+    root = write_project(tmp_path / "desk", files)
+
+    def clock_from(start: datetime) -> Any:
+        ticks = iter(start + timedelta(seconds=30 * i) for i in range(10_000))
+        return lambda: next(ticks)
+
+    async def poll(project: Project, start: datetime, looks: int) -> None:
+        worker = Worker(project)
+        poller = asyncio.create_task(watch_and_schedule(project, worker, every=0.001, clock=clock_from(start)))
+        await asyncio.sleep(0.001 * looks + 0.5)
+        poller.cancel()
+        await asyncio.gather(poller, return_exceptions=True)
+        await asyncio.gather(*worker.tasks, return_exceptions=True)
+
+    monday = datetime(2026, 12, 7, 8, 58, 30, tzinfo=UTC)
+    with Project.load(root) as project:
+        asyncio.run(poll(project, monday, 20))
+        runs = project.runs()
+        assert [(r.runbook, r.inputs) for r in runs] == [("reply", {"to": "daily@example.com"})], "09:00 once, not 08:xx"
+    with Project.load(root) as project:
+        asyncio.run(poll(project, monday + timedelta(seconds=60), 20))  # restarted after the slot: nothing made up, nothing twice
+        assert len(project.runs()) == 1

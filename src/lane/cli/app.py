@@ -254,6 +254,8 @@ def demo(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve every request without asking.")] = False,
     directory: Annotated[Path | None, typer.Option("--dir", "--project", "-p", help="Where to put the demo project (default: a new temporary folder).")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Run on another model, e.g. openai:gpt-4.1-mini, or rehearsal (canned turns). Default: local.")] = None,
+    ask: Annotated[bool, typer.Option("--ask/--no-ask", help="On a terminal, ask about each reply; --no-ask leaves them waiting, "
+                                      "to decide later (lane approve, or in the browser with lane serve).")] = True,
 ) -> None:
     """Copy the support-triage example to a fresh folder and run it over every email in its inbox.
 
@@ -263,13 +265,13 @@ def demo(
     before it is written to outbox/. Ends with a table and the runbook's KPIs.
 
     On a terminal you decide each reply; with --yes every reply is approved;
-    with neither, the runs wait and the demo shows how to decide them with
-    `lane approve`. Exit: 0 every email answered (a reply you rejected is held,
+    with neither (or with --no-ask), the runs wait and the demo shows how to
+    decide them: `lane approve`, or in the browser with `lane serve`. Exit: 0 every email answered (a reply you rejected is held,
     not failed), 1 an email failed, 3 runs wait for you.
     """
     from lane.cli import demo as demo_command
 
-    demo_command.demo(yes, directory, model)
+    demo_command.demo(yes, directory, model, ask)
 
 
 def emit_json(data: Any) -> None:

@@ -47,7 +47,7 @@ class Row:
     kpis: dict[str, Any]
 
 
-def demo(yes: bool, directory: Path | None, model: str | None) -> None:
+def demo(yes: bool, directory: Path | None, model: str | None, ask: bool = True) -> None:
     from lane.project import Project
 
     with errors():
@@ -62,14 +62,14 @@ def demo(yes: bool, directory: Path | None, model: str | None) -> None:
             raise
         render.out.print(f"demo project: [bold]{escape(str(target))}[/] (a copy of the support-triage example)")
         render.out.print(f"model: {escape(project.spec.model_id(None))} · one run per email in inbox/ · the support lead approves each reply\n")
-        interactive = not yes and sys.stdin.isatty() and render.out.is_terminal
+        interactive = not yes and ask and sys.stdin.isatty() and render.out.is_terminal
         lead = _Lead(_approve_all if yes else (_ask if interactive else None))
         emails = sorted(p for p in (target / "inbox").glob("*.eml") if p.is_file())
         others = sorted(p.name for p in (target / "inbox").iterdir() if p not in emails and not p.name.startswith("."))
         if others:
             render.out.print(f"[yellow]skipped[/] in inbox/ (not .eml files): {escape(', '.join(others))}")
         rows = [_one(project, email, lead) for email in emails]
-        _summary(project, rows, target)
+        _summary(project, rows, target, asked=ask or yes)
         if any(r.status == "paused" for r in rows):
             raise SystemExit(3)
         if any(r.reply == "failed" for r in rows):
@@ -204,7 +204,7 @@ def _row(project: Project, email: str, run: Run) -> Row:
                int(usage["input_tokens"] + usage["output_tokens"]), round(seconds, 1), note, view["kpis"])
 
 
-def _summary(project: Project, rows: list[Row], target: Path) -> None:
+def _summary(project: Project, rows: list[Row], target: Path, asked: bool = True) -> None:
     from lane.feedback.kpis import summarize
 
     table = Table("email", "run", "category", "customer", "reply", "tokens", "seconds", box=None, pad_edge=False,
@@ -235,7 +235,9 @@ def _summary(project: Project, rows: list[Row], target: Path) -> None:
     render.out.print(f"\nreplies sent: {escape(str(target / 'outbox'))} · one run's timeline: lane show RUN{at}")
     waiting = [r for r in rows if r.status == "paused"]
     if waiting:
-        render.out.print(f"\n[yellow]{len(waiting)} run{'s wait' if len(waiting) != 1 else ' waits'}[/] for the support lead (no terminal to ask on, and no --yes). For each:")
+        why = "as --no-ask says" if not asked else "no terminal to ask on, and no --yes"
+        render.out.print(f"\n[yellow]{len(waiting)} run{'s wait' if len(waiting) != 1 else ' waits'}[/] for the support lead ({why}). "
+                         f"Decide them in the browser: lane serve{at}; or, for each:")
         render.out.print(f"  lane show RUN{at}              see the draft")
         render.out.print(f"  lane approve RUN{at}           or --edit JSON, or: lane reject RUN --reason TEXT{at}")
         render.out.print(f"  lane resume RUN{at}            sends the reply and finishes the run")

@@ -79,7 +79,7 @@ def serve(
         code = app.state.api.console.sessions.one_time(person)
         render.err.print(f"sign in as {person}, once: http://{'127.0.0.1' if host == 'localhost' else host}:{port}/login/once?code={code}")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)  # open event streams end
     finally:
         loaded.close()
     sys.exit(0)

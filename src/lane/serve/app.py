@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -36,8 +36,10 @@ class Api:
         self.project = project
         self.redact = Redactor(project.spec.secrets)
         self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.statuses: dict[str, str] = {}  # the last status published of each run
         self.console: Any = None  # the console's pages (lane.serve.console), when served
-        self.worker = Worker(project, on_change=lambda run_id, status: self.publish({"run_id": run_id, "type": "status", "status": status}))
+        self.worker = Worker(project, on_change=lambda run_id, status: self.publish({"run_id": run_id, "type": "status", "status": status}),
+                             on_event=self.on_event)
 
     # -- plumbing -------------------------------------------------------------
 
@@ -77,6 +79,8 @@ class Api:
         return decision
 
     def publish(self, event: dict[str, Any]) -> None:
+        if event["type"] == "status":
+            self.statuses[event["run_id"]] = event["status"]
         for queue in list(self.listeners):
             queue.put_nowait(event)
 
@@ -137,24 +141,51 @@ class Api:
         return self.answer({"run_id": decision.run_id, "call_id": decision.call_id, "kind": decision.kind,
                             "decision": decision.decision, "by": decision.by, "person": person})
 
-    async def events(self, request: Request, person: str) -> Response:
+    def stream(self, messages: Callable[[asyncio.Queue[dict[str, Any]]], AsyncIterator[str]]) -> Response:
+        """A Server-Sent Events response: what `messages` makes of the events published while the client listens."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.listeners.add(queue)
 
         async def stream() -> AsyncIterator[str]:
             try:
                 yield ": lane events\n\n"
-                while True:
-                    try:
-                        event = await asyncio.wait_for(queue.get(), timeout=15)
-                    except TimeoutError:
-                        yield ": keep-alive\n\n"
-                        continue
-                    yield f"event: {event['type']}\ndata: {json.dumps(self.redact(event), ensure_ascii=False)}\n\n"
+                async for message in messages(queue):
+                    yield message
             finally:
                 self.listeners.discard(queue)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    async def watch_store(self, every: float = 1.0) -> None:
+        """Publish the status changes of runs other processes execute (a `lane run` at a terminal) once they are
+        committed; what this server executes it publishes event by event already."""
+        from datetime import datetime, timedelta
+
+        from lane.store.records import now
+
+        since, recent = now(), set[tuple[str, str]]()
+        while True:
+            await asyncio.sleep(every)
+            # look back a little: another process may commit a change stamped just before the last one seen here
+            window = (datetime.fromisoformat(since) - timedelta(seconds=2)).isoformat(timespec="microseconds")
+            changed = self.project.store.changed_since(window)
+            for record in changed:
+                if (record.run_id, record.updated_at) not in recent and self.statuses.get(record.run_id) != record.status:
+                    self.publish({"run_id": record.run_id, "type": "status", "status": record.status, "parent_id": record.parent_id})
+            recent = {(r.run_id, r.updated_at) for r in changed}
+            since = max([since, *(r.updated_at for r in changed)])
+
+    async def events(self, request: Request, person: str) -> Response:
+        async def messages(queue: asyncio.Queue[dict[str, Any]]) -> AsyncIterator[str]:
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=15)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: {event['type']}\ndata: {json.dumps(self.redact(event), ensure_ascii=False)}\n\n"
+
+        return self.stream(messages)
 
     async def hook(self, request: Request) -> Response:
         """A webhook delivery: signed, not a person's (no token)."""
@@ -212,9 +243,12 @@ def create_app(project: Project) -> Starlette:
         from lane.serve.triggers import watch_and_schedule
 
         timed = any(t.schedule or t.watch for book in project.spec.runbooks.values() for t in book.file.triggers)
-        poller = asyncio.get_running_loop().create_task(watch_and_schedule(project, api.worker)) if timed else None
+        loop = asyncio.get_running_loop()
+        pollers = [loop.create_task(api.watch_store())]
+        if timed:
+            pollers.append(loop.create_task(watch_and_schedule(project, api.worker)))
         yield
-        if poller is not None:
+        for poller in pollers:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller

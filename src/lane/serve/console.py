@@ -1,26 +1,35 @@
-"""The web console's pages (server-rendered, Jinja2 with autoescape): sign-in and the inbox.
+"""The web console's pages (server-rendered, Jinja2 with autoescape): sign-in, the inbox, runs, a run, a runbook.
 
 A session is a cookie (HttpOnly, SameSite=Strict); every form carries the session's CSRF token. Every value
-shown is escaped (a tool's output may hold `<script>`) and redacted.
+shown is escaped (a tool's output may hold `<script>`) and redacted. Pages stay live with htmx over the
+server's events (`/events`, Server-Sent Events): a page fetches itself again when a run it shows changes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from lane.errors import LaneError
+from lane.project import new_run_id
+from lane.serve.forms import form_value, schema_fields
 from lane.serve.sessions import Session, Sessions
+from lane.store.records import FINISHED
 
 if TYPE_CHECKING:
     from lane.serve.app import Api
 
 COOKIE = "lane_session"
+UNKNOWN = object()
 PAGES = Environment(loader=PackageLoader("lane.serve", "templates"), autoescape=select_autoescape(default=True))
 
 
@@ -43,7 +52,7 @@ class Console:
     def signed_in(self, person: str) -> Response:
         session_id, _ = self.sessions.open(person)
         response = RedirectResponse("/inbox", status_code=303)
-        response.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", max_age=12 * 3600, path="/")
+        response.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", max_age=int(self.sessions.lifetime), path="/")
         return response
 
     async def login_form(self, request: Request) -> Response:
@@ -82,8 +91,14 @@ class Console:
         session = self.session(request)
         if session is None:
             return RedirectResponse("/login", status_code=303)
-        message, failed = request.query_params.get("done", ""), request.query_params.get("failed") == "1"
-        return self.page("inbox.html", request, session, title="Inbox", items=self.items(session.person), message=message, failed=failed)
+        query = request.query_params
+        items = self.items(session.person)
+        keys = [f"{i['run_id']}/{i['call_id']}" for i in items]
+        # `seen`: what the page showed when it asked again (live); it says what came and went since, and keeps its list
+        seen = query["seen"].split(",") if "seen" in query else keys
+        came, went = len(set(keys) - set(seen)), len(set(seen) - set(keys))
+        return self.page("inbox.html", request, session, title="Inbox", items=items, seen=",".join(seen), came=came, went=went,
+                         message=query.get("done", ""), failed=query.get("failed") == "1")
 
     def items(self, person: str) -> list[dict[str, Any]]:
         """What waits for the person's roles, oldest first, each with what it shows and the reasoning that led to it.
@@ -103,11 +118,13 @@ class Console:
                     pending.get("output") if kind == "handoff" else pending.get("value")
                 shown = json.dumps(value, ensure_ascii=False, indent=2) if value is not None else ""
                 editable = kind in ("tool_call", "human_step", "handoff")
+                tool = project.spec.tools.get(pending.get("tool") or "") if kind == "tool_call" else None
+                schema = tool.parameters if tool is not None else pending.get("schema")
                 holder = pending.get("run_id") or record.run_id
                 found.append({**pending, "run_id": holder, "runbook": record.runbook,
                               "label": "Arguments" if kind in ("tool_call", "in_doubt", "retry") else "Value",
                               "shown": shown, "rows": min(30, shown.count("\n") + 2), "editable": editable,
-                              "fields": fields(value) if editable else [],
+                              "fields": schema_fields(schema, value) if editable else [],
                               "reasoning": reasoning(steps if holder == record.run_id else _flat(project.show(holder)["steps"]),
                                                      pending["step_id"])})
         return sorted(found, key=lambda p: p["requested_at"])
@@ -128,8 +145,8 @@ class Console:
         try:
             if approve and edit.strip():
                 data["edit"] = json.loads(edit)
-            elif approve and form.get("fields"):  # the form's fields, one per property of the value
-                data["patch"] = from_fields(form)
+            elif approve and form.get("_fields.field."):  # the form generated from the schema: the value as the person left it
+                data["edit"] = form_value(form, "field.")
             decision = self.api.decide_for(session.person, str(form.get("run_id")), str(form.get("call_id")), approve, data)
         except Forbidden as exc:
             return self.page("inbox.html", request, session, 403, title="Inbox", items=self.items(session.person), message=str(exc), failed=True)
@@ -147,9 +164,10 @@ class Console:
         shown = [r for r in self.api.project.runs() if r.parent_id is None
                  and (not chosen["runbook"] or r.runbook == chosen["runbook"]) and (not chosen["status"] or r.status == chosen["status"])
                  and (not chosen["version"] or str(r.version) == chosen["version"]) and (not chosen["since"] or r.started_at[:10] >= chosen["since"])]
-        books = [{"name": b.name, "description": b.file.description, "fields": input_fields(b.file.inputs)}
+        books = [{"name": b.name, "description": b.file.description, "fields": schema_fields(b.file.inputs)}
                  for b in self.api.project.spec.runbooks.values()]
-        return self.page("runs.html", request, session, title="Runs", runs=shown[:500], books=books, chosen=chosen,
+        here = "/runs" + (f"?{request.url.query}" if request.url.query else "")
+        return self.page("runs.html", request, session, title="Runs", runs=shown[:500], books=books, chosen=chosen, here=here,
                          filtered=any(chosen.values()), runbooks=sorted(self.api.project.spec.runbooks),
                          statuses=["running", "paused", "stopped", "completed", "failed", "rejected"],
                          message=query.get("done", ""), failed=query.get("failed") == "1")
@@ -163,8 +181,9 @@ class Console:
             return RedirectResponse("/runs?failed=1&done=The+form+has+expired:+reload+the+page.", status_code=303)
         runbook = str(form.get("runbook") or "")
         try:
-            inputs = from_inputs(form)
-            run_id, work = self.api.project.start(runbook, inputs)
+            inputs = form_value(form, "input.")
+            run_id = new_run_id()
+            run_id, work = self.api.project.start(runbook, inputs, on_event=self.api.on_event(run_id), run_id=run_id)
         except (ValueError, LaneError) as exc:
             from urllib.parse import quote
 
@@ -182,7 +201,47 @@ class Console:
             return self.page("inbox.html", request, session, 404, title="Run", items=[], message=str(exc), failed=True)
         mine = set(self.api.roles(session.person))
         view["pending"] = [p for p in view["pending"] if mine & set(p.get("roles", ()))]
-        return self.page("run.html", request, session, title=f"Run {view['run_id']}", view=view, diff=_diff)
+        return self.page("run.html", request, session, title=f"Run {view['run_id']}", view=view, diff=_diff,
+                         audit=self.api.project.audit(view["run_id"]), live=view["status"] not in FINISHED)
+
+    async def events(self, request: Request) -> Response:
+        """Server-Sent Events for the pages: `changed` with a run's id when it changes (`?run=ID`: that run and its children).
+        Changes are sent at most four times a second, one per run; the last one is never held back (a page asks
+        again after the last change, not only after the first)."""
+        session = self.session(request)
+        if session is None:
+            return Response("sign in first", status_code=401)
+        only = request.query_params.get("run")
+        store = self.api.project.store
+
+        def wanted(event: dict[str, Any]) -> bool:
+            if only is None or event["run_id"] == only:
+                return True
+            parent = event.get("parent_id", UNKNOWN)
+            if parent is UNKNOWN:
+                try:
+                    parent = store.run(event["run_id"]).parent_id
+                except LaneError:
+                    return False
+            return bool(parent == only)
+
+        async def changed(queue: asyncio.Queue[dict[str, Any]]) -> AsyncIterator[str]:
+            if only is not None:  # what changed between the page and its listening: the page asks again once
+                yield f"event: changed\ndata: {only}\n\n"
+            while True:
+                try:
+                    first = await asyncio.wait_for(queue.get(), timeout=15)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                await asyncio.sleep(0.25)  # at most four a second, the last change always among them
+                batch = [first]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                for run_id in dict.fromkeys(e["run_id"] for e in batch if wanted(e)):
+                    yield f"event: changed\ndata: {run_id}\n\n"
+
+        return self.api.stream(changed)
 
 
     async def runbook(self, request: Request) -> Response:
@@ -210,42 +269,6 @@ def _diff(before: Any, after: Any) -> str:
     return "\n".join(difflib.unified_diff(old, new, "proposed", "approved", lineterm="", n=1))
 
 
-def input_fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
-    """The start-a-run form from a runbook's `inputs` schema: a field per property (JSON for what is not a plain value)."""
-    props: dict[str, Any] = schema["properties"] if isinstance(schema.get("properties"), dict) else {}
-    required = set(schema.get("required", ()))
-    out = []
-    for name, prop in props.items():
-        prop = prop if isinstance(prop, dict) else {}
-        kind = prop.get("type") if isinstance(prop.get("type"), str) else "json"
-        out.append({"name": name, "kind": kind if kind in ("string", "integer", "number", "boolean") else "json",
-                    "required": name in required, "description": str(prop.get("description") or ""),
-                    "choices": [str(c) for c in prop.get("enum", ())] if isinstance(prop.get("enum"), list) else []})
-    return out
-
-
-def from_inputs(form: Any) -> dict[str, Any]:
-    """The inputs as the start form gives them; empty fields are left out (the schema says what is required)."""
-    inputs: dict[str, Any] = {}
-    for key in form:
-        if not key.startswith("input."):
-            continue
-        name, text = key[len("input."):], str(form.get(key) or "")
-        kind = str(form.get(f"kind.{name}") or "string")
-        if text == "":
-            continue
-        if kind == "string":
-            inputs[name] = text
-        elif kind == "boolean":
-            inputs[name] = text == "true"
-        else:
-            try:
-                inputs[name] = json.loads(text)
-            except ValueError:
-                raise ValueError(f"input {name!r} must be {'a number' if kind in ('integer', 'number') else 'JSON'}: {text[:40]!r}") from None
-    return inputs
-
-
 def reasoning(steps: list[dict[str, Any]], step_id: str) -> str:
     """The agent's last words before the request: what it said with the call it made."""
     for step in steps:
@@ -253,41 +276,6 @@ def reasoning(steps: list[dict[str, Any]], step_id: str) -> str:
             said = [t["response"].get("text") for t in step["turns"] if t["response"].get("text")]
             return "\n\n".join(said[-3:])
     return ""
-
-
-def fields(value: Any) -> list[dict[str, Any]]:
-    """A form field per property of an object value: text (multi-line as it needs), number, yes/no, or JSON for the rest."""
-    if not isinstance(value, dict):
-        return []
-    out = []
-    for name, item in value.items():
-        if isinstance(item, bool):
-            kind, text = "boolean", "true" if item else "false"
-        elif isinstance(item, (int, float)):
-            kind, text = "number", json.dumps(item)
-        elif isinstance(item, str):
-            kind, text = "string", item
-        else:
-            kind, text = "json", json.dumps(item, ensure_ascii=False, indent=2)
-        out.append({"name": name, "kind": kind, "text": text, "rows": min(20, text.count("\n") + 2)})
-    return out
-
-
-def from_fields(form: Any) -> dict[str, Any]:
-    """The value's properties as the person left them in the form (a merge patch over the value)."""
-    patch: dict[str, Any] = {}
-    for name in json.loads(str(form.get("fields"))):
-        kind, text = str(form.get(f"kind.{name}") or "string"), str(form.get(f"field.{name}") or "")
-        if kind == "string":
-            patch[name] = text.replace("\r\n", "\n")  # browsers send a textarea's lines with CRLF
-        elif kind == "boolean":
-            patch[name] = text == "true"
-        else:
-            try:
-                patch[name] = json.loads(text)
-            except ValueError:
-                raise ValueError(f"the field {name!r} must be {'a number' if kind == 'number' else 'JSON'}: {text[:40]!r}") from None
-    return patch
 
 
 def _flat(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -298,7 +286,7 @@ def _flat(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def console_routes(api: Api) -> list[Route]:
+def console_routes(api: Api) -> list[Route | Mount]:
     console = Console(api)
     api.console = console
     return [
@@ -313,4 +301,6 @@ def console_routes(api: Api) -> list[Route]:
         Route("/runs/start", console.start, methods=["POST"]),
         Route("/runs/{run_id}", console.run, methods=["GET"]),
         Route("/runbooks/{name}", console.runbook, methods=["GET"]),
+        Route("/events", console.events, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
     ]

@@ -27,10 +27,11 @@ class Sessions:
     by_id: dict[str, Session] = field(default_factory=dict)
     codes: dict[str, str] = field(default_factory=dict)  # one-time sign-in code -> person
     attempts: dict[str, list[float]] = field(default_factory=dict)
+    lifetime: float = SESSION_SECONDS
 
     def open(self, person: str) -> tuple[str, Session]:
         session_id = os.urandom(24).hex()
-        session = self.by_id[session_id] = Session(person, os.urandom(16).hex(), time.monotonic() + SESSION_SECONDS)
+        session = self.by_id[session_id] = Session(person, os.urandom(16).hex(), time.monotonic() + self.lifetime)
         return session_id, session
 
     def get(self, session_id: str | None) -> Session | None:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -65,20 +66,21 @@ def start_once(project: Project, worker: Worker, key: str, runbook: str, inputs:
     if earlier is not None:
         return earlier, False
     try:
-        started, work = project.start(runbook, inputs, run_id=run_id)
+        started, work = project.start(runbook, inputs, run_id=run_id, on_event=worker.on_event(run_id) if worker.on_event else None)
     except UsageError as exc:
         raise HookRefused(str(exc), 400) from None
     worker.execute(started, work)
     return started, True
 
 
-async def watch_and_schedule(project: Project, worker: Worker, *, every: float = 1.0) -> None:
-    """Start the runs schedules and watched folders call for, until cancelled (checked every `every` seconds)."""
+async def watch_and_schedule(project: Project, worker: Worker, *, every: float = 1.0,
+                             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    """Start the runs schedules and watched folders call for, until cancelled (checked every `every` seconds of `clock`)."""
     from croniter import croniter
 
-    since = datetime.now(UTC)
+    since = clock()
     while True:
-        now = datetime.now(UTC)
+        now = clock()
         for book in project.spec.runbooks.values():
             for i, trigger in enumerate(book.file.triggers):
                 try:

@@ -17,10 +17,11 @@ from lane.project import Project, Run
 
 
 class Worker:
-    def __init__(self, project: Project, on_change: Any = None) -> None:
+    def __init__(self, project: Project, on_change: Any = None, on_event: Any = None) -> None:
         self.project = project
         self.tasks: set[asyncio.Task[Any]] = set()
         self.on_change = on_change  # called with (run_id, status) when a run this worker executes ends or pauses
+        self.on_event = on_event  # given a run's id, what to call with each of its events as it is recorded
 
     def execute(self, run_id: str, work: Coroutine[Any, Any, Run]) -> None:
         """Execute a started run in the background."""
@@ -31,7 +32,8 @@ class Worker:
         record = self.project.store.run(run_id)
         root = self.project._root(record)
         if root.status == "paused" and not self.project.pending(root.run_id):
-            self._spawn(root.run_id, self.project.resume_async(root.run_id))
+            on_event = self.on_event(root.run_id) if self.on_event is not None else None
+            self._spawn(root.run_id, self.project.resume_async(root.run_id, on_event=on_event))
 
     def _spawn(self, run_id: str, work: Coroutine[Any, Any, Run]) -> None:
         task = asyncio.get_running_loop().create_task(self._run(run_id, work))

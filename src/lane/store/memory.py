@@ -90,6 +90,9 @@ class MemoryStore:
         ordered = sorted(self._runs.values(), key=lambda r: (r.started_at, r.run_id), reverse=True)
         return ordered[:limit] if limit else ordered
 
+    def changed_since(self, at: str) -> list[RunRecord]:
+        return sorted((r for r in self._runs.values() if r.updated_at > at), key=lambda r: r.updated_at)
+
     def children(self, run_id: str) -> list[RunRecord]:
         return sorted((r for r in self._runs.values() if r.parent_id == run_id), key=lambda r: (r.started_at, r.run_id))
 

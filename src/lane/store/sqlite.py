@@ -192,6 +192,11 @@ class SQLiteStore:
         rows = self._db.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
         return [_run(r) for r in rows]
 
+    def changed_since(self, at: str) -> list[RunRecord]:
+        """The runs whose status changed after `at` (an ISO time from `now()`), by any process: what a console shows live."""
+        rows = self._db.execute("SELECT * FROM runs WHERE updated_at > ? ORDER BY updated_at", (at,)).fetchall()
+        return [_run(r) for r in rows]
+
     def children(self, run_id: str) -> list[RunRecord]:
         """The runs the steps of `run_id` started, oldest first."""
         rows = self._db.execute("SELECT * FROM runs WHERE parent_id = ? ORDER BY started_at, run_id", (run_id,)).fetchall()
