@@ -717,13 +717,18 @@ def test_a_retry_asks_a_person_before_making_again_a_call_whose_effect_is_unknow
     assert (root / "charges.log").read_text() == "10\n"  # charged once in all
 
 
-def test_retry_refuses_a_runbook_changed_under_the_same_version(tmp_path: Path) -> None:
+def test_retry_runs_on_the_runs_own_version_after_its_file_changed(tmp_path: Path) -> None:
     root = project(tmp_path / "p", "runbook: r\nsteps:\n  - {id: a, tool: fs.listing}\n  - {id: b, check: [test, -e, nope]}\n")
     run_id = json.loads(lane_cli("run", "r", "--json", cwd=root).stdout)["run_id"]
     (root / "runbooks" / "r.yaml").write_text("runbook: r\nsteps:\n  - {id: a, tool: fs.listing}\n")  # b, which failed, is gone
-    refused = lane_cli("retry", run_id, cwd=root)
-    assert refused.returncode == 2 and "steps its runbook no longer has (b)" in refused.stderr
-    assert len(lane_json("audit", run_id, cwd=root)) == 1  # nothing ran again
+    (root / "nope").write_text("now there")
+    again = lane_cli("retry", run_id, "--json", cwd=root)
+    assert again.returncode == 0, again.stderr  # b ran again, as the run's own version has it
+    shown = lane_json("show", run_id, cwd=root)
+    assert shown["status"] == "completed" and [s["id"] for s in shown["steps"]] == ["a", "b"]
+    assert len(lane_json("audit", run_id, cwd=root)) == 1  # a stands: nothing ran twice
+    refused = lane_cli("run", "r", cwd=root)
+    assert refused.returncode == 2 and "runbook r v1 has runs, and its files changed since (runbooks/r.yaml changed)" in refused.stderr
 
 
 def test_a_secret_that_is_a_number_is_redacted_and_json_output_stays_json(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from lane.engine.decisions import UNSET, Decision, decide
 from lane.engine.journal import GroupCommit, Journal
 from lane.engine.state import ModelCache
 from lane.engine.timeline import timeline
-from lane.errors import UsageError
+from lane.errors import Problem, ProjectInvalid, UsageError
 from lane.secrets import Redactor
 from lane.spec.project import ProjectSpec, load_project
 from lane.spec.runbook import RunbookSpec
@@ -178,6 +178,9 @@ class Project:
         from lane.engine.children import ChildRunner
 
         self._children = ChildRunner(self)
+        self._snapshots: dict[str, Any] = {}  # runbook -> its version as this project has it (feedback.versions.Snapshot)
+        self._kept: dict[str, str] = {}  # runbook -> the digest of that version, once kept in the store
+        self._versions: dict[str, ProjectSpec] = {}  # digest -> the project as that kept version has it
 
     @classmethod
     def load(cls, path: str | Path = ".", *, models: dict[str, Model] | None = None) -> Project:
@@ -251,7 +254,8 @@ class Project:
             raise UsageError(f"the inputs do not fit runbook {runbook!r}:\n" + "\n".join(lines))
         owner = process_owner(_token(4))
         run_id = run_id or new_run_id()
-        self.store.create_run(run_id, book.name, book.file.version, Redactor(self.spec.secrets)(inputs), owner)
+        kept = self._keep(book)
+        self.store.create_run(run_id, book.name, book.file.version, Redactor(self.spec.secrets)(inputs), owner, snapshot=kept)
         journal = _journal(self.store, run_id, [], on_event, Redactor(self.spec.secrets), self._group)
         journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
         return run_id, self._execute(run_id, book, journal, owner, on_stream)
@@ -270,14 +274,14 @@ class Project:
             raise UsageError(f"--budget: {exc}") from None
         record = self._root(self.store.run(run_id))  # a child run goes on inside its parent
         _check_resumable(record)
-        book = self._book_of(record)
+        spec, book = self._version_of(record)
         owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner, check=_check_resumable)  # not finished meanwhile by another process
         journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets), self._group)
         journal.record("run_resumed", previous_status=record.status)
         if overrides:
             journal.record("budget_raised", limits=overrides, scopes=_scopes(journal, overrides))
-        return await self._execute(record.run_id, book, journal, owner, on_stream)
+        return await self._execute(record.run_id, book, journal, owner, on_stream, spec)
 
     def retry(self, run_id: str, *, from_step: str | None = None, on_event: OnEvent | None = None, on_stream: OnStream | None = None) -> Run:
         """Run a failed or rejected run again from the step where it ended, or from an earlier step `from_step`.
@@ -292,15 +296,15 @@ class Project:
 
         record = self.store.run(run_id)
         retry.check_retryable(record)
-        book = self._book_of(record)
+        spec, book = self._version_of(record)
         events = self.store.events(record.run_id)
-        tools = self.spec.tools
+        tools = spec.tools
         plan = retry.plan(record, [s.id for s in book.steps], events, lambda name: name in tools and tools[name].idempotent, from_step)
         owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner, check=retry.check_retryable)  # still failed or rejected: no other retry slipped in
         journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets), self._group)
         journal.record("run_retried", **plan.to_event(record.status))
-        return await self._execute(record.run_id, book, journal, owner, on_stream)
+        return await self._execute(record.run_id, book, journal, owner, on_stream, spec)
 
     def _root(self, record: RunRecord) -> RunRecord:
         """The run to resume for `record`: a child run that its parent still waits for is resumed by resuming the parent."""
@@ -319,7 +323,7 @@ class Project:
         """A child run's state: the parent's tools (MCP servers start once), and the parent's budgets over its own."""
         from lane.engine.state import RunState
 
-        state = RunState(run_id, self.spec, book, journal, inputs, self._models, on_stream=parent.on_stream)
+        state = RunState(run_id, parent.project, book, journal, inputs, self._models, on_stream=parent.on_stream)
         state.toolbox, state.children = parent.toolbox, self._children
         state.meter.under(parent.meter, parent.run_limits)
         return state
@@ -342,13 +346,73 @@ class Project:
             found += self._spent_by_children(child.run_id)
         return found
 
-    def _book_of(self, record: RunRecord) -> RunbookSpec:
-        book = self.spec.runbooks.get(record.runbook)
-        if book is None or book.file.version != record.version:
-            raise UsageError(f"run {record.run_id} is of runbook {record.runbook} v{record.version}, which this project no longer has")
-        return book
+    def _snapshot(self, book: RunbookSpec) -> Any:
+        """The version of `book` this project has (its files read once per project)."""
+        from lane.feedback.versions import snapshot
 
-    async def _execute(self, run_id: str, book: RunbookSpec, journal: Journal, owner: str, on_stream: OnStream | None) -> Run:
+        found = self._snapshots.get(book.name)
+        if found is None:
+            found = self._snapshots[book.name] = snapshot(self.spec, book)
+        return found
+
+    def _keep(self, book: RunbookSpec) -> str:
+        """Keep the version of `book` this project has (once per project), and its digest. A version that has runs
+        is immutable: other files under the same number are refused, naming what changed."""
+        kept = self._kept.get(book.name)
+        if kept is None:
+            from lane.feedback.versions import conflicts
+
+            version = self._snapshot(book)
+            changed = conflicts(self.store, version)
+            if changed:
+                raise UsageError(f"runbook {book.name} v{book.file.version} has runs, and its files changed since ({'; '.join(changed)}): "
+                                 f"a version with runs is kept as it was; raise `version:` in {book.source.path}")
+            manifest = version.manifest
+            texts = {manifest["files"][path]: text for path, text in version.files.items()}
+            self.store.keep_snapshot(version.digest, book.name, book.file.version, manifest, texts)
+            kept = self._kept[book.name] = version.digest
+        return kept
+
+    def _version_of(self, record: RunRecord) -> tuple[ProjectSpec, RunbookSpec]:
+        """The project and runbook a run executes on: its own kept version, whatever the files say now."""
+        book = self.spec.runbooks.get(record.runbook)
+        current = book is not None and book.file.version == record.version
+        if record.snapshot is None:  # a run from before versions were kept: only the files as they are
+            if book is None or not current:
+                raise UsageError(f"run {record.run_id} is of runbook {record.runbook} v{record.version}, which this project no longer has")
+            return self.spec, book
+        if book is not None and current and self._snapshot(book).digest == record.snapshot:
+            return self.spec, book
+        spec = self._versions.get(record.snapshot)
+        if spec is None:
+            spec = self._versions[record.snapshot] = self._load_kept(record)
+        return spec, spec.runbooks[record.runbook]
+
+    def _book_or_none(self, record: RunRecord) -> RunbookSpec | None:
+        """The runbook as the run's version has it, if it can still be read (to show a run, not to execute it)."""
+        try:
+            return self._version_of(record)[1]
+        except UsageError:
+            return None
+
+    def _load_kept(self, record: RunRecord) -> ProjectSpec:
+        from lane.spec.project import load_version
+
+        manifest = self.store.snapshot(record.snapshot or "")
+        if manifest is None:
+            raise UsageError(f"run {record.run_id}: its version (runbook {record.runbook} v{record.version}) is not in the store")
+        files = {path: self.store.blob(key) for path, key in manifest["files"].items()}
+        missing = [path for path, text in files.items() if text is None]
+        if missing:
+            raise UsageError(f"run {record.run_id}: the store lacks files of its version: {', '.join(missing)}")
+        try:
+            return load_version(self.spec, {path: text for path, text in files.items() if text is not None})
+        except ProjectInvalid as exc:
+            raise UsageError(f"run {record.run_id}: its version (runbook {record.runbook} v{record.version}) no longer loads with "
+                             f"this lane.yaml and tools: {exc.problems[0]}") from None
+
+    async def _execute(self, run_id: str, book: RunbookSpec, journal: Journal, owner: str, on_stream: OnStream | None,
+                       spec: ProjectSpec | None = None) -> Run:
         import asyncio  # the engine loads when a run first executes, not with the project
 
         from lane.engine.state import RunState
@@ -357,7 +421,7 @@ class Project:
         if shown is not None:  # a reply streamed to a terminal is shown, so it is scrubbed too (a secret split across pieces is not caught)
             show, redact = shown, Redactor(self.spec.secrets).text
             shown = lambda piece: show(redact(piece))  # noqa: E731
-        state = RunState(run_id, self.spec, book, journal, self.store.run(run_id).inputs, self._models, on_stream=shown)
+        state = RunState(run_id, spec or self.spec, book, journal, self.store.run(run_id).inputs, self._models, on_stream=shown)
         state.children = self._children
         if any(s.step.runbook is not None for s in book.walk()):  # only a runbook that starts child runs has their spending to count
             state.meter.count_children(self._spent_by_children(run_id))
@@ -439,6 +503,40 @@ class Project:
                                 f"decide it with the child's id: lane approve CHILD --call {call_id}")
         return record.run_id
 
+    # -- versions -------------------------------------------------------------
+
+    def version_problems(self) -> list[Problem]:
+        """Each runbook whose files changed under a version number that has runs (`lane validate`)."""
+        from lane.feedback.versions import conflicts
+
+        problems = []
+        for book in self.spec.runbooks.values():
+            changed = conflicts(self.store, self._snapshot(book))
+            if changed:
+                where = ("version",) if "version" in (book.source.tree or {}) else ("runbook",)
+                problems.append(book.source.at(where, f"runbook {book.name} v{book.file.version} has runs, and its files changed since "
+                                                      f"({'; '.join(changed)}): raise `version:` for the change"))
+        return problems
+
+    def versions(self, runbook: str) -> list[dict[str, Any]]:
+        """The kept versions of a runbook, newest first: runs by status, KPIs over the finished ones."""
+        from lane.feedback.versions import version_rows
+
+        return version_rows(self.store, self._runbook(runbook))
+
+    def diff(self, runbook: str, v1: int, v2: int) -> dict[str, Any]:
+        """What changed between two kept versions of a runbook: a line per file or tool, and each file's diff."""
+        from lane.feedback.versions import version_diff
+
+        self._runbook(runbook)
+        return version_diff(self.store, runbook, v1, v2)
+
+    def _runbook(self, name: str) -> RunbookSpec:
+        book = self.spec.runbooks.get(name)
+        if book is None:
+            raise UsageError(f"no runbook {name!r} in {self.root}/runbooks (runbooks: {', '.join(sorted(self.spec.runbooks)) or 'none'})")
+        return book
+
     # -- reading --------------------------------------------------------------
 
     def runs(self) -> list[RunRecord]:
@@ -450,8 +548,8 @@ class Project:
 
     def show(self, run_id: str) -> dict[str, Any]:
         record = self.store.run(run_id)
-        book = self.spec.runbooks.get(record.runbook)
-        order = [(s.id, s.kind) for s in book.steps] if book and book.file.version == record.version else []
+        book = self._book_or_none(record)
+        order = [(s.id, s.kind) for s in book.steps] if book else []
         shown = timeline(record, self.store.events(record.run_id), order)
         children = self.store.children(record.run_id)
         shown["children"] = [{**c.to_json(), "step": c.parent_step} for c in children]
@@ -489,8 +587,8 @@ class Project:
         ended = journal.find("run_completed")
         if ended is not None and "output" in ended.data:
             return ended.data["output"]
-        book = self.spec.runbooks.get(record.runbook)
-        order = [s.id for s in book.steps] if book and book.file.version == record.version else [
+        book = self._book_or_none(record)
+        order = [s.id for s in book.steps] if book else [
             e.step_id for e in journal.events if e.type == "step_finished" and e.step_id]
         for step_id in reversed(order):
             finished = journal.find("step_finished", step_id)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-# The coding track's commands, each loaded only when it runs: `lane --help` lists them from here.
+# Commands loaded only when they run (the coding track's, serving, versions): `lane --help` lists them from here.
 # name: (module in lane.cli, its Typer app or command function, help, hidden)
 LAZY: dict[str, tuple[str, str, str, bool]] = {
     "killdates": ("killdates", "killdates", "List every flag and shim with its kill date; --check fails on a passed date or an unregistered marker.", False),
@@ -25,6 +25,8 @@ LAZY: dict[str, tuple[str, str, str, bool]] = {
     "feature": ("feature", "app", "The feature runbook: lock, sign-off, then each task worked, verified, reviewed and committed.", False),
     "session": ("session", "app", "Where things stand at the start of a session, and a dated log entry at its end.", False),
     "hook": ("hooks", "app", "What the hooks `lane task start` installs run.", True),
+    "versions": ("versions", "versions", "List a runbook's kept versions: their runs by status and their KPIs.", False),
+    "diff": ("versions", "diff", "Show what changed between two kept versions of a runbook.", False),
     "serve": ("serving", "serve", "Serve the HTTP API over the project and execute the runs started through it (lane[serve]).", False),
     "token": ("serving", "token_app", "Sign-in tokens for the people of lane.yaml, for lane serve.", False),
 }

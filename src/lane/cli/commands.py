@@ -115,13 +115,26 @@ def validate(project: Path, as_json: bool) -> None:
     from lane.spec.project import check_project
 
     with errors(as_json):
-        _, problems = check_project(project)
+        spec, problems = check_project(project)
+        if not problems and spec is not None and _store_exists(spec):  # a version with runs is kept as it was
+            from lane.project import Project
+
+            with Project(spec) as loaded:
+                problems = loaded.version_problems()
         if problems:
             raise ProjectInvalid(problems)
         if as_json:
             emit_json([])
         else:
             render.valid(project)
+
+
+def _store_exists(spec: Any) -> bool:
+    """Whether the project's store has been made (validating never makes one)."""
+    from lane.store.url import parse_store_url
+
+    parsed = parse_store_url(spec.config.store)
+    return parsed is not None and (parsed[0] if parsed[0].is_absolute() else spec.root / parsed[0]).is_file()
 
 
 def run(project: Path, runbook: str, pairs: list[str], input_file: Path | None, as_json: bool, quiet: bool, ask: bool = True) -> None:

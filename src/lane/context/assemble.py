@@ -35,7 +35,7 @@ def assemble(project: ProjectSpec, agent: AgentSpec, step: StepSpec, inputs: Any
     if step.step.tools != [] and (step.step.tools or agent.file.tools):
         system.append(UNTRUSTED)
     for file in sources:
-        text = (project.root / file).read_text(encoding="utf-8").strip()
+        text = project.read(file).strip()
         system.append(f"# {file}\n\n{text}")
     messages = [
         {"role": "system", "content": "\n\n".join(system)},

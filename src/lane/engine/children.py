@@ -63,7 +63,6 @@ class Host(Protocol):
     @property
     def store(self) -> Any: ...
 
-    def _book_of(self, record: RunRecord) -> Any: ...
     def _journal_for(self, run_id: str, events: list[Any]) -> Journal: ...
     def _new_state(self, run_id: str, book: Any, journal: Journal, inputs: dict[str, Any], parent: RunState) -> RunState: ...
     async def _executing(self, state: RunState) -> tuple[str, str | None]: ...
@@ -79,7 +78,7 @@ class ChildRunner:
     async def __call__(self, parent: RunState, child_id: str, runbook: str, inputs: dict[str, Any], step: str,
                        fresh: bool) -> tuple[str, str | None, Any]:
         host, store = self.host, self.host.store
-        book = host.spec.runbooks.get(runbook)
+        book = parent.project.runbooks.get(runbook)  # as the parent's version has it
         if book is None:
             raise StepFailed(f"step {step}: there is no runbook {runbook!r} any more")
         try:
@@ -100,11 +99,10 @@ class ChildRunner:
                 return "completed", None, host.output(child_id)
             if record.status in FINISHED and not fresh:
                 return record.status, record.reason, None
-            try:
-                book = host._book_of(record)
-                journal = self._take_up(record, book)
-            except UsageError as exc:  # the child's runbook changed under its version: the parent waits until it is restored
-                raise StopRun(f"step {step}: {exc}; restore it, then `lane resume {parent.run_id}`") from None
+            if book.file.version != record.version:  # a child started before versions were kept, its runbook changed since
+                raise StopRun(f"step {step}: run {record.run_id} is of runbook {runbook} v{record.version}, which this project no "
+                              f"longer has; restore it, then `lane resume {parent.run_id}`")
+            journal = self._take_up(record, book)
         state = host._new_state(child_id, book, journal, inputs if record is None else record.inputs, parent)
         try:
             status, reason = await host._executing(state)

@@ -21,7 +21,7 @@ from lane.spec.files import AgentFile, LaneFile, ModelSpec, Rules, RunbookFile, 
 from lane.spec.gates import first_gate
 from lane.spec.runbook import RunbookSpec, check_children, check_runbook
 from lane.spec.script import check_script
-from lane.spec.source import Loc, Source, read_front_matter, read_yaml
+from lane.spec.source import Loc, Source, parse_front_matter, parse_yaml, read_front_matter, read_yaml
 from lane.spec.toolsets import load_toolsets
 from lane.spec.triggers import check_triggers
 from lane.store.url import parse_store_url
@@ -59,6 +59,12 @@ class ProjectSpec:
     mcp: dict[str, McpServerConfig] = field(default_factory=dict)  # MCP servers, listed when a run needs them
     rules: RuleSet = field(default_factory=RuleSet)
     secrets: frozenset[str] = frozenset()  # names of environment variables whose values are never stored
+    files: dict[str, str] = field(default_factory=dict)  # a kept version's files (path -> text), read instead of the disk's
+
+    def read(self, file: str) -> str:
+        """A project file's text (an agent's context file), as the version being run has it."""
+        kept = self.files.get(file)
+        return kept if kept is not None else (self.root / file).read_text(encoding="utf-8")
 
     @property
     def human_roles(self) -> list[str]:
@@ -249,27 +255,53 @@ def _load_agents(project: ProjectSpec) -> list[Problem]:
     problems: list[Problem] = []
     files = sorted((project.root / "agents").glob("*.md"))
     for path in files:
-        shown = f"agents/{path.name}"
-        source = read_front_matter(path, shown)
-        if source.problems:
-            problems += source.problems
-            continue
-        agent, found = check_model(AgentFile, source)
-        problems += found
-        if agent is None:
-            continue
-        if agent.name != path.stem:
-            problems.append(source.at(("name",), f"agent name '{agent.name}' must match its file name '{path.stem}'"))
-        else:
-            problems += project.check_role(agent.name, source, ("name",), kind="agent")
-        problems += _check_agent(project, agent, source)
-        rules, found = _check_rules(project, agent.rules, source, ("rules",))
-        problems += found
-        project.agents[agent.name] = AgentSpec(agent, source.body, source, rules)
+        problems += _load_agent(project, read_front_matter(path, f"agents/{path.name}"), path.stem)
     for name, role in project.config.roles.items():
         if role.kind == "agent" and name not in project.agents and not (project.root / "agents" / f"{name}.md").exists():
             problems.append(project.source.at(("roles", name), f"agent role '{name}' has no file agents/{name}.md", key=True))
     return problems
+
+
+def _load_agent(project: ProjectSpec, source: Source, stem: str) -> list[Problem]:
+    if source.problems:
+        return source.problems
+    agent, problems = check_model(AgentFile, source)
+    if agent is None:
+        return problems
+    if agent.name != stem:
+        problems.append(source.at(("name",), f"agent name '{agent.name}' must match its file name '{stem}'"))
+    else:
+        problems += project.check_role(agent.name, source, ("name",), kind="agent")
+    problems += _check_agent(project, agent, source)
+    rules, found = _check_rules(project, agent.rules, source, ("rules",))
+    problems += found
+    project.agents[agent.name] = AgentSpec(agent, source.body, source, rules)
+    return problems
+
+
+def load_version(current: ProjectSpec, files: dict[str, str]) -> ProjectSpec:
+    """The project as a kept version of a runbook has it: this lane.yaml, tools and models, with the version's own
+    runbooks, agents and context files (`files`: path -> text). Raises ProjectInvalid when they no longer load."""
+    import dataclasses
+
+    view = dataclasses.replace(current, agents=dict(current.agents), runbooks=dict(current.runbooks), files=dict(files))
+    problems: list[Problem] = []
+    for path, text in sorted(files.items()):
+        if path.startswith("agents/") and path.endswith(".md"):
+            problems += _load_agent(view, parse_front_matter(text, path), Path(path).stem)
+    for path, text in sorted(files.items()):
+        if path.startswith("runbooks/"):
+            source = parse_yaml(text, path)
+            book, found = check_model(RunbookFile, source) if not source.problems else (None, source.problems)
+            problems += found
+            if book is not None:
+                spec, found = check_runbook(book, source, view)
+                problems += found
+                view.runbooks[book.runbook] = spec
+    problems += check_children(view)
+    if problems:
+        raise ProjectInvalid(problems)
+    return view
 
 
 def _check_agent(project: ProjectSpec, agent: AgentFile, source: Source) -> list[Problem]:
@@ -289,10 +321,10 @@ def _check_agent(project: ProjectSpec, agent: AgentFile, source: Source) -> list
             hint = f" (did you mean '{near[0]}'?)" if near else ""
             problems.append(source.at(("tools", i), f"no tool matches '{pattern}'{hint}"))
     for i, file in enumerate(agent.context.always):
-        if not (project.root / file).is_file():
+        if file not in project.files and not (project.root / file).is_file():
             problems.append(source.at(("context", "always", i), f"no file {file}"))
     for i, trigger in enumerate(agent.context.on):
-        if not (project.root / trigger.read).is_file():
+        if trigger.read not in project.files and not (project.root / trigger.read).is_file():
             problems.append(source.at(("context", "on", i, "read"), f"no file {trigger.read}"))
     return problems
 

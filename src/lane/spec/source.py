@@ -308,6 +308,11 @@ def read_front_matter(file: Path, shown: str) -> Source:
     text = read_text(file, shown, YAML_LIMITS.bytes)
     if isinstance(text, Problem):
         return Source(shown, None, problems=[text])
+    return parse_front_matter(text, shown)
+
+
+def parse_front_matter(text: str, shown: str) -> Source:
+    """Markdown text with YAML front matter between `---` lines: the front matter, with the rest as `body`."""
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != "---":
         return Source(shown, None, problems=[Problem(shown, 1, 1, "missing YAML front matter: start the file with a line '---'")])

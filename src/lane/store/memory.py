@@ -26,15 +26,38 @@ class MemoryStore:
         self.keep_finished = keep_finished
         self._tokens: dict[str, str] = {}
         self._deliveries: dict[str, str] = {}
+        self._blobs: dict[str, str] = {}
+        self._snapshots: dict[str, tuple[str, int, dict[str, Any], str]] = {}
 
     def close(self) -> None:
         pass
 
     def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str,
-                   parent: tuple[str, str] | None = None) -> None:
+                   parent: tuple[str, str] | None = None, snapshot: str | None = None) -> None:
         at = now()
-        self._runs[run_id] = RunRecord(run_id, runbook, version, "running", None, copy.deepcopy(inputs), at, at, owner, *(parent or (None, None)))
+        parent_id, parent_step = parent or (None, None)
+        self._runs[run_id] = RunRecord(run_id, runbook, version, "running", None, copy.deepcopy(inputs), at, at, owner,
+                                       parent_id=parent_id, parent_step=parent_step, snapshot=snapshot)
         self._events[run_id] = []
+
+    def keep_snapshot(self, digest: str, runbook: str, version: int, manifest: dict[str, Any], texts: dict[str, str]) -> None:
+        for key, text in texts.items():
+            self._blobs.setdefault(key, text)
+        self._snapshots.setdefault(digest, (runbook, version, copy.deepcopy(manifest), now()))
+
+    def snapshots(self, runbook: str) -> list[tuple[str, int, dict[str, Any], str]]:
+        kept = [(d, v, copy.deepcopy(m), at) for d, (book, v, m, at) in self._snapshots.items() if book == runbook]
+        return sorted(kept, key=lambda k: (k[3], k[0]))
+
+    def snapshot(self, digest: str) -> dict[str, Any] | None:
+        kept = self._snapshots.get(digest)
+        return copy.deepcopy(kept[2]) if kept else None
+
+    def blob(self, digest: str) -> str | None:
+        return self._blobs.get(digest)
+
+    def runs_of(self, runbook: str) -> list[RunRecord]:
+        return sorted((r for r in self._runs.values() if r.runbook == runbook), key=lambda r: (r.started_at, r.run_id))
 
     def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
         log, batch = self._events[run_id], list(events)

@@ -51,6 +51,7 @@ class RunRecord:
     owner: str | None
     parent_id: str | None = None  # the run whose step started this one
     parent_step: str | None = None
+    snapshot: str | None = None  # the kept version it runs (its files, content-addressed)
 
     def to_json(self) -> dict[str, Any]:
         out = {

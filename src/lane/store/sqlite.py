@@ -103,14 +103,49 @@ class SQLiteStore:
     # -- writing --------------------------------------------------------------
 
     def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str,
-                   parent: tuple[str, str] | None = None) -> None:
-        """A new run, `running` and owned by `owner`; `parent` is (run id, step) for a child run."""
+                   parent: tuple[str, str] | None = None, snapshot: str | None = None) -> None:
+        """A new run, `running` and owned by `owner`; `parent` is (run id, step) for a child run; `snapshot` the
+        kept version it runs (keep_snapshot)."""
         at = now()
         self._db.execute(
-            "INSERT INTO runs (run_id, runbook, version, status, inputs, started_at, updated_at, owner, parent_id, parent_step) "
-            "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-            (run_id, runbook, version, encode(inputs), at, at, owner, *(parent or (None, None))),
+            "INSERT INTO runs (run_id, runbook, version, status, inputs, started_at, updated_at, owner, parent_id, parent_step, snapshot) "
+            "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, runbook, version, encode(inputs), at, at, owner, *(parent or (None, None)), snapshot),
         )
+
+    # -- kept versions --------------------------------------------------------
+
+    def keep_snapshot(self, digest: str, runbook: str, version: int, manifest: dict[str, Any], texts: dict[str, str]) -> None:
+        """Keep a version's files (`texts`: digest -> text) and its manifest under `digest`; what is kept already stays."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR IGNORE INTO blobs (digest, content) VALUES (?, ?)", list(texts.items()))
+            db.execute("INSERT OR IGNORE INTO snapshots (digest, runbook, version, manifest, created_at) VALUES (?, ?, ?, ?, ?)",
+                       (digest, runbook, version, json.dumps(manifest, sort_keys=True), now()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def snapshots(self, runbook: str) -> list[tuple[str, int, dict[str, Any], str]]:
+        """The kept versions of `runbook`, oldest first: (digest, version, manifest, created_at)."""
+        rows = self._db.execute("SELECT digest, version, manifest, created_at FROM snapshots WHERE runbook = ? ORDER BY created_at, digest",
+                                (runbook,)).fetchall()
+        return [(digest, version, json.loads(manifest), at) for digest, version, manifest, at in rows]
+
+    def snapshot(self, digest: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT manifest FROM snapshots WHERE digest = ?", (digest,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def blob(self, digest: str) -> str | None:
+        row = self._db.execute("SELECT content FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        return str(row[0]) if row else None
+
+    def runs_of(self, runbook: str) -> list[RunRecord]:
+        """The runs of `runbook` (not those it started), oldest first."""
+        rows = self._db.execute("SELECT * FROM runs WHERE runbook = ? ORDER BY started_at, run_id", (runbook,)).fetchall()
+        return [_run(r) for r in rows]
 
     def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
         """Commit events, and optionally the run's new status, in one transaction."""
@@ -252,8 +287,8 @@ def _private(path: Path) -> None:
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:
-    run_id, runbook, version, status, reason, inputs, started, updated, owner, parent_id, parent_step = row
-    return RunRecord(run_id, runbook, version, status, reason, json.loads(inputs), started, updated, owner, parent_id, parent_step)
+    run_id, runbook, version, status, reason, inputs, started, updated, owner, parent_id, parent_step, snapshot = row
+    return RunRecord(run_id, runbook, version, status, reason, json.loads(inputs), started, updated, owner, parent_id, parent_step, snapshot)
 
 
 def process_owner(token: str) -> str:

@@ -1,0 +1,70 @@
+"""`lane versions` and `lane diff`: a runbook's kept versions, and what changed between two of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from lane.cli import render
+from lane.cli.app import JsonFlag, ProjectDir, emit_json
+
+
+def versions(
+    runbook: Annotated[str, typer.Argument(help="The runbook's name.")],
+    project: ProjectDir = Path("."),
+    as_json: JsonFlag = False,
+) -> None:
+    """List a runbook's versions, newest first: their runs by status and their KPIs over the finished runs.
+
+    A version is kept in the store (its runbook, agents, context files and tools' fingerprints) when its first
+    run starts, and every run resumes on its own version, whatever the files say later. Change a version that
+    has runs only by raising its `version:`; `lane diff RUNBOOK V1 V2` shows what changed.
+    """
+    from lane.cli.commands import _load, errors
+
+    with errors(as_json), _load(project) as loaded:
+        rows = loaded.versions(runbook)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        render.out.print(f"runbook {escape(runbook)} has no kept versions yet: a version is kept when its first run starts")
+        return
+    for row in rows:
+        statuses = ", ".join(f"{n} {s}" for s, n in sorted(row["statuses"].items())) or "no runs"
+        current = " (current)" if row["current"] else ""
+        render.out.print(f"[bold]v{row['version']}[/]{current} · {row['runs']} run{'s' if row['runs'] != 1 else ''}: {escape(statuses)}"
+                         + (f" · kept {escape(str(row['kept_at'])[:19].replace('T', ' '))}" if row["kept_at"] else ""))
+        for name, summary in row["kpis"].items():
+            render.out.print(f"  {escape(name)}: {escape(summary)}")
+
+
+def diff(
+    runbook: Annotated[str, typer.Argument(help="The runbook's name.")],
+    v1: Annotated[int, typer.Argument(metavar="V1", help="The earlier version's number.")],
+    v2: Annotated[int, typer.Argument(metavar="V2", help="The later version's number.")],
+    project: ProjectDir = Path("."),
+    as_json: JsonFlag = False,
+) -> None:
+    """Show what changed between two kept versions of a runbook: each file (runbook, agents, context files) as a
+    unified diff, and each tool whose description, arguments or effect changed."""
+    from lane.cli.commands import _load, errors
+
+    with errors(as_json), _load(project) as loaded:
+        found = loaded.diff(runbook, v1, v2)
+    if as_json:
+        emit_json(found)
+        return
+    if not found["changes"]:
+        render.out.print(f"{escape(runbook)} v{v1} and v{v2} are the same")
+        return
+    for line in found["changes"]:
+        render.out.print(escape(line))
+    for text in found["diffs"].values():
+        render.out.print("")
+        for line in text.splitlines():
+            style = "green" if line.startswith("+") and not line.startswith("+++") else "red" if line.startswith("-") and not line.startswith("---") else ""
+            render.out.print(f"[{style}]{escape(line)}[/]" if style else escape(line), highlight=False)
