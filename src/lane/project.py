@@ -169,11 +169,13 @@ def _child_status(steps: list[dict[str, Any]], status: dict[str, str]) -> None:
 
 
 class Project:
-    def __init__(self, spec: ProjectSpec, *, models: dict[str, Model] | None = None) -> None:
+    def __init__(self, spec: ProjectSpec, *, models: dict[str, Model] | None = None, store: Store | None = None) -> None:
         self.spec = spec
         self.root = spec.root
         self._store: Store | None = None
         self._shared: GroupCommit
+        if store is not None:  # another store than lane.yaml's (`lane test` runs each fixture in one of its own)
+            self._store, self._shared = store, GroupCommit(store)
         self._models = ModelCache(shared=_MODELS, provided=dict(models or {}))
         from lane.engine.children import ChildRunner
 
@@ -530,6 +532,24 @@ class Project:
 
         self._runbook(runbook)
         return version_diff(self.store, runbook, v1, v2)
+
+    def test(self, runbook: str, *, model: str | None = None, on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Run every fixture of `runbook` (fixtures/RUNBOOK/*.yaml), each in a store of its own, and hold each to its
+        expectations; the result is recorded in .lane/tests/RUNBOOK.json and compared with the one before."""
+        from lane.feedback.fixtures import load_fixtures, report, run_fixture
+
+        book = self._runbook(runbook)
+        fixtures, problems = load_fixtures(self.spec, book)
+        if problems:
+            raise ProjectInvalid(problems)
+        if not fixtures:
+            raise UsageError(f"runbook {runbook} has no fixtures: write fixtures/{runbook}/NAME.yaml (inputs, decisions, expect; docs/lifecycle.md)")
+        results = []
+        for fixture in fixtures:
+            results.append(run_fixture(Project, self.spec, self._models.provided, book, fixture, model))
+            if on_result is not None:
+                on_result(results[-1])
+        return report(self.root, book, results, model)
 
     def _runbook(self, name: str) -> RunbookSpec:
         book = self.spec.runbooks.get(name)

@@ -25,6 +25,7 @@ LAZY: dict[str, tuple[str, str, str, bool]] = {
     "feature": ("feature", "app", "The feature runbook: lock, sign-off, then each task worked, verified, reviewed and committed.", False),
     "session": ("session", "app", "Where things stand at the start of a session, and a dated log entry at its end.", False),
     "hook": ("hooks", "app", "What the hooks `lane task start` installs run.", True),
+    "test": ("fixtures", "test", "Run a runbook's golden fixtures (fixtures/RUNBOOK/*.yaml) and report each expectation.", False),
     "versions": ("versions", "versions", "List a runbook's kept versions: their runs by status and their KPIs.", False),
     "diff": ("versions", "diff", "Show what changed between two kept versions of a runbook.", False),
     "serve": ("serving", "serve", "Serve the HTTP API over the project and execute the runs started through it (lane[serve]).", False),

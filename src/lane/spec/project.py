@@ -354,6 +354,9 @@ def _load_runbooks(project: ProjectSpec) -> list[Problem]:
         project.runbooks[book.runbook] = spec
     problems += check_children(project)
     problems += check_triggers(project)
+    from lane.feedback.fixtures import check_fixtures
+
+    problems += check_fixtures(project)
     problems += _check_scripts(project, every_runbook=every)
     return problems
 
