@@ -460,8 +460,10 @@ class Project:
         return token
 
     def person_of(self, token: str) -> str | None:
-        """The person a sign-in token belongs to, if it is one this project issued."""
-        return self.store.person_of(token_hash(token)) if token else None
+        """The person a sign-in token belongs to, if it is one this project issued to someone lane.yaml's `people:`
+        still names (taking a person out of `people:` signs them out)."""
+        person = self.store.person_of(token_hash(token)) if token else None
+        return person if person in self.spec.config.people else None
 
     def approve(self, run_id: str, call_id: str | None = None, *, as_role: str | None = None, edit: Any = UNSET, patch: Any = UNSET,
                 result: Any = UNSET, automatic: str | None = None, person: str | None = None) -> Decision:

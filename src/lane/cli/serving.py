@@ -79,7 +79,8 @@ def serve(
         code = app.state.api.console.sessions.one_time(person)
         render.err.print(f"sign in as {person}, once: http://{'127.0.0.1' if host == 'localhost' else host}:{port}/login/once?code={code}")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)  # open event streams end
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2,
+                    proxy_headers=False)  # the client's own address, not a header it sends, limits its sign-ins  # open event streams end
     finally:
         loaded.close()
     sys.exit(0)

@@ -31,6 +31,29 @@ class Forbidden(Exception):
     """The person's roles may not do this (403)."""
 
 
+class TooLarge(Exception):
+    """A request body over BODY_LIMIT (413)."""
+
+
+BODY_LIMIT = 1 << 20  # bytes: inputs, decisions, forms and webhook deliveries are small
+
+
+async def capped(request: Request, limit: int = BODY_LIMIT) -> bytes:
+    """The request's body, read only up to `limit` (TooLarge beyond it); `request.form()` reads it from here after."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the request body is {declared} bytes; lane serve takes at most {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the request body is over {limit} bytes; lane serve takes at most {limit}")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # noqa: SLF001 - Starlette's own cache of the body: form() and json() read it
+    return body
+
+
 class Api:
     def __init__(self, project: Project) -> None:
         self.project = project
@@ -69,7 +92,8 @@ class Api:
         if waiting and not roles:
             raise Forbidden(f"{person} has no role that may decide this (their roles: {', '.join(self.roles(person)) or 'none'})")
         as_role = roles[0] if roles else None
-        who = None if person == LOCAL else person  # the local user is recorded as the account lane runs under
+        local = person == LOCAL and not self.project.spec.config.people
+        who = None if local else person  # the local user of a loopback server is recorded as the account lane runs under
         if approve:
             decision = self.project.approve(run_id, call, as_role=as_role, edit=data.get("edit", UNSET), patch=data.get("patch", UNSET),
                                             result=data.get("result", UNSET), person=who)
@@ -89,7 +113,9 @@ class Api:
 
     async def body(self, request: Request) -> dict[str, Any]:
         try:
-            data = json.loads(await request.body() or b"{}")
+            data = json.loads(await capped(request) or b"{}")
+        except RecursionError:
+            raise UsageError("the request body nests too deep") from None
         except ValueError as exc:
             raise UsageError(f"the request body is not JSON: {exc}") from None
         if not isinstance(data, dict):
@@ -192,7 +218,9 @@ class Api:
         from lane.serve.triggers import HookRefused, webhook
 
         try:
-            run_id, new = webhook(self.project, self.worker, request.path_params["name"], await request.body(), request.headers)
+            run_id, new = webhook(self.project, self.worker, request.path_params["name"], await capped(request), request.headers)
+        except TooLarge as exc:
+            return self.error(str(exc), 413)
         except HookRefused as exc:
             return self.error(str(exc), exc.status)
         return self.answer({"run_id": run_id, "status": "running" if new else self.project.get(run_id).status, "duplicate": not new},
@@ -215,6 +243,8 @@ def create_app(project: Project) -> Starlette:
                 return api.error("sign in: send Authorization: Bearer TOKEN (lane token create NAME)", 401)
             try:
                 return await handler(request, person)  # type: ignore[no-any-return]
+            except TooLarge as exc:
+                return api.error(str(exc), 413)
             except RunNotFound as exc:
                 return api.error(str(exc), 404)
             except DecisionError as exc:
@@ -254,6 +284,9 @@ def create_app(project: Project) -> Starlette:
                 await poller
         await api.worker.stop()  # runs being executed stay resumable
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def too_large(request: Request, exc: Exception) -> Response:
+        return api.error(str(exc), 413)
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={TooLarge: too_large})
     app.state.api = api
     return app

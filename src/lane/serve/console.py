@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from lane.errors import LaneError
 from lane.project import new_run_id
+from lane.serve.app import BODY_LIMIT
 from lane.serve.forms import form_value, schema_fields
 from lane.serve.sessions import Session, Sessions
 from lane.store.records import FINISHED
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from lane.serve.app import Api
 
 COOKIE = "lane_session"
-UNKNOWN = object()
 PAGES = Environment(loader=PackageLoader("lane.serve", "templates"), autoescape=select_autoescape(default=True))
 
 
@@ -43,8 +43,19 @@ class Console:
         html = PAGES.get_template(name).render(
             project=self.api.project.spec.config.project, person=person, roles=self.api.roles(person) if person else [],
             csrf=session.csrf if session else "", title=values.pop("title", name.split(".")[0]), **values)
-        return HTMLResponse(self.api.redact.text(html), status_code=status,
-                            headers={"Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'", "Cache-Control": "no-store"})
+        return HTMLResponse(self.redact_page(html), status_code=status,
+                            headers={"Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'", "Cache-Control": "no-store"})
+
+    def redact_page(self, html: str) -> str:
+        """The page with every secret replaced, as written and as HTML escapes it (a secret may hold & < > " ')."""
+        from markupsafe import escape
+
+        html = self.api.redact.text(html)
+        for value, name in self.api.redact.values:
+            shown = str(escape(value))
+            if shown != value and shown in html:
+                html = html.replace(shown, f"[secret:{name}]")
+        return html
 
     def session(self, request: Request) -> Session | None:
         return self.sessions.get(request.cookies.get(COOKIE))
@@ -62,7 +73,9 @@ class Console:
         client = request.client.host if request.client else "?"
         if not self.sessions.allowed(client):
             return self.page("login.html", request, None, 429, title="Sign in", message="Too many tries: wait a minute.", failed=True)
-        form = await request.form()
+        if cross_site(request):  # another site's form must not sign this browser in as someone else
+            return self.page("login.html", request, None, 403, title="Sign in", message="Sign in from this page.", failed=True)
+        form = await self.form(request)
         person = self.api.project.person_of(str(form.get("token") or ""))
         if person is None:
             return self.page("login.html", request, None, 401, title="Sign in", message="That token is not valid.", failed=True)
@@ -77,12 +90,20 @@ class Console:
 
     async def logout(self, request: Request) -> Response:
         session = self.session(request)
-        form = await request.form()
-        if session is not None and form.get("csrf") == session.csrf:
-            self.sessions.close(request.cookies.get(COOKIE))
+        form = await self.form(request)
+        if session is None or form.get("csrf") != session.csrf:  # another site cannot sign a person out
+            return RedirectResponse("/inbox" if session else "/login", status_code=303)
+        self.sessions.close(request.cookies.get(COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
+
+    async def form(self, request: Request) -> Any:
+        """The posted form, its body capped (lane.serve.app.BODY_LIMIT): a bad request ends in TooLarge."""
+        from lane.serve.app import capped
+
+        await capped(request)
+        return await request.form(max_fields=1000, max_part_size=BODY_LIMIT)
 
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/inbox" if self.session(request) else "/login", status_code=303)
@@ -98,7 +119,7 @@ class Console:
         seen = query["seen"].split(",") if "seen" in query else keys
         came, went = len(set(keys) - set(seen)), len(set(seen) - set(keys))
         return self.page("inbox.html", request, session, title="Inbox", items=items, seen=",".join(seen), came=came, went=went,
-                         message=query.get("done", ""), failed=query.get("failed") == "1")
+                         **shown_once(request, session))
 
     def items(self, person: str) -> list[dict[str, Any]]:
         """What waits for the person's roles, oldest first, each with what it shows and the reasoning that led to it.
@@ -135,11 +156,15 @@ class Console:
         session = self.session(request)
         if session is None:
             return RedirectResponse("/login", status_code=303)
-        form = await request.form()
+        form = await self.form(request)
         if form.get("csrf") != session.csrf:
             return self.page("inbox.html", request, session, 403, title="Inbox", items=[], message="The form has expired: reload the page.",
                              failed=True)
-        approve = form.get("action") == "approve"
+        action = form.get("action")
+        if action not in ("approve", "reject"):
+            return self.page("inbox.html", request, session, 400, title="Inbox", items=self.items(session.person),
+                             message="Say approve or reject.", failed=True)
+        approve = action == "approve"
         data: dict[str, Any] = {"reason": str(form.get("reason") or "")}
         edit = str(form.get("edit") or "")
         try:
@@ -150,9 +175,11 @@ class Console:
             decision = self.api.decide_for(session.person, str(form.get("run_id")), str(form.get("call_id")), approve, data)
         except Forbidden as exc:
             return self.page("inbox.html", request, session, 403, title="Inbox", items=self.items(session.person), message=str(exc), failed=True)
-        except (ValueError, LaneError) as exc:
-            return self.page("inbox.html", request, session, 400, title="Inbox", items=self.items(session.person), message=str(exc), failed=True)
-        return RedirectResponse(f"/inbox?done={decision.decision}+{decision.call_id}+in+run+{decision.run_id}", status_code=303)
+        except (ValueError, RecursionError, LaneError) as exc:
+            said = "the edit nests too deep" if isinstance(exc, RecursionError) else str(exc)
+            return self.page("inbox.html", request, session, 400, title="Inbox", items=self.items(session.person), message=said, failed=True)
+        session.say(f"{decision.decision} {decision.call_id} in run {decision.run_id}")
+        return RedirectResponse("/inbox", status_code=303)
 
 
     async def runs(self, request: Request) -> Response:
@@ -166,28 +193,30 @@ class Console:
                  and (not chosen["version"] or str(r.version) == chosen["version"]) and (not chosen["since"] or r.started_at[:10] >= chosen["since"])]
         books = [{"name": b.name, "description": b.file.description, "fields": schema_fields(b.file.inputs)}
                  for b in self.api.project.spec.runbooks.values()]
-        here = "/runs" + (f"?{request.url.query}" if request.url.query else "")
+        from urllib.parse import urlencode
+
+        here = "/runs" + (f"?{urlencode({k: v for k, v in chosen.items() if v})}" if any(chosen.values()) else "")
         return self.page("runs.html", request, session, title="Runs", runs=shown[:500], books=books, chosen=chosen, here=here,
                          filtered=any(chosen.values()), runbooks=sorted(self.api.project.spec.runbooks),
                          statuses=["running", "paused", "stopped", "completed", "failed", "rejected"],
-                         message=query.get("done", ""), failed=query.get("failed") == "1")
+                         **shown_once(request, session))
 
     async def start(self, request: Request) -> Response:
         session = self.session(request)
         if session is None:
             return RedirectResponse("/login", status_code=303)
-        form = await request.form()
+        form = await self.form(request)
         if form.get("csrf") != session.csrf:
-            return RedirectResponse("/runs?failed=1&done=The+form+has+expired:+reload+the+page.", status_code=303)
+            session.say("The form has expired: reload the page.", failed=True)
+            return RedirectResponse("/runs", status_code=303)
         runbook = str(form.get("runbook") or "")
         try:
             inputs = form_value(form, "input.")
             run_id = new_run_id()
             run_id, work = self.api.project.start(runbook, inputs, on_event=self.api.on_event(run_id), run_id=run_id)
         except (ValueError, LaneError) as exc:
-            from urllib.parse import quote
-
-            return RedirectResponse(f"/runs?failed=1&done={quote(self.api.redact.text(str(exc))[:300])}", status_code=303)
+            session.say(str(exc)[:300], failed=True)
+            return RedirectResponse("/runs", status_code=303)
         self.api.worker.execute(run_id, work)
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
@@ -214,16 +243,20 @@ class Console:
         only = request.query_params.get("run")
         store = self.api.project.store
 
+        parents: dict[str, str | None] = {}  # run -> its parent, read once per stream
+
         def wanted(event: dict[str, Any]) -> bool:
-            if only is None or event["run_id"] == only:
+            run_id = event["run_id"]
+            if only is None or run_id == only:
                 return True
-            parent = event.get("parent_id", UNKNOWN)
-            if parent is UNKNOWN:
+            if "parent_id" in event:
+                parents[run_id] = event["parent_id"]
+            if run_id not in parents:
                 try:
-                    parent = store.run(event["run_id"]).parent_id
+                    parents[run_id] = store.run(run_id).parent_id
                 except LaneError:
-                    return False
-            return bool(parent == only)
+                    parents[run_id] = None
+            return parents[run_id] == only
 
         async def changed(queue: asyncio.Queue[dict[str, Any]]) -> AsyncIterator[str]:
             if only is not None:  # what changed between the page and its listening: the page asks again once
@@ -258,6 +291,20 @@ class Console:
         kpis, charts = kpi_rows(book, finished, lambda run_id: project.show(run_id)["kpis"])
         return self.page("runbook.html", request, session, title=f"Runbook {book.name}", book=book, chart=work_chart(project.spec, book),
                          kpis=kpis, charts=charts, runs=len(finished))
+
+
+def shown_once(request: Request, session: Session) -> dict[str, Any]:
+    """The session's message for a page a person opens (a page asking for itself again, live, leaves it)."""
+    return {} if "hx-request" in request.headers else session.said()
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser says the request comes from another site (Sec-Fetch-Site, else Origin)."""
+    fetched = request.headers.get("sec-fetch-site")
+    if fetched is not None:
+        return fetched not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}"
 
 
 def _diff(before: Any, after: Any) -> str:

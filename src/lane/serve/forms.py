@@ -83,7 +83,7 @@ def form_value(form: Any, prefix: str) -> dict[str, Any]:
     hold is left out."""
     try:
         names = json.loads(str(form.get(f"_fields.{prefix}") or "[]"))
-    except ValueError:
+    except (ValueError, RecursionError):
         names = None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError("the form is damaged: reload the page")
@@ -101,7 +101,7 @@ def form_value(form: Any, prefix: str) -> dict[str, Any]:
         else:
             try:
                 out[name] = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 what = {"integer": "a whole number", "number": "a number", "choice": "one of the choices"}.get(kind, "JSON")
                 raise ValueError(f"the field {name!r} must be {what}: {text[:40]!r}") from None
             if kind == "integer" and isinstance(out[name], float) and out[name].is_integer():

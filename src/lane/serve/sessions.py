@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 LOCAL = "local"  # the person a loopback sign-in link signs in when lane.yaml names no people: every human role
 SESSION_SECONDS = 12 * 3600
@@ -20,6 +21,17 @@ class Session:
     person: str
     csrf: str
     expires: float
+    message: str = ""  # what the last form did, shown once on the page it leads to (never taken from an address)
+    failed: bool = False
+
+    def say(self, message: str, *, failed: bool = False) -> None:
+        self.message, self.failed = message, failed
+
+    def said(self) -> dict[str, Any]:
+        """The message to show now, once."""
+        shown = {"message": self.message, "failed": self.failed}
+        self.message, self.failed = "", False
+        return shown
 
 
 @dataclass

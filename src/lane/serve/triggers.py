@@ -41,10 +41,12 @@ def webhook(project: Project, worker: Worker, name: str, body: bytes, headers: A
     if not key:
         raise HookRefused(f"webhook {name!r} cannot be checked: its secret env:{variable} is not set where lane serve runs", 503)
     expected = "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, headers.get("x-lane-signature", "")):
+    if not hmac.compare_digest(expected.encode(), headers.get("x-lane-signature", "").encode("utf-8", "replace")):
         raise HookRefused("the signature does not match: send X-Lane-Signature: sha256=HMAC-SHA256(body, secret)", 401)
     try:
         inputs = json.loads(body or b"{}")
+    except RecursionError:
+        raise HookRefused("the body nests too deep", 400) from None
     except ValueError as exc:
         raise HookRefused(f"the body is not JSON: {exc}", 400) from None
     if not isinstance(inputs, dict):
