@@ -11,6 +11,7 @@ import contextlib
 import html
 import http.client
 import json
+import os
 import re
 import socket
 import threading
@@ -241,6 +242,8 @@ def bob(desk: Desk) -> Session:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Chromium: .ci/run installs it (apt-get install -y chromium)")
         pytest.skip("no chromium on this machine (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 

@@ -153,6 +153,12 @@ def test_a_run_id_prefix_resolves_only_when_it_names_one_run(store: SQLiteStore 
         assert f"no run {ambiguous_or_absent!r}" in str(caught.value) and "`lane runs`" in str(caught.value)
 
 
+def test_an_empty_run_id_names_no_run_even_when_there_is_only_one(store: SQLiteStore | MemoryStore) -> None:
+    store.create_run("abc12345", "book", 1, {}, "me")
+    with pytest.raises(RunNotFound):
+        store.run("")
+
+
 # -- claiming a run ---------------------------------------------------------------------------------------------
 
 def owner_for(pid: int, token: str = "feedbeef") -> str:

@@ -102,6 +102,8 @@ class MemoryStore:
 
     def run(self, run_id: str) -> RunRecord:
         run = self._runs.get(run_id)
+        if run is None and not run_id:
+            raise RunNotFound(run_id)  # an empty prefix names no run
         if run is None:
             matches = [r for key, r in self._runs.items() if key.startswith(run_id)]
             if len(matches) != 1:

@@ -214,6 +214,8 @@ class SQLiteStore:
 
     def run(self, run_id: str) -> RunRecord:
         row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None and not run_id:
+            raise RunNotFound(run_id)  # an empty prefix names no run
         if row is None:
             # a literal prefix: LIKE would treat _ and % as wildcards and ignore case
             matches = self._db.execute("SELECT * FROM runs WHERE substr(run_id, 1, length(?1)) = ?1 LIMIT 2", (run_id,)).fetchall()
