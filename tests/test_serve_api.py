@@ -420,3 +420,14 @@ def test_a_schedule_starts_one_run_per_slot_also_across_a_restart(tmp_path: Path
     with Project.load(root) as project:
         asyncio.run(poll(project, monday + timedelta(seconds=60), 20))  # restarted after the slot: nothing made up, nothing twice
         assert len(project.runs()) == 1
+
+
+def test_an_outcome_is_recorded_through_the_api_with_the_person(server: tuple[Client, Path, dict[str, str]]) -> None:
+    client, root, tokens = server
+    run_id = client.call("POST", "/api/runs", tokens["alice"], {"runbook": "reply", "inputs": {"to": "ann@example.com"}})[1]["run_id"]
+    client.until(run_id, tokens["alice"], "paused")
+    code, answer = client.call("POST", f"/api/runs/{run_id}/outcomes", tokens["bob"], {"name": "resolved", "value": True})
+    assert code == 201 and answer["outcomes"] == {"resolved": True} and answer["recorded"]["by"] == "bob"
+    assert client.call("POST", f"/api/runs/{run_id}/outcomes", tokens["bob"], {"name": "no such", "value": 1})[0] == 400
+    assert client.call("POST", f"/api/runs/{run_id}/outcomes", tokens["bob"], {"value": 1})[0] == 400
+    assert client.call("GET", f"/api/runs/{run_id}", tokens["alice"])[1]["outcomes"][0]["name"] == "resolved"

@@ -144,7 +144,8 @@ def _check_resumable(run: RunRecord) -> None:
 
 def _scopes(journal: Journal, overrides: dict[str, float]) -> dict[str, str]:
     """A raised budget applies where that budget stopped the run (a step), else to the whole run."""
-    ending = journal.events[-2] if len(journal.events) > 1 else None  # before run_resumed
+    # how it ended: the event before run_resumed, past any outcome recorded while it waited
+    ending = next((e for e in reversed(journal.events[:-1]) if e.type != "outcome_recorded"), None)
     if ending is None or ending.type != "run_stopped":
         return {}
     return {key: ending.data.get("scope", "run") for key in overrides if ending.data.get("key") == key}
@@ -553,6 +554,24 @@ class Project:
                 on_result(results[-1])
         return report(self.root, book, results, model)
 
+    def outcome(self, run_id: str, name: str, value: Any, *, by: str | None = None) -> dict[str, Any]:
+        """Record a result known only after the run (`resolved`, `paid`): journaled on the run, read by KPIs as
+        `outcomes.NAME`; a run that has ended has its KPIs measured again. Returns the run's outcomes and KPIs."""
+        from lane.feedback.outcomes import check_name, outcome_events, outcomes_of
+
+        check_name(name)
+        value, unfit = checked(value, f"outcome {name}")
+        if unfit is not None or too_deep(value):
+            raise UsageError(f"outcome {name} must be JSON data: {unfit or 'it nests deeper than 100 levels'}")
+        if Redactor(self.spec.secrets)(value) != value:
+            raise UsageError(f"outcome {name} holds the value of a secret, which lane never stores")
+        record = self.store.run(run_id)
+        book = self._book_or_none(record)
+        events = self.store.append_checked(record.run_id, lambda run, journal: outcome_events(book, run, journal, name, value, by))
+        everything = self.store.events(record.run_id)
+        kpis: dict[str, Any] = next((e.data for e in reversed(everything) if e.type == "kpis_recorded"), {"values": {}, "errors": {}})
+        return {"run_id": record.run_id, "recorded": events[0].to_json(), "outcomes": outcomes_of(everything), "kpis": kpis}
+
     def _runbook(self, name: str) -> RunbookSpec:
         book = self.spec.runbooks.get(name)
         if book is None:
@@ -572,7 +591,11 @@ class Project:
         record = self.store.run(run_id)
         book = self._book_or_none(record)
         order = [(s.id, s.kind) for s in book.steps] if book else []
-        shown = timeline(record, self.store.events(record.run_id), order)
+        events = self.store.events(record.run_id)
+        shown = timeline(record, events, order)
+        outcomes = [{"name": e.ref, "value": e.data.get("value"), "by": e.data.get("by"), "at": e.at} for e in events if e.type == "outcome_recorded"]
+        if outcomes:
+            shown["outcomes"] = outcomes
         children = self.store.children(record.run_id)
         shown["children"] = [{**c.to_json(), "step": c.parent_step} for c in children]
         _child_status(shown["steps"], {c.run_id: c.status for c in children})

@@ -27,6 +27,7 @@ LAZY: dict[str, tuple[str, str, str, bool]] = {
     "hook": ("hooks", "app", "What the hooks `lane task start` installs run.", True),
     "test": ("fixtures", "test", "Run a runbook's golden fixtures (fixtures/RUNBOOK/*.yaml) and report each expectation.", False),
     "versions": ("versions", "versions", "List a runbook's kept versions: their runs by status and their KPIs.", False),
+    "outcome": ("versions", "outcome", "Record a result of a run known only later (NAME=VALUE); KPIs read it as outcomes.NAME.", False),
     "diff": ("versions", "diff", "Show what changed between two kept versions of a runbook.", False),
     "serve": ("serving", "serve", "Serve the HTTP API over the project and execute the runs started through it (lane[serve]).", False),
     "token": ("serving", "token_app", "Sign-in tokens for the people of lane.yaml, for lane serve.", False),

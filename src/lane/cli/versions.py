@@ -1,4 +1,5 @@
-"""`lane versions` and `lane diff`: a runbook's kept versions, and what changed between two of them."""
+"""`lane versions`, `lane diff` and `lane outcome`: a runbook's kept versions, what changed between two of them,
+and the results of its runs known only later."""
 
 from __future__ import annotations
 
@@ -68,3 +69,36 @@ def diff(
         for line in text.splitlines():
             style = "green" if line.startswith("+") and not line.startswith("+++") else "red" if line.startswith("-") and not line.startswith("---") else ""
             render.out.print(f"[{style}]{escape(line)}[/]" if style else escape(line), highlight=False)
+
+
+def outcome(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id, or a unique prefix of one.")],
+    pair: Annotated[str, typer.Argument(metavar="NAME=VALUE", help="The outcome: VALUE is JSON if it parses (true, 42), else text.")],
+    by: Annotated[str | None, typer.Option("--by", metavar="PERSON", help="Who says so (recorded with it).")] = None,
+    project: ProjectDir = Path("."),
+    as_json: JsonFlag = False,
+) -> None:
+    """Record a result known only after the run: `lane outcome RUN resolved=yes --by alice`.
+
+    The outcome is journaled on the run; a later one of the same name replaces it. KPIs read it as
+    `outcomes.NAME` (write `outcomes.NAME | default(none)`: unknown until recorded), and a run that has
+    ended has its KPIs measured again, so `lane versions` and the console count it.
+    """
+    from lane.cli.commands import _load, errors
+    from lane.cli.inputs import parse_pairs
+    with errors(as_json), _load(project) as loaded:
+        [(name, value)] = parse_pairs([pair], "outcome").items()
+        result = loaded.outcome(run_id, name, value, by=by)
+    if as_json:
+        emit_json(result)
+        return
+    who = f" by {by}" if by else ""
+    render.out.print(f"recorded {escape(name)}={escape(json_text(value))}{escape(who)} on run {result['run_id']}")
+    for key, shown in result["kpis"].get("values", {}).items():
+        render.out.print(f"  {escape(key)}: {escape(json_text(shown))}")
+
+
+def json_text(value: object) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

@@ -128,7 +128,10 @@ def end(state: RunState, status: str, reason: str | None, **extra: Any) -> tuple
     seconds = round(state.meter.active_seconds(), 6)
     if state.book.kpis and status in FINISHED:  # paused and stopped runs go on; their KPIs come when they end
         run = {"id": state.run_id, "status": status, "tokens": state.meter.run.tokens, "seconds": round(seconds, 2)}
-        values, errors = measure(state.book.kpis, {**state.scope(), "run": run}, [s.id for s in state.book.steps])
+        from lane.feedback.outcomes import outcomes_of
+
+        scope = {**state.scope(), "run": run, "outcomes": outcomes_of(state.journal.events)}  # those recorded while it paused
+        values, errors = measure(state.book.kpis, scope, [s.id for s in state.book.steps])
         state.journal.record("kpis_recorded", values=values, errors=errors)
     data: dict[str, Any] = {"reason": reason, "active_seconds": seconds, **extra}
     state.journal.record(ENDINGS[status], **data)

@@ -201,6 +201,14 @@ class Api:
             recent = {(r.run_id, r.updated_at) for r in changed}
             since = max([since, *(r.updated_at for r in changed)])
 
+    async def record_outcome(self, request: Request, person: str) -> Response:
+        data = await self.body(request)
+        name = data.get("name")
+        if not isinstance(name, str) or "value" not in data:
+            return self.error("give {\"name\": NAME, \"value\": VALUE}", 400)
+        who = None if person == LOCAL and not self.project.spec.config.people else person
+        return self.answer(self.project.outcome(request.path_params["run_id"], name, data["value"], by=who), 201)
+
     async def events(self, request: Request, person: str) -> Response:
         async def messages(queue: asyncio.Queue[dict[str, Any]]) -> AsyncIterator[str]:
             while True:
@@ -262,6 +270,7 @@ def create_app(project: Project) -> Starlette:
         Route("/api/runs/{run_id}", guarded(api.show_run), methods=["GET"]),
         Route("/api/runs/{run_id}/audit", guarded(api.audit_run), methods=["GET"]),
         Route("/api/runs/{run_id}/decisions", guarded(api.decide), methods=["POST"]),
+        Route("/api/runs/{run_id}/outcomes", guarded(api.record_outcome), methods=["POST"]),
         Route("/api/pending", guarded(api.pending), methods=["GET"]),
         Route("/api/events", guarded(api.events), methods=["GET"]),
         Route("/api/hooks/{name}", api.hook, methods=["POST"]),

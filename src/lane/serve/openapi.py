@@ -41,6 +41,11 @@ OPENAPI: dict[str, Any] = {
             body={"type": "object", "required": ["approve"],
                   "properties": {"approve": {"type": "boolean"}, "call": {"type": "string"}, "edit": {}, "patch": {},
                                  "result": {}, "reason": {"type": "string"}}}), "parameters": [_RUN]}},
+        "/api/runs/{run_id}/outcomes": {"post": {**_op(
+            "Record a result of the run known only later (lane outcome); KPIs read it as outcomes.NAME",
+            "the run's outcomes and KPIs", code="201", errors=("400", "404"),
+            body={"type": "object", "required": ["name", "value"], "properties": {"name": {"type": "string"}, "value": {}}}),
+            "parameters": [_RUN]}},
         "/api/pending": {"get": _op("Everything waiting for your roles, oldest first", "a list of pending items, each with run_id")},
         "/api/hooks/{name}": {"post": {
             "summary": "A webhook delivery (a runbook's `triggers: [{webhook: NAME, secret: env:X}]`): signed, no token",
@@ -53,7 +58,7 @@ OPENAPI: dict[str, Any] = {
             "responses": {"202": {"description": "{run_id, status, duplicate: false}", "content": _JSON},
                           "200": {"description": "a delivery seen before: {run_id, status, duplicate: true}", "content": _JSON},
                           "400": _ERR, "401": _ERR, "404": _ERR, "503": _ERR}}},
-        "/api/events": {"get": {"summary": "Server-Sent Events: each event of the runs this server executes, and their status",
+        "/api/events": {"get": {"summary": "Server-Sent Events: each event of the runs this server executes, and the status changes of every run",
                                 "security": [{"bearer": []}],
                                 "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {}}}, **_AUTH}}},
     },

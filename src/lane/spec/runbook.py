@@ -420,8 +420,10 @@ def _check_ref(ref: Ref, book: RunbookSpec, scope: Scope, *, at_end: bool = Fals
         if ref[1] in RUN_END_FIELDS:
             return f"'run.{ref[1]}' is known only when the run ends; use it in kpis"
         return f"'run' has {'only ' if len(fields) == 1 else ''}{', '.join(fields)}, not '{ref[1]}'"
+    if root == "outcomes":
+        return None if at_end else "'outcomes' are known only after the run; use them in kpis"
     if root != "steps":
-        known = ["inputs", "steps", "run", *sorted(scope.names)]
+        known = ["inputs", "steps", "run", *(["outcomes"] if at_end else []), *sorted(scope.names)]
         near = difflib.get_close_matches(str(root), known, n=1)
         return f"unknown name '{root}'" + (f" (did you mean '{near[0]}'?)" if near else f"; expressions can use {', '.join(known[:-1])} and {known[-1]}")
     if len(ref) < 2:
