@@ -23,8 +23,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+def chromium() -> Iterator[Any]:
+    """The system's Chromium under Playwright (its own download cannot be used here); CI fails without it."""
     if CHROMIUM is None:
         if os.environ.get("CI"):
             pytest.fail("CI needs Chromium: .ci/run installs it (apt-get install -y chromium)")
@@ -37,6 +37,11 @@ def browser() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    yield from chromium()
 
 
 @pytest.fixture

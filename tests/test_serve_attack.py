@@ -11,7 +11,6 @@ import contextlib
 import html
 import http.client
 import json
-import os
 import re
 import socket
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from test_console import CHROMIUM
+from test_console import chromium
 from test_serve_api import Client, post_hook, raw_get, sign, start_server, stop_server
 
 from conftest import lane, write_project
@@ -241,18 +240,7 @@ def bob(desk: Desk) -> Session:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs Chromium: .ci/run installs it (apt-get install -y chromium)")
-        pytest.skip("no chromium on this machine (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
+    yield from chromium()
 
 
 def browsing_as(browser: Any, desk: Desk, session: Session) -> Any:

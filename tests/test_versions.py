@@ -171,3 +171,18 @@ def test_the_store_keeps_each_file_once(tmp_path: Path) -> None:
         assert db.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 1
         assert db.execute("SELECT count(*) FROM blobs").fetchone()[0] == 3  # the runbook, the agent, its context file
         assert {r[0] for r in db.execute("SELECT snapshot FROM runs")} == {db.execute("SELECT digest FROM snapshots").fetchone()[0]}
+
+
+def test_a_file_of_the_version_gone_under_a_running_server_is_a_clear_error_not_a_crash(tmp_path: Path) -> None:
+    import pytest
+
+    from lane import Project
+    from lane.errors import UsageError
+
+    root = write_project(tmp_path / "desk", FILES)
+    with Project.load(root) as project:  # as lane serve holds it
+        (root / "STYLE.md").unlink()
+        with pytest.raises(UsageError, match="needs STYLE.md, which cannot be read"):
+            project.start("reply", {"to": "b@example.com"})
+        assert project.runs() == []
+    assert "agents/writer.md:3:20: no file STYLE.md" in lane("run", "reply", "--input", "to=b@example.com", cwd=root).stdout

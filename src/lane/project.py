@@ -384,12 +384,18 @@ class Project:
             if book is None or not current:
                 raise UsageError(f"run {record.run_id} is of runbook {record.runbook} v{record.version}, which this project no longer has")
             return self.spec, book
-        if book is not None and current and self._snapshot(book).digest == record.snapshot:
+        if book is not None and current and self._digest_or_none(book) == record.snapshot:
             return self.spec, book
         spec = self._versions.get(record.snapshot)
         if spec is None:
             spec = self._versions[record.snapshot] = self._load_kept(record)
         return spec, spec.runbooks[record.runbook]
+
+    def _digest_or_none(self, book: RunbookSpec) -> str | None:
+        try:
+            return str(self._snapshot(book).digest)
+        except UsageError:  # a file of the version as it is now is missing: the run's kept one is used
+            return None
 
     def _book_or_none(self, record: RunRecord) -> RunbookSpec | None:
         """The runbook as the run's version has it, if it can still be read (to show a run, not to execute it)."""

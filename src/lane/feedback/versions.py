@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from lane.errors import UsageError
 from lane.spec.project import ProjectSpec
 from lane.spec.runbook import RunbookSpec
 
@@ -44,8 +45,15 @@ def snapshot(spec: ProjectSpec, book: RunbookSpec) -> Snapshot:
     files: dict[str, str] = {}
     tools: set[str] = set()
 
+    def read(path: str) -> str:
+        try:
+            return spec.read(path)
+        except (OSError, UnicodeError) as exc:
+            raise UsageError(f"runbook {book.name} v{book.file.version} needs {path}, which cannot be read ({exc}); "
+                             "restore it, or run `lane validate`") from None
+
     def add_book(current: RunbookSpec) -> None:
-        files[current.source.path] = spec.read(current.source.path)
+        files[current.source.path] = read(current.source.path)
         for step in current.walk():
             if step.step.tool:
                 tools.add(step.step.tool)
@@ -59,10 +67,10 @@ def snapshot(spec: ProjectSpec, book: RunbookSpec) -> Snapshot:
 
     def add_agent(name: str) -> None:
         agent = spec.agents[name]
-        files[agent.source.path] = spec.read(agent.source.path)
+        files[agent.source.path] = read(agent.source.path)
         tools.update(t for t in spec.tools if spec.allows(agent.file.tools, t))
         for file in [*agent.file.context.always, *(t.read for t in agent.file.context.on)]:
-            files[file] = spec.read(file)
+            files[file] = read(file)
 
     add_book(book)
     return Snapshot(book.name, book.file.version, files, {name: fingerprint(spec.tools[name]) for name in sorted(tools) if name in spec.tools})
