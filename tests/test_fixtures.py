@@ -155,3 +155,11 @@ def test_a_runbook_without_fixtures_is_told_how_to_write_one(tmp_path: Path) -> 
     root = write_project(tmp_path / "desk", files)
     refused = lane("test", "triage", cwd=root)
     assert refused.returncode == 2 and "runbook triage has no fixtures: write fixtures/triage/NAME.yaml" in refused.stderr
+
+
+def test_a_fixture_whose_inputs_do_not_fit_fails_alone(tmp_path: Path) -> None:
+    files = {**FILES, "fixtures/triage/00-no-text.yaml": "inputs: {}\nexpect: {status: completed}\n"}
+    summary = json.loads(lane("test", "triage", "--json", cwd=write_project(tmp_path / "desk", files)).stdout)
+    first = summary["fixtures"][0]
+    assert first["fixture"] == "00-no-text" and first["status"] == "not started" and "inputs" in first["expectations"][0]["got"]
+    assert summary["passed"] == 3, "the others still run"

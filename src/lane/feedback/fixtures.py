@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from lane.errors import Problem
+from lane.errors import Problem, UsageError
 from lane.spec.expressions import ExpressionFailed, ExpressionSyntaxError, compile_expression
 from lane.spec.files import Strict, check_model
 from lane.spec.source import read_yaml
@@ -136,7 +136,12 @@ def run_fixture(project_type: Any, spec: Any, models: dict[str, Any], book: Any,
     with tempfile.TemporaryDirectory(prefix="lane-test-") as folder:
         project = project_type(spec, models=models, store=SQLiteStore(Path(folder) / "lane.db"))
         try:
-            run = project.run(book.name, fixture.file.inputs)
+            try:
+                run = project.run(book.name, fixture.file.inputs)
+            except UsageError as exc:  # inputs that do not fit: this fixture fails, the others run
+                return {"fixture": fixture.name, "file": fixture.path, "passed": False, "status": "not started", "reason": str(exc),
+                        "held_at": None, "model": spec.model_id(None), "kpis": {}, "seconds": 0.0,
+                        "expectations": [{"expect": "the run starts", "passed": False, "got": str(exc)}]}
             stopped_at = None
             for _ in range(100):
                 if run.status != "paused":
