@@ -111,11 +111,10 @@ def unified(path: str, old: str | None, new: str | None, v1: int, v2: int) -> st
 def conflicts(store: Any, version: Snapshot) -> list[str]:
     """What changed in the files of `version`'s number since a kept snapshot of it that has runs (empty: none did)."""
     manifest = version.manifest
-    used = {r.snapshot for r in store.runs_of(version.runbook)}
-    for key, number, earlier, _ in store.snapshots(version.runbook):
-        if number == version.version and key != version.digest and key in used:
+    for key, number, earlier, _ in store.snapshots(version.runbook):  # most often none differs: no run is read
+        if number == version.version and key != version.digest:
             changed = file_changes(earlier, manifest)
-            if changed:
+            if changed and store.snapshot_used(key):
                 return changed
     return []
 

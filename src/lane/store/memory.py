@@ -56,6 +56,9 @@ class MemoryStore:
     def blob(self, digest: str) -> str | None:
         return self._blobs.get(digest)
 
+    def snapshot_used(self, digest: str) -> bool:
+        return any(r.snapshot == digest for r in self._runs.values())
+
     def runs_of(self, runbook: str) -> list[RunRecord]:
         return sorted((r for r in self._runs.values() if r.runbook == runbook), key=lambda r: (r.started_at, r.run_id))
 

@@ -142,6 +142,10 @@ class SQLiteStore:
         row = self._db.execute("SELECT content FROM blobs WHERE digest = ?", (digest,)).fetchone()
         return str(row[0]) if row else None
 
+    def snapshot_used(self, digest: str) -> bool:
+        """Whether any run runs on the kept version `digest`."""
+        return self._db.execute("SELECT 1 FROM runs WHERE snapshot = ? LIMIT 1", (digest,)).fetchone() is not None
+
     def runs_of(self, runbook: str) -> list[RunRecord]:
         """The runs of `runbook` (not those it started), oldest first."""
         rows = self._db.execute("SELECT * FROM runs WHERE runbook = ? ORDER BY started_at, run_id", (runbook,)).fetchall()
