@@ -113,13 +113,20 @@ class Console:
         if session is None:
             return RedirectResponse("/login", status_code=303)
         query = request.query_params
-        items = self.items(session.person)
-        keys = [f"{i['run_id']}/{i['call_id']}" for i in items]
+        live = "hx-request" in request.headers and "seen" in query  # the page asking only what came and went
+        items = [] if live else self.items(session.person)
+        keys = self.waiting(session.person) if live else [f"{i['run_id']}/{i['call_id']}" for i in items]
         # `seen`: what the page showed when it asked again (live); it says what came and went since, and keeps its list
         seen = query["seen"].split(",") if "seen" in query else keys
         came, went = len(set(keys) - set(seen)), len(set(seen) - set(keys))
         return self.page("inbox.html", request, session, title="Inbox", items=items, seen=",".join(seen), came=came, went=went,
                          **shown_once(request, session))
+
+    def waiting(self, person: str) -> list[str]:
+        """What waits for the person's roles, as `RUN/CALL` keys: the pending requests only, no timeline read."""
+        mine, project = set(self.api.roles(person)), self.api.project
+        return [f"{p.run_id or r.run_id}/{p.call_id}" for r in project.runs() if r.status == "paused" and r.parent_id is None
+                for p in project.pending(r.run_id) if mine & set(p.roles)]
 
     def items(self, person: str) -> list[dict[str, Any]]:
         """What waits for the person's roles, oldest first, each with what it shows and the reasoning that led to it.
