@@ -30,7 +30,7 @@ from lane.secrets import Redactor
 from lane.spec.project import ProjectSpec, load_project
 from lane.spec.runbook import RunbookSpec
 from lane.spec.schema import schema_errors
-from lane.store.records import FINISHED, Event, RunRecord
+from lane.store.records import FINISHED, Event, RunRecord, now
 from lane.store.sqlite import process_owner
 from lane.store.url import Store, open_store
 from lane.store.values import checked, storable, too_deep
@@ -184,6 +184,9 @@ class Project:
         self._snapshots: dict[str, Any] = {}  # runbook -> its version as this project has it (feedback.versions.Snapshot)
         self._kept: dict[str, str] = {}  # runbook -> the digest of that version, once kept in the store
         self._versions: dict[str, ProjectSpec] = {}  # digest -> the project as that kept version has it
+        from lane.feedback.releasing import Releases
+
+        self._releases = Releases(self)
 
     @classmethod
     def load(cls, path: str | Path = ".", *, models: dict[str, Model] | None = None) -> Project:
@@ -251,17 +254,22 @@ class Project:
         inputs, unfit = checked(inputs, "inputs")
         if unfit is not None:
             raise UsageError(f"the inputs of runbook {runbook!r} must be JSON data: {unfit}")
+        run_id = run_id or new_run_id()
+        spec, book, kept, routing = self._releases.route(book, inputs, run_id)  # the version it runs: a release may route it
         errors = schema_errors(book.file.inputs, inputs, root="")
         if errors:
             lines = [f"inputs.{e}".replace("inputs.:", "inputs:") for e in errors]
-            raise UsageError(f"the inputs do not fit runbook {runbook!r}:\n" + "\n".join(lines))
+            version = f" v{book.file.version}" if routing else ""
+            raise UsageError(f"the inputs do not fit runbook {runbook!r}{version}:\n" + "\n".join(lines))
         owner = process_owner(_token(4))
-        run_id = run_id or new_run_id()
-        kept = self._keep(book)
-        self.store.create_run(run_id, book.name, book.file.version, Redactor(self.spec.secrets)(inputs), owner, snapshot=kept)
-        journal = _journal(self.store, run_id, [], on_event, Redactor(self.spec.secrets), self._group)
-        journal.record("run_started", runbook=book.name, version=book.file.version, inputs=inputs)
-        return run_id, self._execute(run_id, book, journal, owner, on_stream)
+        redact = Redactor(self.spec.secrets)
+        routed: dict[str, Any] = {"routing": routing} if routing else {}
+        started = Event(1, "run_started", None, None, now(), redact({"runbook": book.name, "version": book.file.version, "inputs": inputs, **routed}))
+        self.store.create_run(run_id, book.name, book.file.version, redact(inputs), owner, snapshot=kept, first=started)  # with where it went
+        journal = _journal(self.store, run_id, [started], on_event, redact, self._group)
+        for listener in journal.listeners:
+            listener(started)
+        return run_id, self._execute(run_id, book, journal, owner, on_stream, spec)
 
     def resume(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None,
                on_stream: OnStream | None = None) -> Run:
@@ -386,9 +394,7 @@ class Project:
             return self.spec, book
         if book is not None and current and self._digest_or_none(book) == record.snapshot:
             return self.spec, book
-        spec = self._versions.get(record.snapshot)
-        if spec is None:
-            spec = self._versions[record.snapshot] = self._load_kept(record)
+        spec = self._kept_spec(record.snapshot, f"run {record.run_id}: its version (runbook {record.runbook} v{record.version})")
         return spec, spec.runbooks[record.runbook]
 
     def _digest_or_none(self, book: RunbookSpec) -> str | None:
@@ -404,21 +410,26 @@ class Project:
         except UsageError:
             return None
 
-    def _load_kept(self, record: RunRecord) -> ProjectSpec:
+    def _kept_spec(self, digest: str, what: str) -> ProjectSpec:
+        """The project as the kept version `digest` has it (loaded once); `what` names it in errors ("run X: ...")."""
         from lane.spec.project import load_version
 
-        manifest = self.store.snapshot(record.snapshot or "")
+        spec = self._versions.get(digest)
+        if spec is not None:
+            return spec
+        manifest = self.store.snapshot(digest)
         if manifest is None:
-            raise UsageError(f"run {record.run_id}: its version (runbook {record.runbook} v{record.version}) is not in the store")
+            raise UsageError(f"{what} is not in the store")
         files = {path: self.store.blob(key) for path, key in manifest["files"].items()}
         missing = [path for path, text in files.items() if text is None]
         if missing:
-            raise UsageError(f"run {record.run_id}: the store lacks files of its version: {', '.join(missing)}")
+            raise UsageError(f"{what}: the store lacks its files {', '.join(missing)}")
         try:
-            return load_version(self.spec, {path: text for path, text in files.items() if text is not None})
+            spec = load_version(self.spec, {path: text for path, text in files.items() if text is not None})
         except ProjectInvalid as exc:
-            raise UsageError(f"run {record.run_id}: its version (runbook {record.runbook} v{record.version}) no longer loads with "
-                             f"this lane.yaml and tools: {exc.problems[0]}") from None
+            raise UsageError(f"{what} no longer loads with this lane.yaml and tools: {exc.problems[0]}") from None
+        self._versions[digest] = spec
+        return spec
 
     async def _execute(self, run_id: str, book: RunbookSpec, journal: Journal, owner: str, on_stream: OnStream | None,
                        spec: ProjectSpec | None = None) -> Run:
@@ -453,6 +464,8 @@ class Project:
                 await state.toolbox.aclose()
             with contextlib.suppress(Exception):
                 await self._models.aclose()
+        if status in FINISHED:
+            self._releases.after_run(book.name)  # an open release's rollback_when and promote_when, checked after each run
         return Run(self, run_id, status, journal.redact(reason))  # what is shown is what is stored: no secret
 
     # -- people ---------------------------------------------------------------
@@ -558,7 +571,46 @@ class Project:
             results.append(run_fixture(Project, self.spec, self._models.provided, book, fixture, model))
             if on_result is not None:
                 on_result(results[-1])
-        return report(self.root, book, results, model)
+        return report(self.root, book, results, model, self._snapshot(book).digest)
+
+    # -- releases -------------------------------------------------------------
+
+    def release(self, runbook: str, version: int, *, share: float | None = None, key: str | None = None, model: str | None = None,
+                by: str | None = None, on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Release `version` (the runbook's current one) to a `share` of new runs against the stable version, routed
+        by `key` (an expression over the inputs; default the run id); its fixtures must pass first. Again for an open
+        release: change its share. Returns the release's state (as `release_status`)."""
+        return self._releases.release(runbook, version, share=share, key=key, model=model, by=by, on_result=on_result)
+
+    def promote(self, runbook: str, *, by: str | None = None, kill_date: str | None = None, sunset: str | None = None) -> dict[str, Any]:
+        """Make the released version the stable one (every new run goes to it); `kill_date` and `sunset` are set on the
+        version it replaces."""
+        return self._releases.promote(runbook, by=by, kill_date=kill_date, sunset=sunset)
+
+    def rollback(self, runbook: str, *, by: str | None = None, reason: str | None = None) -> dict[str, Any]:
+        """Send every new run back to the stable version: the open release is rolled back (else the last promotion)."""
+        return self._releases.rollback(runbook, by=by, reason=reason)
+
+    def report(self, runbook: str, *, chart: str | Path | None = None) -> dict[str, Any]:
+        """Compare the runbook's versions on every KPI: n, the figure, a 95% interval and a test against the version
+        before (SciPy, lane[report]); the chart of each KPI per version over time is written as SVG to `chart`
+        (default .lane/reports/RUNBOOK.svg) and its path returned as `chart`."""
+        from lane.feedback.report import report, rows
+        from lane.feedback.report_chart import chart as draw
+
+        book = self._runbook(runbook)
+        found = report(self.store, book)
+        target = Path(chart) if chart is not None else self.root / ".lane" / "reports" / f"{runbook}.svg"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(draw(found, rows(self.store, book)), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write the chart to {target}: {exc.strerror or exc}") from None
+        return {**found, "chart": str(target)}
+
+    def release_status(self, runbook: str) -> dict[str, Any]:
+        """A runbook's release: the stable version, the released one and its share, each one's figures, the journal."""
+        return self._releases.status(runbook)
 
     def outcome(self, run_id: str, name: str, value: Any, *, by: str | None = None) -> dict[str, Any]:
         """Record a result known only after the run (`resolved`, `paid`): journaled on the run, read by KPIs as

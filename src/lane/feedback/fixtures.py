@@ -232,7 +232,7 @@ def _kpis(book: Any, view: dict[str, Any], seconds: float) -> dict[str, Any]:
     return measure(book.kpis, scope, [s.id for s in book.steps])[0]
 
 
-def report(root: Path, book: Any, results: list[dict[str, Any]], model: str | None) -> dict[str, Any]:
+def report(root: Path, book: Any, results: list[dict[str, Any]], model: str | None, snapshot: str | None = None) -> dict[str, Any]:
     """The set's result: passes, KPIs over the fixtures, and what changed since the last recorded result."""
     from lane.feedback.kpis import summarize
 
@@ -240,7 +240,7 @@ def report(root: Path, book: Any, results: list[dict[str, Any]], model: str | No
     previous_file = root / RESULTS / f"{book.name}.json"
     previous = _read(previous_file)
     changes = _changes(previous, results) if previous else []
-    summary = {"runbook": book.name, "version": book.file.version, "model": model, "fixtures": results,
+    summary = {"runbook": book.name, "version": book.file.version, "snapshot": snapshot, "model": model, "fixtures": results,
                "passed": sum(r["passed"] for r in results), "failed": sum(not r["passed"] for r in results), "kpis": kpis,
                "previous": {k: previous[k] for k in ("at", "version", "passed", "failed") if k in previous} if previous else None,
                "changes": changes, "at": _now()}

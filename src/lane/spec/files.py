@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from lane.errors import Problem
 from lane.spec.source import Loc, Source
@@ -266,6 +267,32 @@ class Kpi(Strict):
     description: str = ""
 
 
+def _share(value: Any) -> Any:
+    """A share of new runs: `20%` or 0.2."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            value = float(value.strip()[:-1]) / 100
+        except ValueError:
+            return value
+    if isinstance(value, int | float) and not 0 <= value <= 1:
+        raise ValueError("a share is between 0% and 100% (or 0 and 1)")
+    return value
+
+
+Share = Annotated[float, BeforeValidator(_share)]
+
+
+class Release(Strict):
+    """How a version is released against the stable one (docs/lifecycle.md): the `share` of new runs it gets,
+    routed by `key` (an expression over the inputs; default the run id); `rollback_when` rolls it back by itself,
+    `promote_when` proposes its promotion to a person."""
+
+    share: Share = 0.1
+    key: str | None = None
+    rollback_when: str | None = None
+    promote_when: str | None = None
+
+
 class Trigger(Strict):
     """What starts a run without a person typing `lane run` (under `lane serve`): exactly one of
     `webhook` (POST /api/hooks/NAME, signed with `secret`), `schedule` (cron) or `watch` (a glob of files)."""
@@ -291,6 +318,9 @@ class RunbookFile(Strict):
     kpis: dict[str, Kpi] = {}
     output: Any = None  # the run's output, with ${{ }} expressions; default: the output of its last step that ran
     triggers: list[Trigger] = []
+    release: Release | None = None  # release this version to a share of new runs (feedback/releases.py)
+    kill_date: date | None = None  # the date this version must be gone by (`lane killdates --check`)
+    sunset: str | None = None  # the criterion for retiring it, in words ("gets no runs for 14 days")
 
 
 # Keys that DESIGN.md names for features this version does not have yet:

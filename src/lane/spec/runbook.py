@@ -125,6 +125,10 @@ def check_runbook(book: RunbookFile, source: Source, project: ProjectSpec) -> tu
     if book.output is not None:
         spec.output, found = _value(book.output, source, ("output",), spec, Scope(every))
         problems += found
+    if book.release is not None:
+        from lane.feedback.releases import check_release
+
+        problems += check_release(spec)
     return spec, problems
 
 

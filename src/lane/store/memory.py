@@ -28,17 +28,18 @@ class MemoryStore:
         self._deliveries: dict[str, str] = {}
         self._blobs: dict[str, str] = {}
         self._snapshots: dict[str, tuple[str, int, dict[str, Any], str]] = {}
+        self._releases: list[tuple[str, dict[str, Any]]] = []  # (runbook, entry)
 
     def close(self) -> None:
         pass
 
     def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str,
-                   parent: tuple[str, str] | None = None, snapshot: str | None = None) -> None:
+                   parent: tuple[str, str] | None = None, snapshot: str | None = None, first: Event | None = None) -> None:
         at = now()
         parent_id, parent_step = parent or (None, None)
         self._runs[run_id] = RunRecord(run_id, runbook, version, "running", None, copy.deepcopy(inputs), at, at, owner,
                                        parent_id=parent_id, parent_step=parent_step, snapshot=snapshot)
-        self._events[run_id] = []
+        self._events[run_id] = [] if first is None else [first]
 
     def keep_snapshot(self, digest: str, runbook: str, version: int, manifest: dict[str, Any], texts: dict[str, str]) -> None:
         for key, text in texts.items():
@@ -61,6 +62,17 @@ class MemoryStore:
 
     def runs_of(self, runbook: str) -> list[RunRecord]:
         return sorted((r for r in self._runs.values() if r.runbook == runbook), key=lambda r: (r.started_at, r.run_id))
+
+    def release_log(self, runbook: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(entry) for book, entry in self._releases if book == runbook]
+
+    def append_release(self, runbook: str, kind: str, data: dict[str, Any], *, after: int) -> int | None:
+        last = max((e["seq"] for book, e in self._releases if book == runbook), default=0)
+        if last != after:
+            return None
+        seq = len(self._releases) + 1
+        self._releases.append((runbook, {"seq": seq, "type": kind, "at": now(), "data": copy.deepcopy(data)}))
+        return seq
 
     def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
         log, batch = self._events[run_id], list(events)

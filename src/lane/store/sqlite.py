@@ -103,15 +103,26 @@ class SQLiteStore:
     # -- writing --------------------------------------------------------------
 
     def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str,
-                   parent: tuple[str, str] | None = None, snapshot: str | None = None) -> None:
+                   parent: tuple[str, str] | None = None, snapshot: str | None = None, first: Event | None = None) -> None:
         """A new run, `running` and owned by `owner`; `parent` is (run id, step) for a child run; `snapshot` the
-        kept version it runs (keep_snapshot)."""
+        kept version it runs (keep_snapshot); `first` its first event, committed with it (a run is never without
+        its `run_started`)."""
         at = now()
-        self._db.execute(
-            "INSERT INTO runs (run_id, runbook, version, status, inputs, started_at, updated_at, owner, parent_id, parent_step, snapshot) "
-            "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, runbook, version, encode(inputs), at, at, owner, *(parent or (None, None)), snapshot),
-        )
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT INTO runs (run_id, runbook, version, status, inputs, started_at, updated_at, owner, parent_id, parent_step, snapshot) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, runbook, version, encode(inputs), at, at, owner, *(parent or (None, None)), snapshot),
+            )
+            if first is not None:
+                db.execute("INSERT INTO events (run_id, seq, type, step_id, ref, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (run_id, first.seq, first.type, first.step_id, first.ref, first.at, encode(first.data)))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     # -- kept versions --------------------------------------------------------
 
@@ -150,6 +161,30 @@ class SQLiteStore:
         """The runs of `runbook` (not those it started), oldest first."""
         rows = self._db.execute("SELECT * FROM runs WHERE runbook = ? ORDER BY started_at, run_id", (runbook,)).fetchall()
         return [_run(r) for r in rows]
+
+    # -- releases -------------------------------------------------------------
+
+    def release_log(self, runbook: str) -> list[dict[str, Any]]:
+        """The release journal of `runbook`, oldest first: {seq, type, at, data}."""
+        rows = self._db.execute("SELECT seq, type, at, data FROM releases WHERE runbook = ? ORDER BY seq", (runbook,)).fetchall()
+        return [{"seq": seq, "type": kind, "at": at, "data": json.loads(data)} for seq, kind, at, data in rows]
+
+    def append_release(self, runbook: str, kind: str, data: dict[str, Any], *, after: int) -> int | None:
+        """Append to `runbook`'s release journal if its last entry is still `after` (0: none); the new seq, or None
+        when another process wrote first (read the journal again and decide again)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            last = db.execute("SELECT COALESCE(MAX(seq), 0) FROM releases WHERE runbook = ?", (runbook,)).fetchone()[0]
+            seq = None
+            if last == after:
+                seq = db.execute("INSERT INTO releases (runbook, type, at, data) VALUES (?, ?, ?, ?)",
+                                 (runbook, kind, now(), json.dumps(data, sort_keys=True))).lastrowid
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return seq
 
     def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
         """Commit events, and optionally the run's new status, in one transaction."""
