@@ -15,6 +15,7 @@ from lane.coding.killdates import REGISTRY
 
 if TYPE_CHECKING:
     from lane.coding.killdates import EntryStatus, KillDateReport, Marker
+    from lane.feedback.sunset import VersionKill
 
 
 app = typer.Typer(
@@ -27,7 +28,8 @@ app = typer.Typer(
 
 @app.callback(invoke_without_command=True)
 def killdates(
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 when a kill date has passed or a marker names an unregistered entry.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 when a kill date has passed or a marker names an unregistered entry, "
+                                        "or a runbook version past its kill date still receives runs or has runs waiting.")] = False,
     project: Annotated[Path, typer.Option("--project", "-p", help="The repository folder (need not hold lane.yaml).", show_default="current folder")] = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     today: Annotated[str | None, typer.Option("--today", hidden=True, help="Count days from YYYY-MM-DD instead of today.")] = None,
@@ -37,6 +39,10 @@ def killdates(
 
     With --check: exit 1 when a date has passed or a marker names an entry that is not registered;
     an entry no code mentions any more is a warning (ready to delete). A malformed killdates.yaml exits 2.
+
+    In a lane project (a folder with lane.yaml), runbook versions are checked too: a version's kill date is
+    set by `kill_date:` in its runbook, or by `lane promote RUNBOOK --kill-date DATE` for the version it
+    replaces. --check fails on a version past its kill date that still receives runs or has runs waiting.
     """
     from lane.cli.app import emit_json
     from lane.cli.commands import errors
@@ -45,6 +51,15 @@ def killdates(
         from lane.coding.killdates import check_killdates
 
         report = check_killdates(project, today=parse_day(today))
+        if (project / "lane.yaml").is_file():  # a lane project: its runbook versions' kill dates too
+            from dataclasses import replace
+            from datetime import date
+
+            from lane.cli.commands import _load
+            from lane.feedback.sunset import version_kill_dates
+
+            with _load(project) as loaded:
+                report = replace(report, versions=tuple(version_kill_dates(loaded, parse_day(today) or date.today())))
     if as_json:
         emit_json(report.to_json())
     elif check:
@@ -55,7 +70,15 @@ def killdates(
 
 
 def _render_list(report: KillDateReport) -> None:
+    for version in report.versions:
+        render.out.print(escape(f"{version.runbook} v{version.version}: kill date {version.kill_date.isoformat()}, ")
+                         + _days(version.days_left) + escape(f" days left ({version.where})"
+                                                            + (f"; sunset: {version.sunset}" if version.sunset else "")
+                                                            + (f"; {version.receives}" if version.receives else "")
+                                                            + (f"; {version.waiting} runs waiting" if version.waiting else "")))
     if not report.entries and not report.unregistered:
+        if report.versions:
+            return
         where = "is empty" if report.registry else "does not exist"
         render.out.print(f"no kill dates: {REGISTRY} {where}, and no code has a `lane: kill-date NAME` marker")
         return
@@ -80,12 +103,15 @@ def _render_check(report: KillDateReport) -> None:
             f"{REGISTRY}:{e.line}: [yellow]warning[/]: no code mentions {_kind(e.kind)} '{escape(e.name)}' any more: "
             f"ready to delete from {REGISTRY}"
         )
-    failed = len(report.overdue) + len(report.unregistered)
+    for version in report.failing_versions:
+        render.out.print(_version_overdue(version))
+    failed = len(report.overdue) + len(report.unregistered) + len(report.failing_versions)
     if failed:
         render.err.print(f"[red]{failed} problem{'s' if failed != 1 else ''}[/] with kill dates")
     else:
-        count = len(report.entries)
-        render.out.print(f"[green]ok[/]: {count} kill date{'s' if count != 1 else ''}, none passed; every marker is registered")
+        count = len(report.entries) + len(report.versions)
+        retired = " (a version past its date receives no runs and has none waiting)" if any(v.overdue for v in report.versions) else ""
+        render.out.print(f"[green]ok[/]: {count} kill date{'s' if count != 1 else ''}, none passed{retired}; every marker is registered")
 
 
 def _overdue(status: EntryStatus) -> str:
@@ -95,6 +121,18 @@ def _overdue(status: EntryStatus) -> str:
         f"{REGISTRY}:{e.line}: the kill date of {_kind(e.kind)} '{e.name}' has passed: {e.kill_date.isoformat()}, "
         f"{-status.days_left} day{'s' if status.days_left != -1 else ''} overdue; sunset criterion: {e.sunset!r}; "
         f"remove it ({where}) and its entry, or agree a later date"
+    )
+
+
+def _version_overdue(version: VersionKill) -> str:
+    alive = [why for why in (version.receives,
+                             f"{version.late_runs} run{'s' if version.late_runs != 1 else ''} started on it after that date" if version.late_runs else None,
+                             f"{version.waiting} of its runs wait{'s' if version.waiting == 1 else ''} (not ended)" if version.waiting else None) if why]
+    return escape(
+        f"{version.where}: the kill date of {version.runbook} v{version.version} has passed: {version.kill_date.isoformat()}, "
+        f"{-version.days_left} day{'s' if version.days_left != -1 else ''} overdue, and {'; '.join(alive)}"
+        + (f"; sunset criterion: {version.sunset!r}" if version.sunset else "")
+        + f"; promote a newer version (`lane promote {version.runbook}`), finish or reject its waiting runs, or agree a later date"
     )
 
 

@@ -88,6 +88,7 @@ class KillDateReport:
     registry: str | None  # the registry's path as shown, None when there is none
     entries: tuple[EntryStatus, ...]
     unregistered: tuple[Marker, ...]
+    versions: tuple[Any, ...] = ()  # runbook versions with a kill date, in a lane project (feedback.sunset.VersionKill)
 
     @property
     def overdue(self) -> tuple[EntryStatus, ...]:
@@ -98,8 +99,12 @@ class KillDateReport:
         return tuple(s for s in self.entries if not s.markers)
 
     @property
+    def failing_versions(self) -> tuple[Any, ...]:
+        return tuple(v for v in self.versions if v.failing)
+
+    @property
     def ok(self) -> bool:
-        return not self.overdue and not self.unregistered
+        return not self.overdue and not self.unregistered and not self.failing_versions
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -107,6 +112,7 @@ class KillDateReport:
             "entries": [s.to_json() for s in self.entries],
             "unregistered": [m.to_json() for m in self.unregistered],
             "overdue": [s.entry.name for s in self.overdue], "unused": [s.entry.name for s in self.unused],
+            "versions": [v.to_json() for v in self.versions],
         }  # fmt: skip
 
 
