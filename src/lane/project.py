@@ -608,6 +608,19 @@ class Project:
             raise UsageError(f"cannot write the chart to {target}: {exc.strerror or exc}") from None
         return {**found, "chart": str(target)}
 
+    def autonomy(self, runbook: str | None = None, *, days: int = 30) -> dict[str, Any]:
+        """Each call site's record over the last `days` (approvals, edits, rejections, failed checks, rollbacks) and a
+        proposed level up or down where the record earns it (feedback/earned.py); needs SciPy (lane[report])."""
+        from lane.feedback.earned import proposals
+
+        return proposals(self, runbook, days=days)
+
+    def accept_autonomy(self, proposal_id: str, *, by: str | None = None, days: int = 30) -> dict[str, Any]:
+        """Write an autonomy proposal's level as a new runbook version (or agent file, raising its runbooks' versions)."""
+        from lane.feedback.earned import accept
+
+        return accept(self, proposal_id, by=by, days=days)
+
     def release_status(self, runbook: str) -> dict[str, Any]:
         """A runbook's release: the stable version, the released one and its share, each one's figures, the journal."""
         return self._releases.status(runbook)

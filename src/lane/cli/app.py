@@ -32,6 +32,7 @@ LAZY: dict[str, tuple[str, str, str, bool]] = {
     "release": ("releases", "release", "Release a runbook's new version to a share of new runs (or show its release).", False),
     "promote": ("releases", "promote", "Make the released version of a runbook the stable one.", False),
     "rollback": ("releases", "rollback", "Send every new run of a runbook back to its stable version.", False),
+    "autonomy": ("earned", "autonomy", "Propose a level of autonomy up or down for each tool step and agent, from its record; accept one.", False),
     "report": ("releases", "report", "Compare a runbook's versions on every KPI, with intervals, tests and a chart (lane[report]).", False),
     "serve": ("serving", "serve", "Serve the HTTP API over the project and execute the runs started through it (lane[serve]).", False),
     "token": ("serving", "token_app", "Sign-in tokens for the people of lane.yaml, for lane serve.", False),
