@@ -297,7 +297,20 @@ class Console:
         finished = [r for r in project.runs() if r.runbook == book.name and r.status in ("completed", "failed", "rejected")][:200]
         kpis, charts = kpi_rows(book, finished, lambda run_id: project.show(run_id)["kpis"])
         return self.page("runbook.html", request, session, title=f"Runbook {book.name}", book=book, chart=work_chart(project.spec, book),
-                         kpis=kpis, charts=charts, runs=len(finished))
+                         kpis=kpis, charts=charts, runs=len(finished), release=project.release_status(book.name), **_versions(project, book))
+
+
+def _versions(project: Any, book: Any) -> dict[str, Any]:
+    """The versions compared (`lane report`) and their chart, when SciPy is installed (lane[report])."""
+    from lane.errors import UsageError
+    from lane.feedback.report import report, rows
+    from lane.feedback.report_chart import chart
+
+    try:
+        found = report(project.store, book)
+    except UsageError as exc:
+        return {"comparison": None, "comparison_missing": str(exc)}
+    return {"comparison": found, "comparison_chart": chart(found, rows(project.store, book)) if found["runs"] else ""}
 
 
 def shown_once(request: Request, session: Session) -> dict[str, Any]:
