@@ -157,7 +157,8 @@ def report(
         render.out.print(f"{escape(runbook)} has no ended runs to report on yet")
     for kpi in found["kpis"]:
         target = f" · target {escape(kpi['target'].strip())}" if kpi.get("target") else ""
-        render.out.print(f"[bold]{escape(kpi['name'])}[/] ({'share' if kpi['kind'] == 'share' else kpi['kind']}){target}")
+        kind = kpi["kind"] if any(v["n"] for v in kpi["versions"]) else "no values yet"
+        render.out.print(f"[bold]{escape(kpi['name'])}[/] ({kind}){target}")
         for figure in kpi["versions"]:
             render.out.print("  " + _figure_text(kpi["kind"], figure))
         for c in kpi["comparisons"]:
