@@ -452,7 +452,7 @@ def test_an_unknown_key_does_not_hide_the_other_problems_of_its_file(tmp_path: P
     })
     result = lane_cli("validate", cwd=root)
     assert result.stdout.splitlines() == [
-        "runbooks/r.yaml:2:1: unknown key 'colour'; allowed keys: approver, autonomy, budgets, description, inputs, kpis, output, runbook, steps, track, triggers, version",
+        "runbooks/r.yaml:2:1: unknown key 'colour'; allowed keys: approver, autonomy, budgets, description, inputs, kill_date, kpis, output, release, runbook, steps, sunset, track, triggers, version",
         "runbooks/r.yaml:6:14: no earlier step 'nope'",
         "runbooks/r.yaml:7:5: unknown key 'tiemout' (did you mean 'timeout'?)",
     ]
