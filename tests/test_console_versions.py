@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import lane, lane_json, write_project
 from test_releases import FILES as SHOP
-from test_serve_attack import send
 from test_serve_api import start_server, stop_server
+from test_serve_attack import send
 
 import lane as lane_api
+from conftest import lane, lane_json, write_project
 
 FILES = {**SHOP, "lane.yaml": """
     project: shop

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import lane, lane_json, write_project
 
 import lane as lane_api
+from conftest import lane, lane_json, write_project
 from lane.errors import UsageError
 
 FILES = {

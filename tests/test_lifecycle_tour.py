@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from conftest import lane, lane_json
 
 README = Path(__file__).resolve().parent.parent / "README.md"

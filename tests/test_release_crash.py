@@ -73,7 +73,7 @@ def test_kill_9_during_release_switches_and_a_rollback_loses_and_reroutes_no_run
             starter = _spawn(root, "starter.py", str(100 * round_))
         _store_sound(root, None)
 
-    for attempt in range(5):  # a rollback killed at a random point: done whole, or not at all, then done again
+    for _ in range(5):  # a rollback killed at a random point: done whole, or not at all, then done again
         rolling = subprocess.Popen([*lane_cmd(), "rollback", "care", "--reason", "crash test"], cwd=root,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.05, 0.8))

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import lane, lane_json, write_project
 
 import lane as lane_api
+from conftest import lane, lane_json, write_project
 
 FILES = {
     "lane.yaml": """

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import lane, lane_json, write_project
 from test_releases import FILES, v2
 
 import lane as lane_api
+from conftest import lane, lane_json, write_project
 
 
 def promoted_with_kill_date(tmp_path: Path) -> Path:

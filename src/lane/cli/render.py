@@ -240,6 +240,9 @@ def _step(step: dict[str, Any], depth: int = 0) -> None:
         read = f" · read: {_e(', '.join(ctx['sources']))}" if ctx["sources"] else ""
         say(f"  agent {_e(ctx['agent'])} on {_e(ctx['model'])} · saw ~{ctx['estimated_tokens']} tokens · tools: {_e(', '.join(ctx['tools']) or 'none')}{read}")
         say(f"  {_usage(step['usage'])}")
+    for skill in step.get("skills", ()):
+        files = f" and {_e(', '.join(skill['files']))}" if skill["files"] else ""
+        say(f"  loaded skill {_e(skill['name'])}{files}: ~{skill['tokens']} tokens")
     for failure in step.get("model_failures", ()):
         again = f"; tried again after {failure['retry_in']:g} s" if failure.get("retry_in") is not None else ""
         say(f"  [yellow]{escape(failure['turn'])} attempt {failure['attempt']} failed[/]: {escape(_short(failure['error'] or '', 160))}{escape(again)}")

@@ -37,6 +37,11 @@ def assemble(project: ProjectSpec, agent: AgentSpec, step: StepSpec, inputs: Any
     for file in sources:
         text = project.read(file).strip()
         system.append(f"# {file}\n\n{text}")
+    skills = [project.skills[n] for n in sorted(project.skills) if project.allows(agent.file.skills, n)]
+    if skills:  # the catalog only: a skill's body comes in when the model loads it
+        from lane.spec.skills import catalog
+
+        system.append(catalog(skills))
     messages = [
         {"role": "system", "content": "\n\n".join(system)},
         {"role": "user", "content": _task(step, goal, inputs_json)},

@@ -28,6 +28,7 @@ from lane.spec.runbook import StepSpec
 from lane.spec.schema import schema_errors
 from lane.store import values
 from lane.tools.base import Lane
+from lane.tools.skills import NAMES as SKILL_TOOLS
 
 
 class AgentStep:
@@ -39,10 +40,13 @@ class AgentStep:
         self.model_id = model_id(self.model_spec)
         self.retry = retry_policy(state.project.config.retry, self.model_spec.retry)
         self.settings = Settings(**self.agent.file.settings.model_dump())
-        # A call must be on the agent's allowlist and, where the step narrows it, on the step's too.
-        self.allowlists: tuple[tuple[str, list[str]], ...] = (("this agent's", self.agent.file.tools),)
+        # A call must be on the agent's allowlist and, where the step narrows it, on the step's too. An agent with
+        # skills may always call skills.load and skills.read (which reach only its own skills).
+        own = list(SKILL_TOOLS) if self.agent.file.skills and SKILL_TOOLS[0] in state.project.tools else []
+        self.allowlists: tuple[tuple[str, list[str]], ...] = (("this agent's", [*self.agent.file.tools, *own]),)
         if step.step.tools is not None:
-            self.allowlists += (("this step's", step.step.tools),)
+            self.allowlists += (("this step's", [*step.step.tools, *own]),)
+        self.skill_tools = own
         self.limits = merge(agent_step_defaults(), self.agent.file.budget, step.step.budget)
         self.repairs = step.step.repairs if step.step.repairs is not None else self.agent.file.repairs
         self.schema = step.step.output
@@ -232,8 +236,26 @@ class AgentStep:
                 self.allowlists, self.state.approver_roles(self.step), self.limits, self.lane, self.rulesets,
             )
             outcome = await call_tool(self.state, request)
-            # What the tool returned is outside data; lane's own word (refused, rejected, proposed) is not.
-            self.messages.append(tool_message(request.call_id, call.name, outcome.result, untrusted=outcome.ran))
+            # What the tool returned is outside data; lane's own word (refused, rejected, proposed) is not, nor a skill's
+            # text, which a person of the project wrote.
+            skill = call.name in SKILL_TOOLS
+            self.messages.append(tool_message(request.call_id, call.name, outcome.result, untrusted=outcome.ran and not skill))
+            if skill and outcome.ran and call.name == SKILL_TOOLS[0]:
+                await self.narrow(str(call.args.get("name", "")))
+
+    async def narrow(self, name: str) -> None:
+        """A loaded skill's `allowed-tools` narrow the agent's tools for the turns after (never widen them): only the
+        tools the agent may call that it names stay. Naming none of them, it changes nothing."""
+        skill = self.state.project.skills.get(name)
+        if skill is None or not skill.allowed_tools:
+            return
+        tools = await self.state.toolbox.allowed(self.allowlists)
+        kept = [t.name for t in tools if t.name not in SKILL_TOOLS and self.state.project.allows(list(skill.allowed_tools), t.name)]
+        if not kept:
+            return
+        self.allowlists += ((f"skill {name}'s allowed-tools", [*kept, *self.skill_tools]),)
+        narrowed = await self.state.toolbox.allowed(self.allowlists)
+        self.tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in narrowed)
 
     def take_handoff(self, response: ModelResponse) -> tuple[bool, Any]:
         if self.schema is None:

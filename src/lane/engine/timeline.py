@@ -31,6 +31,8 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
             continue
         step = steps.setdefault(event.step_id, _blank(event.step_id, event.data.get("kind", "?")))
         _apply(step, calls, asked, event)
+    for step in steps.values():
+        _skills(step)
     usage = _no_usage()
     for step in steps.values():
         for attempt in (*step.get("previous_attempts", ()), step):  # what an earlier attempt spent was spent
@@ -47,6 +49,25 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
         "pending": [Pending.from_request(e).to_json() for e in open_requests(events)] if run.status == "paused" else [],
         "steps": _nest(steps),
     }
+
+
+def _skills(step: dict[str, Any]) -> None:
+    """The skills an agent step loaded (skills.load) and read from (skills.read), with what they cost its context in
+    tokens (about four characters a token, as the context's estimate)."""
+    import json
+
+    loaded: dict[str, dict[str, Any]] = {}
+    for call in step.get("tool_calls", ()):
+        if call.get("tool") not in ("skills.load", "skills.read") or call.get("status") != "ok":
+            continue
+        name = str((call.get("args") or {}).get("name", ""))
+        entry = loaded.setdefault(name, {"name": name, "files": [], "tokens": 0})
+        result = next((e.get("result") for e in reversed(call["executions"]) if "result" in e), None)
+        entry["tokens"] += len(json.dumps(result, ensure_ascii=False)) // 4
+        if call["tool"] == "skills.read":
+            entry["files"].append((call.get("args") or {}).get("path"))
+    if loaded:
+        step["skills"] = list(loaded.values())
 
 
 def _nest(steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Kept versions: what a runbook's version is made of, stored content-addressed when a run starts.
 
-A version's snapshot holds the runbook's file, its agents' files and their context files, the runbooks its steps
+A version's snapshot holds the runbook's file, its agents' files, their context files and skills, the runbooks its steps
 start (with theirs), and a fingerprint of each tool it may call. A run names its snapshot and always resumes on it.
 A version with runs is immutable: changing its files without raising `version:` is refused (`lane validate`,
 and starting a run). Tools are code deployed with the project: a changed tool is shown (`lane diff`), not refused.
@@ -71,6 +71,13 @@ def snapshot(spec: ProjectSpec, book: RunbookSpec) -> Snapshot:
         tools.update(t for t in spec.tools if spec.allows(agent.file.tools, t))
         for file in [*agent.file.context.always, *(t.read for t in agent.file.context.on)]:
             files[file] = read(file)
+        for skill in (spec.skills[n] for n in sorted(spec.skills) if spec.allows(agent.file.skills, n)):
+            files[skill.path] = read(skill.path)
+            for inner in skill.files:  # its references and scripts; a file that is not text (an image) is not kept
+                try:
+                    files[f"{skill.folder}/{inner}"] = spec.read(f"{skill.folder}/{inner}")
+                except (OSError, UnicodeError):
+                    pass
 
     add_book(book)
     return Snapshot(book.name, book.file.version, files, {name: fingerprint(spec.tools[name]) for name in sorted(tools) if name in spec.tools})

@@ -175,6 +175,7 @@ class AgentFile(Strict):
     settings: ModelSettings = Field(default_factory=ModelSettings)
     autonomy: Autonomy = "ask"
     tools: list[str] = []
+    skills: list[str] = []  # names or globs of skills/NAME (spec/skills.py): the catalog in its context, skills.load/read
     rules: Rules = Field(default_factory=Rules)
     paths: list[str] = []  # the files its file tools may reach: globs relative to the project root
     context: ContextPlan = Field(default_factory=ContextPlan)

@@ -21,6 +21,7 @@ from lane.spec.files import AgentFile, LaneFile, ModelSpec, Rules, RunbookFile, 
 from lane.spec.gates import first_gate
 from lane.spec.runbook import RunbookSpec, check_children, check_runbook
 from lane.spec.script import check_script
+from lane.spec.skills import SkillSpec
 from lane.spec.source import Loc, Source, parse_front_matter, parse_yaml, read_front_matter, read_yaml
 from lane.spec.toolsets import load_toolsets
 from lane.spec.triggers import check_triggers
@@ -60,6 +61,7 @@ class ProjectSpec:
     rules: RuleSet = field(default_factory=RuleSet)
     secrets: frozenset[str] = frozenset()  # names of environment variables whose values are never stored
     files: dict[str, str] = field(default_factory=dict)  # a kept version's files (path -> text), read instead of the disk's
+    skills: dict[str, SkillSpec] = field(default_factory=dict)  # skills/NAME/SKILL.md (spec/skills.py)
 
     def read(self, file: str) -> str:
         """A project file's text (an agent's context file), as the version being run has it."""
@@ -148,6 +150,7 @@ def check_project(root: Path, *, provided_models: frozenset[str] = frozenset()) 
         if isinstance(tool, CommandTool) and tool.extra_args:
             # The agent writes its argv: with a secret in its environment it could print it in pieces redaction misses.
             tool.hidden = project.secrets
+    problems += _load_skills(project)
     problems += _load_agents(project)
     problems += _load_runbooks(project)
     gated = first_gate(project)
@@ -251,6 +254,20 @@ def _check_provider(provider: str, source: Source, loc: Loc, provided: frozenset
     return [source.at(loc, f"unknown model provider '{provider}'{hint}; providers: {', '.join(PROVIDERS)}, or an alias under models:")]
 
 
+def _load_skills(project: ProjectSpec) -> list[Problem]:
+    """skills/*/SKILL.md, and lane's own skills.load and skills.read when there are any."""
+    from lane.spec.skills import load_skills
+    from lane.tools.skills import skill_tools
+
+    problems = load_skills(project)
+    if "skills" in project.config.toolsets:
+        problems.append(project.source.at(("toolsets", "skills"), "the toolset name 'skills' is lane's own (skills.load, skills.read): "
+                                                                  "name yours otherwise", key=True))
+    elif project.skills:
+        project.tools.update(skill_tools(project))
+    return problems
+
+
 def _load_agents(project: ProjectSpec) -> list[Problem]:
     problems: list[Problem] = []
     files = sorted((project.root / "agents").glob("*.md"))
@@ -284,8 +301,10 @@ def load_version(current: ProjectSpec, files: dict[str, str]) -> ProjectSpec:
     runbooks, agents and context files (`files`: path -> text). Raises ProjectInvalid when they no longer load."""
     import dataclasses
 
-    view = dataclasses.replace(current, agents=dict(current.agents), runbooks=dict(current.runbooks), files=dict(files))
+    view = dataclasses.replace(current, agents=dict(current.agents), runbooks=dict(current.runbooks), files=dict(files),
+                               skills=dict(current.skills), tools=dict(current.tools))
     problems: list[Problem] = []
+    problems += _kept_skills(view, files)
     for path, text in sorted(files.items()):
         if path.startswith("agents/") and path.endswith(".md"):
             problems += _load_agent(view, parse_front_matter(text, path), Path(path).stem)
@@ -304,6 +323,25 @@ def load_version(current: ProjectSpec, files: dict[str, str]) -> ProjectSpec:
     return view
 
 
+def _kept_skills(view: ProjectSpec, files: dict[str, str]) -> list[Problem]:
+    """A kept version's skills, from its files; the skill tools then read them."""
+    from lane.spec.skills import SKILLS, parse_skill
+    from lane.tools.skills import skill_tools
+
+    problems: list[Problem] = []
+    for path, text in sorted(files.items()):
+        parts = path.split("/")
+        if len(parts) == 3 and parts[0] == SKILLS and parts[2] == "SKILL.md":
+            own = tuple(p.split("/", 2)[2] for p in sorted(files) if p.startswith(f"{SKILLS}/{parts[1]}/") and p != path)
+            skill, found = parse_skill(text, path, parts[1], own)
+            problems += found
+            if skill is not None:
+                view.skills[skill.name] = skill
+    if view.skills and "skills" not in view.config.toolsets:
+        view.tools.update(skill_tools(view))
+    return problems
+
+
 def _check_agent(project: ProjectSpec, agent: AgentFile, source: Source) -> list[Problem]:
     problems: list[Problem] = []
     model = project.model_spec(agent.model)
@@ -320,6 +358,11 @@ def _check_agent(project: ProjectSpec, agent: AgentFile, source: Source) -> list
             near = difflib.get_close_matches(pattern, list(project.tools), n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
             problems.append(source.at(("tools", i), f"no tool matches '{pattern}'{hint}"))
+    for i, pattern in enumerate(agent.skills):
+        if not any(project.allows([pattern], name) for name in project.skills):
+            near = difflib.get_close_matches(pattern, list(project.skills), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else f"; skills: {', '.join(sorted(project.skills)) or 'none (write skills/NAME/SKILL.md)'}"
+            problems.append(source.at(("skills", i), f"no skill matches '{pattern}'{hint}"))
     for i, file in enumerate(agent.context.always):
         if file not in project.files and not (project.root / file).is_file():
             problems.append(source.at(("context", "always", i), f"no file {file}"))
