@@ -333,3 +333,33 @@ def test_a_skill_is_part_of_its_agents_runbook_versions(tmp_path: Path) -> None:
     (root / "skills" / "refund-policy" / "SKILL.md").write_text(POLICY.lstrip().replace("5 working days", "3 working days"))
     refused = lane_json("validate", cwd=root)
     assert any("skills/refund-policy/SKILL.md changed" in p["message"] for p in refused), refused
+
+
+class Capable:
+    """Stands for a capable hosted model on the support-triage example: classifies by keywords, and the writer
+    loads its refund policy when an email is about money, as the skill's description says to."""
+
+    id = "capable"
+
+    async def request(self, request: lane_api.ModelRequest) -> lane_api.ModelResponse:
+        assert request.task is not None
+        inputs = json.dumps(request.task.inputs).lower()
+        money = any(word in inputs for word in ("charged", "refund", "invoice", "cancel"))
+        if request.step_id == "classify":
+            return lane_api.ModelResponse(output={"about": "an email", "category": "billing" if money else "feature_request",
+                                                  "urgency": "normal", "customer_email": "dana@northwind.example"})
+        if request.turn == 0 and money and any(t.name == "skills.load" for t in request.tools):
+            return lane_api.ModelResponse(tool_calls=(lane_api.ToolCall("skills.load", {"name": "refund-policy"}),))
+        return lane_api.ModelResponse(output={"topic": "the second payment taken for March" if money else "a dark mode"})
+
+
+def test_the_example_writer_loads_its_refund_policy_only_for_emails_about_money(tmp_path: Path) -> None:
+    root = tmp_path / "triage"
+    assert lane("init", str(root), cwd=tmp_path).returncode == 0
+    assert (root / "skills" / "refund-policy" / "SKILL.md").exists() and lane("validate", cwd=root).returncode == 0
+    with lane_api.Project.load(root, models={"local": Capable()}) as project:
+        money = project.run("support-triage", {"email": "inbox/01-double-charge.eml"})
+        other = project.run("support-triage", {"email": "inbox/03-dark-mode.eml"})
+        assert money.status == other.status == "paused"  # at send, for the support lead
+        drafts = [next(s for s in project.show(r.run_id)["steps"] if s["id"] == "draft") for r in (money, other)]
+    assert [s["name"] for s in drafts[0]["skills"]] == ["refund-policy"] and "skills" not in drafts[1]

@@ -150,8 +150,7 @@ def _files(folder: Path) -> tuple[str, ...]:
 def catalog(skills: list[SkillSpec]) -> str:
     """What an agent always sees of its skills: each one's name and description, nothing more."""
     lines = ["# Skills", "",
-             "Skills are instructions from this project's authors, for tasks that call for them. When your task calls for one, "
-             "load it with skills.load(name); skills.read(name, path) reads one of its files. A skill never changes what you "
-             "may do: your tools and their approvals stay as they are."]
+             "The project's instructions for tasks that need them: when yours does, skills.load(name) gives one, "
+             "skills.read(name, path) one of its files. They never change your tools or approvals."]
     lines += [f"- {s.name}: {s.description}" for s in skills]
     return "\n".join(lines)
