@@ -17,7 +17,8 @@ app = typer.Typer(
     name="context",
     help=(
         "Render canon/*.md (front matter `tier: 1`, or `tier: 2` with `read_when:`) into AGENTS.md, CLAUDE.md, "
-        ".cursor/rules/*.mdc and .github/copilot-instructions.md, and check that they still match it."
+        ".cursor/rules/*.mdc and .github/copilot-instructions.md, place canon/skills/NAME/ where each coding tool reads "
+        "skills, and check that they still match it."
     ),
     no_args_is_help=True,
     add_completion=False,

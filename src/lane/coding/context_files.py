@@ -5,6 +5,7 @@
     .github/copilot-instructions.md   the same text as AGENTS.md
     .cursor/rules/lane-canon.mdc      tier 1, `alwaysApply: true`
     .cursor/rules/lane-canon-X.mdc    one per tier 2 file: `description` its read_when, `globs` if any
+    .claude/skills/NAME/ and the other tools' skill folders: each canon/skills/NAME/ (canon_skills.py)
 
 lane writes only between `<!-- lane:generated:begin sha256=HASH -->` and
 `<!-- lane:generated:end -->`; everything outside the markers is the person's and
@@ -206,7 +207,10 @@ def check(root: Path) -> list[Finding]:
         text = file.read_text(encoding="utf-8")
         findings += _check_file(root, target, text) + size_warnings(target.path, text)
     orphans = _orphans(root, {t.path for t in targets})
-    return findings + [Finding(path, "stale", "stale: no canon file renders it now; run lane context build") for path, _ in orphans]
+    findings += [Finding(path, "stale", "stale: no canon file renders it now; run lane context build") for path, _ in orphans]
+    from lane.coding.canon_skills import canon_skills, state
+
+    return findings + [Finding(path, kind, message) for path, kind, message in state(root, canon_skills(root))]
 
 
 def _check_file(root: Path, target: Target, text: str) -> list[Finding]:
@@ -290,9 +294,15 @@ def build(root: Path, *, force: bool = False) -> BuildReport:
             plans.append((Change(path, "removed", "no canon file renders it now"), None))
         else:
             plans.append((Change(path, "kept", "no canon file renders it now, but it holds text of yours: delete it yourself"), None))
+    from lane.coding.canon_skills import canon_skills, place, state
+
+    skills = canon_skills(root)
+    refused += [f"{path}: {message}" for path, kind, message in state(root, skills) if kind == "foreign" or (kind == "edited" and not force)]
     if refused:
         raise UsageError("nothing was written:\n" + "\n".join(refused))
-    return BuildReport([_apply(root, change, text) for change, text in plans], _warnings(root, plans))
+    changes = [_apply(root, change, text) for change, text in plans]
+    changes += [Change(path, action, note) for path, action, note in place(root, skills, force=force)]
+    return BuildReport(changes, _warnings(root, plans))
 
 
 def _plan(target: Target, old: str | None, force: bool) -> tuple[Change, str] | Finding:
