@@ -19,7 +19,7 @@ from typer.core import TyperCommand, TyperGroup
 # name: (module in lane.cli, its Typer app or command function, help, hidden)
 LAZY: dict[str, tuple[str, str, str, bool]] = {
     "killdates": ("killdates", "killdates", "List every flag and shim with its kill date; --check fails on a passed date or an unregistered marker.", False),
-    "context": ("context", "app", "Render the canon into AGENTS.md, CLAUDE.md, Cursor rules and Copilot instructions, and check them.", False),
+    "context": ("context", "app", "Render the canon into AGENTS.md, CLAUDE.md, Cursor rules, Copilot instructions and each tool's skills folder, and check them.", False),
     "lock": ("locks", "app", "Pre-build locks: the gates a feature must fill and a person must sign before it is built.", False),
     "task": ("tasks", "app", "Task runbooks (FILES, TYPES, SKELETON, PROHIBITED, VALIDATE): write, enforce in coding tools, verify against git, commit.", False),
     "feature": ("feature", "app", "The feature runbook: lock, sign-off, then each task worked, verified, reviewed and committed.", False),
