@@ -90,6 +90,7 @@ grep -q "def {function}" {file}
 """
 
 PROJECT = {
+    "canon/PRICING.md": "---\ntier: 1\n---\nPrices are whole cents.\n",  # the lock cites it
     "lane.yaml": """
         project: shop
         models: {default: scripted:script.yaml}
@@ -207,7 +208,8 @@ def test_two_tasks_run_end_to_end_pausing_for_the_sign_off_and_each_review(tmp_p
     evidence = json.loads((repo / "features/cart/tasks/01-add.evidence.json").read_text())
     assert evidence["passed"] is True and [c["path"] for c in evidence["changes"]] == ["src/cart.py"]
     # While the task is active, Claude Code and git are held to its FILES as well.
-    assert json.loads((repo / ".lane" / "active-task.json").read_text()) == {"feature": "cart", "task": "01-add"}
+    marked = json.loads((repo / ".lane" / "active-task.json").read_text())
+    assert (marked["feature"], marked["task"]) == ("cart", "01-add") and len(marked["base"]) == 40  # the commit it started from
     assert "lane hook claude" in (repo / ".claude" / "settings.json").read_text()
     shown = lane_json("show", run_id, cwd=repo)
     work = next(s for s in shown["steps"] if s["id"] == "task1_work")
@@ -375,7 +377,7 @@ def test_task_commit_takes_only_what_verify_passed(tmp_path: Path) -> None:
     assert lane("task", "verify", "cart", "01-add", cwd=repo).returncode == 0
     (repo / "src/cart.py").write_text(CART + "# changed after verify\n")
     changed = lane("task", "commit", "cart", "01-add", cwd=repo)
-    assert changed.returncode == 2 and "changed after cart/01-add was verified" in changed.stderr
+    assert changed.returncode == 2 and "changed after cart/01-add was verified: src/cart.py:" in changed.stderr
 
     (repo / "src/cart.py").write_text(CART)
     (repo / "notes.txt").write_text("a stray file\n")
@@ -388,7 +390,7 @@ def test_task_commit_takes_only_what_verify_passed(tmp_path: Path) -> None:
     assert subjects(repo)[0] == "Add add_item"
     assert committed_files(repo, "HEAD") == ["features/cart/tasks/01-add.evidence.json", "src/cart.py"]
     moved = lane("task", "commit", "cart", "01-add", cwd=repo)
-    assert moved.returncode == 2 and "but HEAD is" in moved.stderr
+    assert moved.returncode == 2 and "nothing to commit: the changes cart/01-add verified are in HEAD" in moved.stderr
 
 
 def test_lock_sign_commit_commits_the_lock_and_sign_off_only(tmp_path: Path) -> None:

@@ -67,6 +67,8 @@ WIDGETS = {"chart": [1, 2]}  # [not a placeholder]: code
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "canon").mkdir()
+    (tmp_path / "canon" / "ROUTING.md").write_text("---\ntier: 1\n---\nRoutes live in web/routes.py.\n")  # the lock cites it
     return tmp_path
 
 
@@ -136,6 +138,17 @@ HOLES = {  # edit of the complete lock -> (gate, what check says, the line it po
     "only a comment": (_replace("- Users without the flag see the old dashboard, unchanged\n- [x] covered by the route tests\n",
                                 "<!-- fill this in -->\n"), "Invariants", "is blank", "## Invariants"),
     "TBD in backticks": (_replace("web/routes.py only;", "`TBD` only;"), "Blast radius", "is TBD", "`TBD` only"),
+    "TODO": (_replace("web/routes.py only;", "TODO: find out;"), "Blast radius", "is TODO", "TODO: find"),
+    "XXX": (_replace("web/routes.py only;", "web/routes.py XXX;"), "Blast radius", "is XXX", "routes.py XXX"),
+    "???": (_replace("web/routes.py only;", "web/routes.py and ???;"), "Blast radius", "is ???", "and ???"),
+    "T.B.D.": (_replace("web/routes.py only;", "T.B.D. later;"), "Blast radius", "is T.B.D.", "T.B.D. later"),
+    "only an ellipsis": (_replace("- The old dashboard's templates stay as they are", "- ..."), "Scope / OUT", "is only an ellipsis", "- ..."),
+    "angle placeholder": (_replace("100% of users", "<when can it go> 100% of users"), "Sunset criterion",
+                          "is a placeholder <when can it go>", "<when can it go>"),
+    "cited canon missing": (_replace("canon/ROUTING.md §2", "canon/ROUTES.md §2"), "Canonical alignment",
+                            "cites canon/ROUTES.md, which does not exist", "canon/ROUTES.md"),
+    "a second past date": (_replace("2027-01-31", "2027-01-31, or 2025-11-30 at the latest"), "Kill date",
+                           "has passed: 2025-11-30 is 32 days ago", "2025-11-30"),
     "two surgical changes": (_replace("Add the route and the flag check in web/routes.py.", "- Add the route\n- Rewrite the cache"),
                              "Scope / Single surgical change", "lists 2 changes", "### Single surgical change"),
 }  # fmt: skip

@@ -353,3 +353,28 @@ def test_a_validate_command_is_stopped_at_its_timeout_even_when_a_child_escapes_
     assert result.timed_out and result.exit_code is None
     assert time.monotonic() - began < 20, "waited for a child that escaped the kill"
     assert result.output_tail.splitlines()[-1].startswith("line") and len(result.output_tail) < 20000
+
+
+def test_a_commit_made_past_the_hooks_still_counts_as_the_tasks_change(repo: Path) -> None:
+    """`lane task start` records the commit the task starts from: an out-of-scope change the agent committed itself
+    (`git commit --no-verify`) is in the diff from there, so verify fails on it."""
+    task(repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "the task")
+    started = CliRunner().invoke(task_cli.app, ["start", "cart", "add-item", "--project", str(repo)])
+    assert started.exit_code == 0, started.output
+    base = git(repo, "rev-parse", "HEAD").strip()
+    assert base[:12] in started.output
+    write(repo, "src/app/other.py", "VALUE = 2  # out of scope\n")
+    git(repo, "add", "src/app/other.py")
+    git(repo, "commit", "-q", "--no-verify", "-m", "sneak it in")  # past lane's pre-commit hook
+    do_the_work(repo)
+    result, evidence = verify(repo)
+    assert result.exit_code == 1 and evidence["base_sha"] == base
+    assert "src/app/other.py" in result.output and "not in FILES" in result.output
+    git(repo, "revert", "--no-edit", "HEAD")  # put it back: the change since the base is in scope again
+    result, evidence = verify(repo)
+    assert result.exit_code == 0, result.output
+    assert sorted(c["path"] for c in evidence["changes"] if "evidence" not in c["path"]) == ["src/app/cart.py", "tests/test_cart.py"]
+    head = CliRunner().invoke(task_cli.app, ["verify", "cart", "add-item", "--base", "HEAD", "--project", str(repo)])
+    assert head.exit_code == 0  # --base still chooses

@@ -46,7 +46,8 @@ def new(feature: Feature, task: TaskName, project: ProjectDir = Path(".")) -> No
 def verify(
     feature: Feature,
     task: TaskName,
-    base: Annotated[str, typer.Option("--base", metavar="REV", help="Compare the working tree with this commit.")] = "HEAD",
+    base: Annotated[str | None, typer.Option("--base", metavar="REV", help="Compare the working tree with this commit.",
+                                             show_default="the commit `lane task start` recorded, else HEAD")] = None,
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds each VALIDATE command may take, unless its block sets timeout=N.")] = 600.0,
     project: ProjectDir = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="Print the evidence as JSON instead of text.")] = False,

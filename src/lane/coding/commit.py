@@ -1,9 +1,9 @@
 """Commit a verified task, and a signed lock: what a person approved goes into git as it was checked.
 
 `commit_task` takes exactly the changes `lane task verify` passed: the evidence
-must say it passed, against the commit that is HEAD now, and the working tree
-must hold the same changes with the same contents (a fingerprint recorded by
-verify). Both commit with git's plumbing (`repo.commit_paths`): the commit holds
+must say it passed, against the task's base (HEAD, or a commit HEAD descends
+from: commits made since count as the task's), and the working tree must hold
+the same changes with the same contents (a fingerprint recorded by verify). Both commit with git's plumbing (`repo.commit_paths`): the commit holds
 HEAD's tree plus those paths as they are in the working tree, so nothing staged
 besides, no flag on an index entry and no hook can change it. Git's hooks do
 not run: checks belong in the task's VALIDATE block.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lane.coding.locks import LOCK_FILE, SIGNOFF_FILE, check_lock, lock_path
 from lane.coding.repo import commit_paths, git, repo_root
@@ -47,11 +48,15 @@ def commit_task(project: Path, feature: str, name: str, message: str | None = No
     if passed is not True or not all(isinstance(c, dict) and c.get("passed") is True for c in evidence.get("checks") or [{}]):
         raise UsageError(f"the last verification of {feature}/{name} failed (see {task.own_files[1]}); fix the work, then {again}")
     head = git(root, "rev-parse", "--verify", "HEAD").strip()
-    if base != head:
-        raise UsageError(f"{feature}/{name} was verified against {str(base)[:12]}, but HEAD is {head[:12]} now: {again}")
-    changes = current_changes(root, head)
+    if base != head and not _is_ancestor(root, str(base), head):
+        raise UsageError(f"{feature}/{name} was verified against {str(base)[:12]}, which HEAD ({head[:12]}) no longer descends "
+                         f"from: {again}")
+    if base != head and not [c for c in current_changes(root, head) if c.path != task.own_files[1]]:
+        raise UsageError(f"nothing to commit: the changes {feature}/{name} verified are in HEAD ({head[:12]}) already")
+    changes = current_changes(root, str(base))  # since the base: commits made meanwhile are part of the task's change
     if fingerprint(changes, contents(root, changes), skip=task.own_files[1]) != recorded:
-        raise UsageError(f"the working tree changed after {feature}/{name} was verified: {again}")
+        changed = _changed_since(root, changes, evidence)
+        raise UsageError(f"the working tree changed after {feature}/{name} was verified{changed}: {again}")
     current = active(root) if (root / ACTIVE).exists() else None
     if current is not None and (current.feature, current.task) != (feature, name):
         raise UsageError(f"task {current.feature}/{current.task} is active, not {feature}/{name}; `lane task stop` ends it")
@@ -63,6 +68,22 @@ def commit_task(project: Path, feature: str, name: str, message: str | None = No
     if current is not None:
         stop(root)  # the task is done: its hooks go
     return Committed(sha, paths, text)
+
+
+def _is_ancestor(root: Path, base: str, head: str) -> bool:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(root), "merge-base", "--is-ancestor", base, head], capture_output=True).returncode == 0
+
+
+def _changed_since(root: Path, changes: list[Any], evidence: dict[str, Any]) -> str:
+    """Which paths differ from what verify recorded, as ` (PATH, ...)`, when the evidence says."""
+    recorded = evidence.get("contents")
+    if not isinstance(recorded, dict):
+        return ""
+    now = {path: value for path, value in contents(root, changes).items() if path != evidence.get("evidence_file")}
+    paths = sorted(str(p) for p in set(now) | set(recorded) if now.get(p) != recorded.get(p))
+    return f": {', '.join(paths[:5])}" if paths else ""
 
 
 def commit_lock(project: Path, feature: str) -> Committed:

@@ -35,6 +35,7 @@ SAVED_SUFFIX = ".lane-saved"
 class Active:
     feature: str
     task: str
+    base: str | None = None  # the commit the task started from: every commit since counts as its change
 
 
 def lane_command(*args: str) -> str:
@@ -48,8 +49,9 @@ def start(root: Path, feature: str, task: str) -> list[str]:
     load_task(root, feature, task)  # a task that does not exist, or no git repository, is a usage error
     _hooks_dir(root)  # before anything is written
     exclude_state(root)
-    _write_json(root / ACTIVE, {"feature": feature, "task": task})
-    done = [f"active task: {feature}/{task} ({ACTIVE})"]
+    base = _head(root)
+    _write_json(root / ACTIVE, {"feature": feature, "task": task, "base": base})
+    done = [f"active task: {feature}/{task} ({ACTIVE})" + (f", based on {base[:12]}" if base else "")]
     done.append(_install_claude(root))
     done.append(_install_pre_commit(root))
     return done
@@ -65,11 +67,30 @@ def stop(root: Path) -> list[str]:
     return [d for d in done if d]
 
 
+def _head(root: Path) -> str | None:
+    """HEAD's commit, or None in a repository with no commit yet."""
+    try:
+        return git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").strip() or None
+    except UsageError:
+        return None
+
+
+def task_base(root: Path, feature: str, task: str) -> str:
+    """What a task's change is measured from: the commit `lane task start` recorded while it is the active task,
+    else HEAD."""
+    path = root / ACTIVE
+    if path.exists():
+        current = active(root)
+        if (current.feature, current.task) == (feature, task) and current.base:
+            return current.base
+    return "HEAD"
+
+
 def active(root: Path) -> Active:
     path = root / ACTIVE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Active(str(data["feature"]), str(data["task"]))
+        return Active(str(data["feature"]), str(data["task"]), str(data["base"]) if data.get("base") else None)
     except FileNotFoundError:
         raise UsageError(f"no active task in {root}: `lane task start FEATURE TASK` sets one") from None
     except (ValueError, KeyError, TypeError) as exc:

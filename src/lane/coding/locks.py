@@ -84,7 +84,12 @@ FEATURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 HEADING = re.compile(r"(#{1,6})\s+(.*?)\s*#*\s*$")
 FENCE = re.compile(r"\s*(```|~~~)")
 BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])(?:\s+|$)")
-TBD = re.compile(r"\bTBD\b", re.IGNORECASE)
+TBD = re.compile(r"\bTBD\b|\bT\.B\.D\.?|\bTODO\b|\bFIXME\b|\bXXX\b|\?\?\?", re.IGNORECASE)  # undecided, in any spelling
+ELLIPSIS = {"...", "…", ". . ."}  # an item that is only an ellipsis says nothing
+# `<name>` left from a template; not an autolink <https://...>, a comment, or inline HTML such as <br> or <code>
+ANGLE = re.compile(r"<(?!!--)(?![a-z][a-z0-9+.-]*:)(?!/?(?:br|b|i|em|strong|code|kbd|sub|sup|p|a|details|summary|span)\b)"
+                   r"([^<>\n]{1,60})>", re.IGNORECASE)
+CANON_CITED = re.compile(r"\bcanon/[^\s)`'\"]+\.md\b")
 EMPTY_LINE = re.compile(r"(```|~~~).*|<!--.*?-->")  # a fence's delimiter or a lone comment says nothing
 # `[hint]`, but not a link [t](u), a reference [t][r], a checkbox [ ]/[x], a footnote [^1], or an index like list[str]
 PLACEHOLDER = re.compile(r"(?<![\w\]`])\[(?![xX ]?\])(?!\^)([^\[\]\n]+)\](?![(\[:])")
@@ -175,12 +180,22 @@ def check_lock(root: Path, feature: str, *, today: date | None = None) -> LockRe
     path = lock_path(root, feature)
     text = _read(root, path, feature)
     shown = _shown(root, path)
-    holes = tuple(find_holes(text, shown, today or date.today()))
+    holes = tuple(find_holes(text, shown, today or datetime.now(UTC).date(), _repo_of(root)))
     signoff = _read_signoff(root, path.with_name(SIGNOFF_FILE))
     if signoff is None:
         return LockReport(feature, shown, holes)
     void = signoff.sha256 != _hash(text)
     return LockReport(feature, shown, holes, signoff.signed_by, signoff.signed_at, void)
+
+
+def _repo_of(root: Path) -> Path | None:
+    """The repository a lock's canon citations are read from (the folder given, when it is not a git repository)."""
+    from lane.coding.repo import repo_root
+
+    try:
+        return repo_root(root)
+    except UsageError:
+        return root
 
 
 def sign_lock(root: Path, feature: str, by: str, *, today: date | None = None, now: datetime | None = None) -> SignOff:
@@ -198,8 +213,8 @@ def sign_lock(root: Path, feature: str, by: str, *, today: date | None = None, n
     return signoff
 
 
-def find_holes(text: str, shown: str, today: date) -> list[Hole]:
-    """The holes in a lock's text, in gate order."""
+def find_holes(text: str, shown: str, today: date, root: Path | None = None) -> list[Hole]:
+    """The holes in a lock's text, in gate order; `root` (the repository) to check that cited canon files exist."""
     sections = _sections(text.splitlines())
     holes: list[Hole] = []
     for gate, level, title in GATES:
@@ -207,7 +222,7 @@ def find_holes(text: str, shown: str, today: date) -> list[Hole]:
         if found is None:
             holes.append(Hole(shown, 1, gate, f"is missing: add a heading '{'#' * level} {gate.split(' / ')[-1]}'"))
         elif gate != "Scope":
-            holes.extend(_gate_holes(shown, gate, *found, today))
+            holes.extend(_gate_holes(shown, gate, *found, today, root))
     return holes
 
 
@@ -240,7 +255,7 @@ def _normal(title: str) -> str:
     return " ".join(title.replace("-", " ").rstrip(":").lower().split())
 
 
-def _gate_holes(shown: str, gate: str, heading: int, body: list[tuple[int, str, bool]], today: date) -> list[Hole]:
+def _gate_holes(shown: str, gate: str, heading: int, body: list[tuple[int, str, bool]], today: date, root: Path | None = None) -> list[Hole]:
     items = [(n, BULLET.sub("", t, count=1).strip(), code) for n, t, code in body]
     filled = [(n, t, code) for n, t, code in items if t and not EMPTY_LINE.fullmatch(t)]
     if not filled:
@@ -249,20 +264,30 @@ def _gate_holes(shown: str, gate: str, heading: int, body: list[tuple[int, str, 
     holes: list[Hole] = []
     for number, line, code in filled:
         prose = "" if code else CODE_SPAN.sub("", line)
-        if TBD.search(line):  # in backticks or a fence too: `TBD` is still undecided
-            holes.append(Hole(shown, number, gate, "is TBD: decide it and write it down"))
+        undecided = TBD.search(line)
+        if undecided:  # in backticks or a fence too: `TBD` is still undecided
+            holes.append(Hole(shown, number, gate, f"is {undecided.group(0)}: decide it and write it down"))
+        if line.strip() in ELLIPSIS:
+            holes.append(Hole(shown, number, gate, "is only an ellipsis: write what it stands for"))
         for match in PLACEHOLDER.finditer(LINK.sub(r"\1", prose)):  # a link inside a hint leaves the hint a hint
             hint = match.group(1) if len(match.group(1)) <= 40 else match.group(1)[:39].rstrip() + "…"
             holes.append(Hole(shown, number, gate, f"is a placeholder [{hint}]: replace it with the real thing"))
+        for match in ANGLE.finditer(prose):
+            holes.append(Hole(shown, number, gate, f"is a placeholder <{match.group(1)}>: replace it with the real thing"))
     bullets = sum(1 for _, t, code in body if not code and BULLET.match(t) and BULLET.sub("", t, count=1).strip())
-    return holes or _specific_holes(shown, gate, heading, filled, bullets, today)
+    return holes or _specific_holes(shown, gate, heading, filled, bullets, today, root)
 
 
-def _specific_holes(shown: str, gate: str, heading: int, filled: list[tuple[int, str, bool]], bullets: int, today: date) -> list[Hole]:
+def _specific_holes(shown: str, gate: str, heading: int, filled: list[tuple[int, str, bool]], bullets: int, today: date,
+                    root: Path | None = None) -> list[Hole]:
     """Holes particular to one gate, looked for once its text is otherwise filled in."""
     texts = [t for _, t, _ in filled]
     if gate == "Canonical alignment" and not any(CITATION.search(t) for t in texts):
         return [Hole(shown, heading, gate, "has no citation: cite the canon (canon/FILE.md, a link [title](url), or §section)")]
+    if gate == "Canonical alignment" and root is not None:
+        missing = [(n, m.group(0)) for n, t, _ in filled for m in CANON_CITED.finditer(t) if not (root / m.group(0)).is_file()]
+        if missing:
+            return [Hole(shown, n, gate, f"cites {cited}, which does not exist: cite a canon file that does") for n, cited in missing]
     if gate == "Scope / OUT" and all(t.lower().rstrip(".") in EMPTY_ITEM for t in texts):
         return [Hole(shown, filled[0][0], gate, "is empty: an empty OUT list is an error; name at least one thing this change leaves alone")]
     if gate == "Scope / Single surgical change" and bullets > 1:
@@ -273,18 +298,21 @@ def _specific_holes(shown: str, gate: str, heading: int, filled: list[tuple[int,
 
 
 def _kill_date_holes(shown: str, gate: str, filled: list[tuple[int, str, bool]], today: date) -> list[Hole]:
+    """Every date of the gate must be real and still ahead (dates are compared in UTC: `today` is UTC's)."""
+    holes, dates = [], 0
     for number, text, _ in filled:
-        match = ISO_DATE.search(text)
-        if match is None:
-            continue
-        try:
-            when = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-        except ValueError:
-            return [Hole(shown, number, gate, f"is not a real date: {match.group(0)}")]
-        if when < today:
-            return [Hole(shown, number, gate, f"has passed: {when.isoformat()} is {(today - when).days} days ago; choose a later date")]
-        return []
-    return [Hole(shown, filled[0][0], gate, "is not a date: write it as YYYY-MM-DD")]
+        for match in ISO_DATE.finditer(text):
+            dates += 1
+            try:
+                when = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+            except ValueError:
+                holes.append(Hole(shown, number, gate, f"is not a real date: {match.group(0)}"))
+                continue
+            if when < today:
+                holes.append(Hole(shown, number, gate, f"has passed: {when.isoformat()} is {(today - when).days} days ago; choose a later date"))
+    if not dates:
+        return [Hole(shown, filled[0][0], gate, "is not a date: write it as YYYY-MM-DD")]
+    return holes
 
 
 def _hash(text: str) -> str:

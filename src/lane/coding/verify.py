@@ -1,7 +1,7 @@
 """Verify a task against git: scope, prohibited changes, VALIDATE commands, with the evidence written down.
 
-The changes are what git reports between a base revision (default HEAD) and
-the working tree: `git diff --name-status -M REV` plus untracked files. The
+The changes are what git reports between a base revision (the commit the task
+started from, else HEAD) and the working tree: `git diff --name-status -M REV` plus untracked files. The
 evidence lands atomically in `features/FEATURE/tasks/TASK.evidence.json`.
 """
 
@@ -85,6 +85,7 @@ class Verification:
     checks: list[Check]
     commands: list[CommandResult]
     fingerprint: str = ""  # of the changed paths' contents: `lane task commit` takes exactly what was verified
+    contents: dict[str, str] = field(default_factory=dict)  # what each change left, by path: a refused commit names what changed
 
     @property
     def passed(self) -> bool:
@@ -97,11 +98,17 @@ class Verification:
         return data
 
 
-def verify(project: Path, feature: str, name: str, base: str = "HEAD", timeout: float = DEFAULT_TIMEOUT,
+def verify(project: Path, feature: str, name: str, base: str | None = None, timeout: float = DEFAULT_TIMEOUT,
            on_command: Callable[[Command], None] | None = None) -> Verification:
-    """Check the working tree against the task, run its VALIDATE commands, write the evidence and return it."""
+    """Check the working tree against the task, run its VALIDATE commands, write the evidence and return it.
+
+    `base` defaults to the commit the task started from (`lane task start`), else HEAD: every commit made since
+    counts as the task's change, so work committed past the hooks (`git commit --no-verify`) is verified too."""
+    from lane.coding.hooks import task_base
+
     root = repo_root(project)
     task = load_task(root, feature, name)
+    base = base or task_base(root, feature, name)
     sha = resolve_base(root, base)
     changes = current_changes(root, sha)
     before = contents(root, changes)  # before VALIDATE runs: the work, not its by-products
@@ -114,6 +121,7 @@ def verify(project: Path, feature: str, name: str, base: str = "HEAD", timeout: 
         task=f"{feature}/{name}", task_file=task.own_files[0], evidence_file=task.own_files[1], base=base, base_sha=sha,
         timestamp=datetime.now(UTC).isoformat(timespec="seconds"), changes=changes, checks=checks, commands=commands,
         fingerprint=fingerprint(changes, before, skip=task.own_files[1]),
+        contents={path: value for path, value in before.items() if path != task.own_files[1]},
     )
     write_atomically(evidence, json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
     return result
