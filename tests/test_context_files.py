@@ -271,3 +271,16 @@ def test_build_json_lists_each_file_and_what_was_done(repo: Path) -> None:
     report = json.loads(result.stdout)
     assert [(f["path"], f["action"]) for f in report["files"]] == [(name, "created") for name in GENERATED]
     assert report["warnings"] == []
+
+
+def test_claude_md_as_a_link_to_agents_md_is_left_alone(repo: Path) -> None:
+    assert lane(repo, "build").exit_code == 0
+    (repo / "CLAUDE.md").unlink()
+    (repo / "CLAUDE.md").symlink_to("AGENTS.md")
+    built = lane(repo, "build", "--json")
+    assert built.exit_code == 0
+    claude = next(f for f in json.loads(built.output)["files"] if f["path"] == "CLAUDE.md")
+    assert claude["action"] == "kept" and (repo / "CLAUDE.md").is_symlink()
+    assert lane(repo, "check").exit_code == 0
+    again = json.loads(lane(repo, "build", "--json").output)["files"]
+    assert next(f for f in again if f["path"] == "AGENTS.md")["action"] == "unchanged"  # no flip-flop

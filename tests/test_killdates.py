@@ -139,3 +139,17 @@ def test_markers_are_found_after_every_comment_leader_but_not_in_quoted_prose(te
 
     found = MARKER.search(text.replace("KD", "lane: " + "kill-date"))  # spelt apart: this file holds no marker itself
     assert (found.group(1) if found else None) == name
+
+
+def test_markers_in_restructuredtext_markdown_html_and_plain_text_count(tmp_path: Path) -> None:
+    root = make(tmp_path, {
+        "killdates.yaml": REGISTRY,
+        "docs/index.rst": f"Title\n=====\n\n.. {MARK} new_dashboard\n",
+        "docs/page.html": f"<p>x</p><!-- {MARK} v1_settings_reader -->\n",
+        "NOTES.txt": f"{MARK} new_dashboard\n",
+        "src/code.py": f"text = 'x'\n{MARK} not_counted_in_code\n",  # a bare marker counts in text files only
+    })
+    report = check_killdates(root)
+    found = sorted((m.path, m.name) for s in report.entries for m in s.markers)
+    assert found == [("NOTES.txt", "new_dashboard"), ("docs/index.rst", "new_dashboard"), ("docs/page.html", "v1_settings_reader")]
+    assert report.unregistered == ()

@@ -223,3 +223,14 @@ def test_empty_note_blank_step_and_missing_folder_are_usage_errors(repo: Path, t
     result = runner.invoke(cli.app, ["start", "-p", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "is not a folder" in result.output
     assert runner.invoke(cli.app, ["start", "-p", str(repo), "--entries", "-1"]).exit_code == 2
+
+
+def test_start_shows_the_active_task(repo: Path) -> None:
+    (repo / ".lane").mkdir(exist_ok=True)
+    base = git(repo, "rev-parse", "HEAD").strip()
+    (repo / ".lane" / "active-task.json").write_text(json.dumps({"feature": "cart", "task": "01-add", "base": base}))
+    result = runner.invoke(cli.app, ["start", "-p", str(repo)])
+    assert result.exit_code == 0 and f"active task: cart/01-add, based on {base[:12]}" in result.output
+    assert gather(repo).active_task == {"feature": "cart", "task": "01-add", "base": base}
+    (repo / ".lane" / "active-task.json").write_text("{broken")
+    assert "is not a valid active-task file" in runner.invoke(cli.app, ["start", "-p", str(repo)]).output

@@ -327,6 +327,9 @@ def test_new_writes_a_template_that_must_be_filled_in(repo: Path) -> None:
     assert [c.run for c in spec.validate] == ["true"]
     assert [r.pattern.pattern for r in spec.forbid] == ["breakpoint\\(\\)"]
     result = runner.invoke(task_cli.app, ["verify", "cart", "checkout", "-p", str(repo)])
+    assert result.exit_code == 1 and "NO CHANGE: nothing changed since HEAD" in result.output  # the task alone is no work
+    (repo / "src/app/cart.py").write_text("def checkout(cart):\n    return cart\n")
+    result = runner.invoke(task_cli.app, ["verify", "cart", "checkout", "-p", str(repo)])
     assert result.exit_code == 0, result.output
 
 

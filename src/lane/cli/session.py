@@ -73,6 +73,14 @@ def _state(state: SessionState) -> None:
         out.print(f"[yellow]{_e(state.git_note)}[/]")
     else:
         _git(state.git)
+    task = state.active_task
+    if task is not None:
+        if "error" in task:
+            out.print(f"active task: [yellow]{_e(task['error'])}[/]")
+        else:
+            based = f", based on {_e(str(task['base'])[:12])}" if task.get("base") else ""
+            out.print(f"active task: [bold]{_e(task['feature'])}/{_e(task['task'])}[/]{based} (lane task verify "
+                      f"{_e(task['feature'])} {_e(task['task'])}; lane task stop ends it)")
     _log(state)
     _excerpt("roadmap", state.roadmap, ROADMAP_FILES)
     _excerpt("known issues", state.known_issues, KNOWN_ISSUES_FILES)

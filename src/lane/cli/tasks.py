@@ -95,7 +95,10 @@ def report(evidence: dict[str, Any]) -> str:
             lines += [f"       | {text}" for text in run["output_tail"].splitlines()[-SHOWN_TAIL:]]
     failed = [_first(c) for c in evidence["checks"] if not c["passed"]]
     lines.append(f"evidence: {evidence['evidence_file']}")
-    lines.append(f"FAILED: {'; '.join(failed)}" if failed else "PASSED: every check holds")
+    if evidence.get("changed") is False:
+        lines.append(f"NO CHANGE: nothing changed since {evidence['base']} ({evidence['base_sha'][:12]}); there is no work to verify")
+    else:
+        lines.append(f"FAILED: {'; '.join(failed)}" if failed else "PASSED: every check holds")
     return "\n".join(lines)
 
 

@@ -201,6 +201,8 @@ def check(root: Path) -> list[Finding]:
     findings: list[Finding] = []
     for target in targets:
         file = root / target.path
+        if _links_to_agents(root, target.path):
+            continue  # CLAUDE.md as a link to AGENTS.md: Claude Code reads the same text, and it is left alone
         if not file.exists():
             findings.append(Finding(target.path, "missing", "missing; run lane context build"))
             continue
@@ -211,6 +213,12 @@ def check(root: Path) -> list[Finding]:
     from lane.coding.canon_skills import canon_skills, state
 
     return findings + [Finding(path, kind, message) for path, kind, message in state(root, canon_skills(root))]
+
+
+def _links_to_agents(root: Path, path: str) -> bool:
+    """Whether `path` is CLAUDE.md as a symbolic link to the repository's AGENTS.md (a common set-up)."""
+    file = root / path
+    return path == "CLAUDE.md" and file.is_symlink() and file.resolve() == (root / "AGENTS.md").resolve()
 
 
 def _check_file(root: Path, target: Target, text: str) -> list[Finding]:
@@ -284,6 +292,9 @@ def build(root: Path, *, force: bool = False) -> BuildReport:
     refused: list[str] = []
     for target in targets:
         file = root / target.path
+        if _links_to_agents(root, target.path):
+            plans.append((Change(target.path, "kept", "a link to AGENTS.md, which holds the same canon: left as it is"), None))
+            continue
         plan = _plan(target, file.read_text(encoding="utf-8") if file.exists() else None, force)
         if isinstance(plan, Finding):
             refused.append(str(plan))

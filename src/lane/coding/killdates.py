@@ -34,7 +34,11 @@ NAME = re.compile(r"\w(?:[\w.-]*\w)?")
 # the leader must start the line or follow a space, so prose quoting the syntax in `code` is not a marker
 # After a comment leader that starts the line or follows a space or punctuation (`x();// lane: ...`), or on a
 # `*` continuation line of a block comment; not inside a word or backticks, so prose quoting it does not count.
-MARKER = re.compile(r"(?:^|[\s;,)}\]>])(?:#|//|--|/\*|\*|<!--|\{#|;|%)\s*lane:\s*kill-date\b[ \t]*(\w(?:[\w.-]*\w)?)?")
+MARKER = re.compile(r"(?:^|[\s;,)}\]>])(?:#|//|--|/\*|\*|<!--|\{#|;|%|\.\.)\s*lane:\s*kill-date\b[ \t]*(\w(?:[\w.-]*\w)?)?")
+# In reStructuredText (`.. lane: kill-date NAME`), Markdown and HTML (`<!-- ... -->`) and plain text, where a line
+# may also start with the marker itself, with no comment leader.
+PLAIN = re.compile(r"^\s*lane:\s*kill-date\b[ \t]*(\w(?:[\w.-]*\w)?)?")
+PLAIN_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".text", "")
 SKIPPED_DIRS = {".git", ".hg", ".svn", ".lane", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 MAX_BYTES = 2_000_000
 
@@ -224,8 +228,10 @@ def find_markers(root: Path) -> Iterator[Marker]:
             continue
         if b"kill-date" not in data or b"\0" in data[:8192]:
             continue
+        plain = Path(relative).suffix.lower() in PLAIN_SUFFIXES
         for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-            for match in MARKER.finditer(line):
+            matches = list(MARKER.finditer(line)) or ([m] if plain and (m := PLAIN.match(line)) else [])
+            for match in matches:
                 yield Marker(match.group(1) or "", relative, number)
 
 

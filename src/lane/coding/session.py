@@ -115,6 +115,7 @@ class SessionState:
     resume: ResumeBlock | None
     roadmap: Excerpt | None
     known_issues: Excerpt | None
+    active_task: dict[str, Any] | None = None  # `lane task start`'s mark: {feature, task, base}
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "root": str(self.root)}
@@ -140,8 +141,22 @@ def gather(root: Path, *, entries: int = 3) -> SessionState:
         root=base, git=_git_state(top) if top else None, git_note=note,
         log=LOG_NAME if text is not None else None, total_entries=len(found),
         entries=tuple(found[-entries:]) if entries > 0 else (), resume=latest_resume(text or ""),
-        roadmap=_excerpt(base, ROADMAP_FILES), known_issues=_excerpt(base, KNOWN_ISSUES_FILES),
+        roadmap=_excerpt(base, ROADMAP_FILES), known_issues=_excerpt(base, KNOWN_ISSUES_FILES), active_task=_active(base),
     )
+
+
+def _active(top: Path) -> dict[str, Any] | None:
+    """The active task, if `lane task start` marked one (an unreadable mark says so)."""
+    from lane.coding.hooks import ACTIVE, active
+    from lane.errors import UsageError
+
+    if not (top / ACTIVE).exists():
+        return None
+    try:
+        found = active(top)
+    except UsageError as exc:
+        return {"error": str(exc)}
+    return {"feature": found.feature, "task": found.task, "base": found.base}
 
 
 def end(root: Path, note: str, resume: Sequence[str] = (), *, clock: Callable[[], datetime] | None = None) -> LoggedEntry:

@@ -88,12 +88,18 @@ class Verification:
     contents: dict[str, str] = field(default_factory=dict)  # what each change left, by path: a refused commit names what changed
 
     @property
+    def changed(self) -> bool:
+        """Whether the task changed anything (its own task and evidence files aside): no change is nothing to pass."""
+        return any(c.path not in (self.task_file, self.evidence_file) for c in self.changes)
+
+    @property
     def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
+        return self.changed and all(check.passed for check in self.checks)
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["passed"] = self.passed
+        data["changed"] = self.changed
         data["validate"] = data.pop("commands")
         return data
 
