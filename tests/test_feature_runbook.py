@@ -148,8 +148,10 @@ def make_repo(root: Path, script: dict[str, Any], extra: dict[str, str] | None =
 def plan_and_commit(repo: Path, *args: str) -> str:
     planned = lane("feature", "plan", "cart", *args, cwd=repo)
     assert planned.returncode == 0, planned.stderr
-    git(repo, "add", "runbooks/feature-cart.yaml")
-    git(repo, "commit", "-q", "-m", "Plan feature cart")
+    printed = next(line.strip() for line in planned.stdout.splitlines() if line.strip().startswith("git add "))
+    subprocess.run(printed, shell=True, cwd=repo, check=True, capture_output=True)  # the next step, exactly as printed
+    assert "agents" in printed and "lane.yaml" in printed and "runbooks" in printed
+    assert git(repo, "status", "--porcelain", "--", "lane.yaml", "agents", "runbooks", "features") == ""
     return planned.stdout
 
 

@@ -38,8 +38,8 @@ def plan(
 ) -> None:
     """Write runbooks/feature-FEATURE.yaml: one block of steps per task, in the order of the task files' names.
 
-    Commit the runbook, the lock and every task before you run it: `lane task verify` counts every uncommitted
-    file as a change."""
+    Commit what lane wrote (lane.yaml, agents/, scripts/, runbooks/), the lock and every task before you run it:
+    `lane task verify` counts every uncommitted file as a change; the command it prints adds them all."""
     from lane.cli.commands import errors
     from lane.coding.feature import plan_feature, runbook_name
 
@@ -50,6 +50,8 @@ def plan(
     typer.echo(f"wrote {shown} (version {done.version}): {len(done.tasks)} task{'s' if len(done.tasks) != 1 else ''}: {', '.join(done.tasks)}")
     typer.echo(f"coder: {done.coder} ({done.why})")
     typer.echo(f"reviewer: {done.reviewer} (signs the lock, reviews each task)")
-    typer.echo("next: commit the runbook, the lock and every task (verify counts an uncommitted file as a change), then run it:")
-    typer.echo(f"  git add {shown} features/{feature} && git commit -m 'Plan feature {feature}'")
+    root = project.resolve()
+    written = [p for p in ("lane.yaml", "agents", "scripts", "tools", "runbooks", f"features/{feature}") if (root / p).exists()]
+    typer.echo("next: commit what lane wrote, the lock and every task (verify counts an uncommitted file as a change), then run it:")
+    typer.echo(f"  git add {' '.join(written)} && git commit -m 'Plan feature {feature}'")
     typer.echo(f"  lane run {runbook_name(feature)}{at}")
