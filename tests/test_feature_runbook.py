@@ -212,7 +212,7 @@ def test_two_tasks_run_end_to_end_pausing_for_the_sign_off_and_each_review(tmp_p
     # While the task is active, Claude Code and git are held to its FILES as well.
     marked = json.loads((repo / ".lane" / "active-task.json").read_text())
     assert (marked["feature"], marked["task"]) == ("cart", "01-add") and len(marked["base"]) == 40  # the commit it started from
-    assert "lane hook claude" in (repo / ".claude" / "settings.json").read_text()
+    assert "lane hook claude" in (repo / ".claude" / "settings.local.json").read_text()
     shown = lane_json("show", run_id, cwd=repo)
     work = next(s for s in shown["steps"] if s["id"] == "task1_work")
     sent = json.dumps(work["context"])
@@ -294,13 +294,13 @@ def test_a_task_whose_work_reached_outside_files_stops_at_verify(tmp_path: Path)
 
 FAKE_CLAUDE = """\
 #!PYTHON
-# A stand-in for Claude Code's print mode: it asks the PreToolUse hooks in .claude/settings.json before
+# A stand-in for Claude Code's print mode: it asks the PreToolUse hooks in .claude/settings.local.json before
 # each Write, as Claude Code does, and writes only what they allow.
 import json, subprocess, sys
 from pathlib import Path
 
 Path(sys.argv[0]).with_name("claude.args").write_text(json.dumps(sys.argv[1:]))
-settings = json.loads(Path(".claude/settings.json").read_text())
+settings = json.loads(Path(".claude/settings.local.json").read_text())
 hooks = [h["command"] for entry in settings["hooks"]["PreToolUse"] for h in entry["hooks"]]
 for path, text in (("src/cart.py", CART), ("README.md", "hijacked\\n")):
     payload = {"hook_event_name": "PreToolUse", "tool_name": "Write", "cwd": str(Path.cwd()),

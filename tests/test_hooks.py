@@ -104,20 +104,61 @@ def test_with_no_active_task_every_edit_is_denied(repo: Path) -> None:
 
 
 def test_other_tools_get_no_answer_from_lane(repo: Path) -> None:
-    done = lane(repo, "hook", "claude", stdin=json.dumps({"tool_name": "Bash", "tool_input": {"command": "ls"}, "cwd": str(repo)}))
-    assert (done.returncode, done.stdout) == (0, "")
+    for tool, tool_input in (("Bash", {"command": "ls"}), ("Read", {"file_path": "src/app/parser.py"})):
+        done = lane(repo, "hook", "claude", stdin=json.dumps({"tool_name": tool, "tool_input": tool_input, "cwd": str(repo)}))
+        assert (done.returncode, done.stdout) == (0, "")
+
+
+def bash(repo: Path, command: str) -> dict[str, object]:
+    done = lane(repo, "hook", "claude", stdin=json.dumps({"tool_name": "Bash", "tool_input": {"command": command}, "cwd": str(repo)}))
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout)["hookSpecificOutput"]) if done.stdout else {}
+
+
+@pytest.mark.parametrize(("command", "says"), [
+    ("git commit -am 'done'", "git commit is a person's step"),
+    ("git -C . commit --no-verify -m x", "--no-verify skips lane's pre-commit hook"),
+    ("git -c core.hooksPath=/tmp/none status", "core.hooksPath"),
+    ("git config core.hooksPath .githooks", "core.hooksPath"),
+    ("git checkout -- src/app/other.py", "git checkout of src/app/other.py"),
+    ("git restore src/app/other.py", "git restore of src/app/other.py"),
+    ("git reset -- README.md", "git reset of README.md"),
+    ("echo x > src/app/other.py", "writing src/app/other.py: src/app/other.py is not in the FILES"),
+    ("echo x >> ../outside.txt", "outside the repository"),
+    ("cat a | tee src/app/other.py", "writing src/app/other.py"),
+    ("sed -i 's/a/b/' src/app/other.py", "writing src/app/other.py"),
+    ("sh -c 'sed -i.bak -e s/a/b/ src/app/other.py'", "writing src/app/other.py"),
+    ("env FOO=1 lane task stop", "lane task stop changes what the task is"),
+    ("lane lock sign parser --by me", "lane lock sign"),
+    ("echo x > features/parser/tasks/add.md", "defines or records the work"),
+    ("echo $(git commit -m x)", "lane cannot analyse this command"),
+])
+def test_the_claude_hook_denies_bash_that_would_get_around_the_task(repo: Path, command: str, says: str) -> None:
+    answer = bash(repo, command)
+    assert answer.get("permissionDecision") == "deny" and says in str(answer.get("permissionDecisionReason")), (command, answer)
+
+
+@pytest.mark.parametrize("command", [
+    "python -m pytest -q", "git status", "git diff HEAD", "echo x > src/app/parser.py", "sed -i s/a/b/ src/app/parser.py",
+    "ls > /dev/null", "lane task verify parser add", "git checkout -- src/app/parser.py", "grep -rn TODO src | head",
+])
+def test_the_claude_hook_leaves_ordinary_bash_to_claude_code(repo: Path, command: str) -> None:
+    assert bash(repo, command) == {}, command
 
 
 def test_start_installs_the_hooks_and_stop_removes_only_them(repo: Path) -> None:
-    settings = json.loads((repo / ".claude" / "settings.json").read_text())
+    assert not (repo / ".claude" / "settings.json").exists()  # the shared settings never carry one machine's Python
+    local = repo / ".claude" / "settings.local.json"
+    settings = json.loads(local.read_text())
     [entry] = settings["hooks"]["PreToolUse"]
-    assert entry["matcher"] == "Edit|Write|MultiEdit|NotebookEdit"
+    assert entry["matcher"] == "Edit|Write|MultiEdit|NotebookEdit|Bash"
     assert entry["hooks"][0]["command"].endswith("-P -m lane hook claude || exit 2")
+    assert "/.claude/settings.local.json" in (repo / ".git" / "info" / "exclude").read_text().splitlines()
     # The person's own settings and hooks survive start and stop.
     settings["permissions"] = {"deny": ["Bash(rm:*)"]}
-    (repo / ".claude" / "settings.json").write_text(json.dumps(settings))
+    local.write_text(json.dumps(settings))
     assert lane(repo, "task", "stop").returncode == 0
-    assert json.loads((repo / ".claude" / "settings.json").read_text()) == {"permissions": {"deny": ["Bash(rm:*)"]}}
+    assert json.loads(local.read_text()) == {"permissions": {"deny": ["Bash(rm:*)"]}}
     assert not (repo / ".git" / "hooks" / "pre-commit").exists()
 
 
@@ -156,7 +197,7 @@ def test_a_persons_own_pre_commit_hook_still_runs_and_comes_back(tmp_path: Path)
 
 
 def test_the_agent_cannot_edit_its_own_task_or_the_hooks(repo: Path) -> None:
-    for path in ("features/parser/tasks/add.md", "features/parser/tasks/add.evidence.json", ".claude/settings.json",
+    for path in ("features/parser/tasks/add.md", "features/parser/tasks/add.evidence.json", ".claude/settings.local.json",
                  ".lane/active-task.json", ".git/hooks/pre-commit"):
         answer = hook(repo, edit(repo, "Write", path))
         assert answer["permissionDecision"] == "deny", (path, answer)
@@ -168,7 +209,7 @@ def test_the_agent_cannot_edit_its_own_task_or_the_hooks(repo: Path) -> None:
 def test_verify_counts_the_agents_work_not_lanes_hooks_and_not_a_widened_task(repo: Path) -> None:
     (repo / "src" / "app" / "parser.py").write_text("x = 3\n")
     done = lane(repo, "task", "verify", "parser", "add", "--json")
-    assert done.returncode == 0, done.stdout  # .lane/ and lane's hook in .claude/settings.json are not the agent's work
+    assert done.returncode == 0, done.stdout  # .lane/ and lane's hook in .claude/settings.local.json are not the agent's work
     task = repo / "features" / "parser" / "tasks" / "add.md"
     task.write_text(task.read_text().replace("- src/app/parser.py", "- src/app/parser.py\n- src/**"))
     (repo / "src" / "app" / "other.py").write_text("y = 3\n")

@@ -143,7 +143,7 @@ def _shown(path: Path, root: Path) -> str:
 
 @app.command()
 def start(feature: Feature, task: TaskName, project: ProjectDir = Path(".")) -> None:
-    """Make TASK the active task: Claude Code (a PreToolUse hook in .claude/settings.json) and git (a pre-commit
+    """Make TASK the active task: Claude Code (a PreToolUse hook in .claude/settings.local.json, on file edits and Bash) and git (a pre-commit
     hook) then refuse edits and commits outside its FILES, until `lane task stop`."""
     from lane.cli.commands import errors
     from lane.coding.hooks import start as start_task

@@ -1,8 +1,8 @@
 """Enforcement inside coding tools: a task's FILES, held by Claude Code and by git while the task is active.
 
 `start` marks the active task in `.lane/active-task.json` and installs two hooks:
-a Claude Code `PreToolUse` hook in `.claude/settings.json` that runs
-`lane hook claude`, and a git `pre-commit` hook that runs `lane hook pre-commit`.
+a Claude Code `PreToolUse` hook in `.claude/settings.local.json` (the file that is one person's, never
+shared: the hook names this machine's Python) that runs `lane hook claude` for file edits and Bash, and a git `pre-commit` hook that runs `lane hook pre-commit`.
 `stop` removes exactly what `start` added. Both hooks fail closed: any error
 denies the edit or blocks the commit, with the reason.
 """
@@ -24,9 +24,9 @@ from lane.coding.tasks import load_task, records_work
 from lane.errors import UsageError
 
 ACTIVE = Path(".lane") / "active-task.json"
-SETTINGS = Path(".claude") / "settings.json"
+SETTINGS = Path(".claude") / "settings.local.json"  # one person's settings: the hook names this machine's Python
 EDIT_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
-MATCHER = "|".join(EDIT_TOOLS)
+MATCHER = "|".join((*EDIT_TOOLS, "Bash"))
 PRE_COMMIT_MARK = "# lane: task pre-commit hook"
 SAVED_SUFFIX = ".lane-saved"
 
@@ -111,6 +111,8 @@ def claude_decision(payload: str, root: Path | None = None) -> dict[str, Any]:
         tool = data.get("tool_name")
         if not isinstance(tool, str) or not tool:
             raise ValueError("the hook input has no tool_name")
+        if tool == "Bash":
+            return _bash_decision(data, root)
         if tool not in EDIT_TOOLS:
             return {}
         tool_input = data.get("tool_input")
@@ -135,6 +137,28 @@ def claude_decision(payload: str, root: Path | None = None) -> dict[str, Any]:
         return _decision("allow", f"{rel} is in the FILES of task {current.feature}/{current.task}")
     except Exception as exc:  # fail closed: a hook that cannot decide denies
         return _decision("deny", f"lane could not check this edit, so it is denied: {exc}")
+
+
+def _bash_decision(data: dict[str, Any], root: Path | None) -> dict[str, Any]:
+    """Deny a Bash command that would commit, skip or move hooks, write or put back a path outside FILES, or change
+    lane's state; no answer otherwise (Claude Code's permissions decide). Best effort: verify is the backstop."""
+    from lane.coding.shell_guard import bash_denial, path_check
+
+    tool_input = data.get("tool_input")
+    command = tool_input.get("command") if isinstance(tool_input, dict) else None
+    if not isinstance(command, str):
+        raise ValueError("Bash input has no command")
+    cwd = root or Path(str(data.get("cwd") or os.getcwd()))
+    repo = repo_root(cwd)
+    current = active(repo)
+    spec = load_task(repo, current.feature, current.task)
+    task = f"{current.feature}/{current.task}"
+
+    def guarded(rel: str) -> bool:
+        return records_work(rel) or rel == ACTIVE.as_posix() or rel.startswith((".claude/", ".git/", ".lane/"))
+
+    denial = bash_denial(command, path_check(cwd, repo, spec.in_scope, guarded, ", ".join(spec.files) or "none", task))
+    return _decision("deny", denial) if denial else {}
 
 
 def _decision(decision: str, reason: str) -> dict[str, Any]:
@@ -228,12 +252,14 @@ def staged_outside(root: Path) -> tuple[Active, list[str]]:
 
 
 def exclude_state(root: Path) -> None:
-    """lane's state folder is never part of a commit: say so in the repository's own exclude file."""
+    """lane's state folder, and the personal settings that hold lane's hook, are never part of a commit: say so in
+    the repository's own exclude file."""
     exclude = (root / git(root, "rev-parse", "--git-path", "info/exclude").strip()).resolve()
     lines = exclude.read_text().splitlines() if exclude.exists() else []
-    if "/.lane/" not in lines:
+    missing = [line for line in ("/.lane/", f"/{SETTINGS.as_posix()}") if line not in lines]
+    if missing:
         exclude.parent.mkdir(parents=True, exist_ok=True)
-        exclude.write_text("\n".join([*lines, "/.lane/"]) + "\n")
+        exclude.write_text("\n".join([*lines, *missing]) + "\n")
 
 
 def _hooks_dir(root: Path) -> Path:
