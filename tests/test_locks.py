@@ -186,7 +186,8 @@ def test_a_signed_lock_edited_afterwards_loses_its_sign_off(repo: Path) -> None:
     assert edited.exit_code == 1
     assert json.loads(edited.stdout) | {"holes": []} == {
         "feature": "dash", "path": "features/dash/LOCK.md", "holes": [], "signed_by": "Ana Lima",
-        "signed_at": record["signed_at"], "void": True, "ok": False,
+        "signed_at": record["signed_at"], "void": True, "ok": False, "verified": None,
+        "verification": "a record, not a proof: name locks.allowed_signers in lane.yaml to have sign-offs signed with SSH keys",
     }  # fmt: skip
     text = runner.invoke(cli.app, ["check", "dash", "-p", str(repo), "--today", "2026-01-01"])
     assert text.exit_code == 1
@@ -218,3 +219,42 @@ def test_usage_errors_exit_2_and_say_how_to_fix_them(repo: Path) -> None:
     write_lock(repo, COMPLETE)
     nobody = runner.invoke(cli.app, ["sign", "dash", "--by", " ", "-p", str(repo)])
     assert nobody.exit_code == 2 and "--by" in nobody.stderr
+
+
+def ssh_key(folder: Path, name: str) -> tuple[Path, str]:
+    key = folder / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True, capture_output=True)
+    return key, (folder / f"{name}.pub").read_text().strip()
+
+
+def test_an_ssh_signed_sign_off_cannot_be_forged_by_editing_a_file(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    keys = tmp_path_factory.mktemp("keys")
+    ann, ann_public = ssh_key(keys, "ann")
+    eve, _ = ssh_key(keys, "eve")
+    (repo / "allowed_signers").write_text(f'ann@example.com namespaces="lane-lock" {ann_public}\n')
+    (repo / "lane.yaml").write_text("project: shop\nroles: {}\nlocks: {allowed_signers: allowed_signers}\n")
+    path = write_lock(repo, COMPLETE)
+
+    unsigned = runner.invoke(cli.app, ["sign", "dash", "--by", "ann@example.com", "-p", str(repo), "--today", "2026-01-01"])
+    assert unsigned.exit_code == 2 and "sign with your SSH key, --key" in unsigned.output
+    as_ann = runner.invoke(cli.app, ["sign", "dash", "--by", "ann@example.com", "--key", str(eve), "-p", str(repo), "--today", "2026-01-01"])
+    assert as_ann.exit_code == 2 and "is not allowed to sign locks as ann@example.com" in as_ann.output  # eve's key, ann's name
+    signed = runner.invoke(cli.app, ["sign", "dash", "--by", "ann@example.com", "--key", str(ann), "-p", str(repo), "--today", "2026-01-01"])
+    assert signed.exit_code == 0 and "with an SSH signature" in signed.output
+    checked = runner.invoke(cli.app, ["check", "dash", "-p", str(repo), "--today", "2026-01-01"])
+    assert checked.exit_code == 0 and "SSH signature verified: ann@example.com is an allowed signer" in checked.output
+
+    signoff = path.with_name("LOCK.signoff.json")
+    record = json.loads(signoff.read_text())
+    signoff.write_text(json.dumps({**record, "signed_by": "bob@example.com"}))  # sign as someone else by editing the file
+    forged = check_lock(repo, "dash", today=TODAY)
+    assert forged.verified is False and not forged.ok and "does not verify as bob@example.com" in str(forged.verification)
+
+    path.write_text(COMPLETE.replace("zero errors", "zero errors for a week"))  # change the lock and re-hash it
+    import hashlib
+
+    signoff.write_text(json.dumps({**record, "sha256": hashlib.sha256(path.read_text().encode()).hexdigest()}))
+    rehashed = check_lock(repo, "dash", today=TODAY)
+    assert not rehashed.void and rehashed.verified is False and not rehashed.ok  # the hash matches; the signature does not
+    signoff.write_text(json.dumps({k: v for k, v in record.items() if k != "ssh_signature"}))
+    assert "has no SSH signature" in str(check_lock(repo, "dash", today=TODAY).verification)

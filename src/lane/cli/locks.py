@@ -66,17 +66,24 @@ def sign(
     by: Annotated[str, typer.Option("--by", help="Who signs the lock off.")],
     project: ProjectDir = Path("."),
     commit: Annotated[bool, typer.Option("--commit", help="Then commit the lock and its sign-off (only those two files).")] = False,
+    key: Annotated[Path | None, typer.Option("--key", metavar="PATH", help="Your SSH private key, to sign with when lane.yaml "
+                                             "names locks.allowed_signers.", show_default="$LANE_SIGNING_KEY")] = None,
     today: Today = None,
 ) -> None:
     """Record the sign-off: who, when (UTC) and the sha256 of the lock. Any later edit voids it.
 
+    When lane.yaml names `locks: {allowed_signers: FILE}` (git's format), the sign-off is also an SSH signature
+    made with --key, and `lane lock check` verifies it: nobody can sign as someone else by editing a file.
     Refuses (exit 1) a lock that still has holes.
     """
+    import os
+
+    key = key or (Path(os.environ["LANE_SIGNING_KEY"]) if os.environ.get("LANE_SIGNING_KEY") else None)
     from lane.cli.commands import errors
 
     with errors():
         try:
-            signoff = sign_lock(project, feature, by, today=parse_day(today))
+            signoff = sign_lock(project, feature, by, today=parse_day(today), key=key)
         except LockHasHoles as exc:
             for hole in exc.report.holes:
                 render.out.print(escape(str(hole)))
@@ -84,7 +91,7 @@ def sign(
             _exit(1)
     render.out.print(
         f"[green]signed[/] the lock of {escape(feature)} as {escape(signoff.signed_by)} at {signoff.signed_at} "
-        f"(sha256 {signoff.sha256[:12]}); any edit to it voids the sign-off"
+        f"(sha256 {signoff.sha256[:12]}{', with an SSH signature' if signoff.ssh_signature else ''}); any edit to it voids the sign-off"
     )
     if commit:
         from lane.coding.commit import commit_lock
@@ -104,11 +111,14 @@ def _render_check(report: LockReport, at: str) -> None:
             f"{escape(report.path)}: the sign-off by {who} at {report.signed_at} is void: the lock changed after it was "
             f"signed (its sha256 differs); sign it again: lane lock sign {feature} --by NAME{at}"
         )
+    if report.verified is False:
+        render.out.print(f"{escape(report.path)}: the sign-off by {who} does not count: {escape(report.verification or '')}")
     if report.holes:
         count = len(report.holes)
         render.err.print(f"[red]{count} hole{'s' if count != 1 else ''}[/] in the lock of {feature}; fill them, then: lane lock check {feature}{at}")
     elif report.signed:
-        render.out.print(f"[green]ok[/]: the lock of {feature} is complete, signed by {who} at {report.signed_at}")
+        render.out.print(f"[green]ok[/]: the lock of {feature} is complete, signed by {who} at {report.signed_at}"
+                         f" ({escape(report.verification or '')})")
     elif not report.void:
         render.out.print(f"[green]ok[/]: the lock of {feature} is complete; not signed yet: lane lock sign {feature} --by NAME{at}")
 

@@ -126,19 +126,22 @@ class LockReport:
     signed_by: str | None = None
     signed_at: str | None = None
     void: bool = False
+    verified: bool | None = None  # the SSH signature checked against allowed_signers; None: lane.yaml names none
+    verification: str | None = None  # why it did not verify, or how it did
 
     @property
     def signed(self) -> bool:
-        return self.signed_by is not None and not self.void
+        return self.signed_by is not None and not self.void and self.verified is not False
 
     @property
     def ok(self) -> bool:
-        return not self.holes and not self.void
+        return not self.holes and not self.void and self.verified is not False
 
     def to_json(self) -> dict[str, object]:
         return {
             "feature": self.feature, "path": self.path, "holes": [h.to_json() for h in self.holes],
-            "signed_by": self.signed_by, "signed_at": self.signed_at, "void": self.void, "ok": self.ok,
+            "signed_by": self.signed_by, "signed_at": self.signed_at, "void": self.void, "verified": self.verified,
+            "verification": self.verification, "ok": self.ok,
         }  # fmt: skip
 
 
@@ -148,6 +151,7 @@ class SignOff:
     signed_by: str
     signed_at: str
     sha256: str
+    ssh_signature: str | None = None  # armored `ssh-keygen -Y sign` of the lock's text (signing.py)
 
 
 class LockHasHoles(LaneError):
@@ -185,7 +189,40 @@ def check_lock(root: Path, feature: str, *, today: date | None = None) -> LockRe
     if signoff is None:
         return LockReport(feature, shown, holes)
     void = signoff.sha256 != _hash(text)
-    return LockReport(feature, shown, holes, signoff.signed_by, signoff.signed_at, void)
+    verified, how = _verification(root, text, signoff)
+    return LockReport(feature, shown, holes, signoff.signed_by, signoff.signed_at, void, verified, how)
+
+
+def _verification(root: Path, text: str, signoff: SignOff) -> tuple[bool | None, str]:
+    """Whether the sign-off's SSH signature verifies against lane.yaml's allowed signers, and what was found."""
+    from lane.coding import signing
+
+    signers = signing.allowed_signers(_repo_of(root) or root)
+    if signers is None:
+        return None, "a record, not a proof: name locks.allowed_signers in lane.yaml to have sign-offs signed with SSH keys"
+    if not signoff.ssh_signature:
+        return False, f"it has no SSH signature, and lane.yaml names allowed signers ({signers.name}): sign it with --key"
+    why = signing.verify(text, signoff.ssh_signature, signoff.signed_by, signers)
+    if why is not None:
+        return False, f"the SSH signature does not verify as {signoff.signed_by} against {signers.name}: {why}"
+    return True, f"SSH signature verified: {signoff.signed_by} is an allowed signer ({signers.name})"
+
+
+def _ssh_sign(root: Path, text: str, by: str, key: Path | None) -> str | None:
+    """The SSH signature of the lock by `by`'s `key` when lane.yaml names allowed signers (checked at once: a key not
+    allowed for that name is refused, not written), else None."""
+    from lane.coding import signing
+
+    signers = signing.allowed_signers(_repo_of(root) or root)
+    if signers is None:
+        return None
+    if key is None:
+        raise UsageError(f"lane.yaml names allowed signers ({signers.name}): sign with your SSH key, --key ~/.ssh/id_ed25519")
+    signature = signing.sign(text, key.expanduser())
+    why = signing.verify(text, signature, by, signers)
+    if why is not None:
+        raise UsageError(f"{key} is not allowed to sign locks as {by} ({signers.name}: {why}); sign as the name its key is listed under")
+    return signature
 
 
 def _repo_of(root: Path) -> Path | None:
@@ -198,7 +235,8 @@ def _repo_of(root: Path) -> Path | None:
         return root
 
 
-def sign_lock(root: Path, feature: str, by: str, *, today: date | None = None, now: datetime | None = None) -> SignOff:
+def sign_lock(root: Path, feature: str, by: str, *, today: date | None = None, now: datetime | None = None,
+              key: Path | None = None) -> SignOff:
     """Record who signed FEATURE's lock, when, and the sha256 of its text; raise LockHasHoles if it has any."""
     if not by.strip():
         raise UsageError("--by needs the name of the person signing")
@@ -207,8 +245,11 @@ def sign_lock(root: Path, feature: str, by: str, *, today: date | None = None, n
         raise LockHasHoles(report)
     path = lock_path(root, feature)
     when = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    signoff = SignOff(feature, by.strip(), when, _hash(path.read_text(encoding="utf-8")))
-    record = {"feature": feature, "lock": LOCK_FILE, "signed_by": signoff.signed_by, "signed_at": when, "sha256": signoff.sha256}
+    text = path.read_text(encoding="utf-8")
+    signature = _ssh_sign(root, text, by.strip(), key)
+    signoff = SignOff(feature, by.strip(), when, _hash(text), signature)
+    record = {"feature": feature, "lock": LOCK_FILE, "signed_by": signoff.signed_by, "signed_at": when, "sha256": signoff.sha256,
+              **({"ssh_signature": signature} if signature else {})}
     path.with_name(SIGNOFF_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return signoff
 
@@ -334,7 +375,9 @@ def _read_signoff(root: Path, path: Path) -> SignOff | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return SignOff(str(data["feature"]), str(data["signed_by"]), str(data["signed_at"]), str(data["sha256"]))
+        signature = data.get("ssh_signature")
+        return SignOff(str(data["feature"]), str(data["signed_by"]), str(data["signed_at"]), str(data["sha256"]),
+                       str(signature) if signature else None)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{_shown(root, path)} is not a sign-off lane wrote ({exc}): delete it and sign again with `lane lock sign`") from exc
 

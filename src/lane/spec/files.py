@@ -143,6 +143,12 @@ class Person(Strict):
     description: str = ""
 
 
+class LockConfig(Strict):
+    """`locks:` in lane.yaml: who may sign a lock, as git's allowed_signers file (coding/signing.py)."""
+
+    allowed_signers: str | None = None
+
+
 class LaneFile(Strict):
     project: str
     description: str = ""
@@ -155,6 +161,7 @@ class LaneFile(Strict):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     store: str = "sqlite:///.lane/lane.db"
     people: dict[str, Person] = {}  # who signs in to `lane serve` (tokens: `lane token create NAME`), and their roles
+    locks: LockConfig | None = None  # the coding track's lock sign-offs (coding/signing.py)
 
 
 class ContextTrigger(Strict):
