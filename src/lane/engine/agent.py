@@ -64,6 +64,8 @@ class AgentStep:
             tools = await self.state.toolbox.allowed(self.allowlists)
         except ToolError as exc:  # an MCP server that cannot start
             raise StepFailed(str(exc)) from exc
+        if not self.skill_tools:  # `tools: ["*"]` matches skills.load too: an agent without skills is not offered it
+            tools = [t for t in tools if t.name not in SKILL_TOOLS]
         self.tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in tools)
         self.messages = self.context()
         self.lane = self.recorded_lane()
