@@ -6,14 +6,17 @@ Slow: loads a 250 MB model. Runs in CI.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
 import lane
+from conftest import lane as run_lane
 from conftest import write_project
 
 pytest.importorskip("llama_cpp", reason="install lane[local]")
@@ -298,3 +301,12 @@ def test_weights_are_assembled_once_even_by_processes_at_the_same_time(tmp_path:
         f.truncate(1000)
     again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and target.stat().st_size > 200_000_000
+
+
+def test_the_demo_inbox_is_classified_right_with_the_examples_nearest_each_email(tmp_path: Path) -> None:
+    """The support-triage example's fixtures: 5 of 8 with 8 fixed examples, 8 of 8 with the 4 of 48 nearest each email."""
+    root = tmp_path / "triage"
+    shutil.copytree(str(resources.files("lane.examples") / "support_triage"), root)
+    ran = run_lane("test", "support-triage", "--json", cwd=root, timeout=900)
+    summary = json.loads(ran.stdout or "{}")
+    assert summary.get("passed", 0) >= 7, ran.stdout + ran.stderr

@@ -3,7 +3,8 @@
 The built-in model is small and a base model: it continues text rather than
 following chat instructions, so it gets few-shot text (the step's direction,
 goal, tools, `examples:`, this input, then `Output:` or `Call:`), and after a
-tool result it answers rather than calling again.
+tool result it answers rather than calling again. Of a step's many examples it
+sees the few nearest this input (models/nearest.py).
 
 A small base model cannot be trusted to write valid JSON, so it does not have
 to: every reply is decoded under a grammar built from a JSON schema. With tools,
@@ -27,10 +28,12 @@ from typing import Any
 
 from lane.errors import ModelError, ModelUnavailable
 from lane.models.base import ModelRequest, ModelResponse, ToolCall, ToolSpec, Usage
+from lane.models.nearest import nearest
 from lane.models.weights import INSTALL
 
 N_CTX = 4096
 MAX_TOKENS = 512
+EXAMPLES_SHOWN = 4  # of a step's examples, the model sees at most this many: those nearest its input
 
 _LOADED: dict[Path, tuple[Any, threading.Lock]] = {}
 _LOADING = threading.Lock()
@@ -222,7 +225,7 @@ def render_prompt(request: ModelRequest, schema: dict[str, Any] | None) -> str:
     if request.tools:
         head.append(_tools_text(request.tools))
     lines = ["\n\n".join(p for p in head if p), ""]
-    for inputs, output in task.examples:
+    for inputs, output in nearest(task.examples, task.inputs, EXAMPLES_SHOWN):
         lines += [f"Input: {_json(inputs)}", f"Output: {_json(output)}", ""]
     lines.append(f"Input: {_json(task.inputs)}")
     for message in request.messages[2:]:  # after the system and task messages: this step's turns
