@@ -363,3 +363,22 @@ def test_the_example_writer_loads_its_refund_policy_only_for_emails_about_money(
         assert money.status == other.status == "paused"  # at send, for the support lead
         drafts = [next(s for s in project.show(r.run_id)["steps"] if s["id"] == "draft") for r in (money, other)]
     assert [s["name"] for s in drafts[0]["skills"]] == ["refund-policy"] and "skills" not in drafts[1]
+
+
+def test_the_built_in_model_is_not_offered_skills(tmp_path: Path) -> None:
+    """A 270M base model offered the catalog never loaded a skill and named topics worse: it gets neither."""
+    from lane.models.base import ModelRequest, Settings, Task, ToolSpec
+    from lane.models.local import render_prompt, without_skills
+    from lane.spec.skills import catalog, parse_skill
+
+    skill, _ = parse_skill(POLICY.lstrip(), "skills/refund-policy/SKILL.md", "refund-policy")
+    assert skill is not None
+    direction = "You write replies.\n\n" + catalog([skill])
+    tools = (ToolSpec("skills.load", "Load a skill.", {"type": "object"}), ToolSpec("skills.read", "Read.", {"type": "object"}))
+    request = ModelRequest(messages=[{"role": "system", "content": direction}, {"role": "user", "content": "Goal"}], tools=tools,
+                           output_schema={"type": "object"}, step_id="draft", turn=0, seq=0, tool_choice="auto",
+                           task=Task(direction, "Write a reply.", {"category": "billing"}, ()), settings=Settings(), on_stream=None)
+    prompt = render_prompt(without_skills(request), None)
+    assert "skills.load" not in prompt and "# Skills" not in prompt and "refund-policy" not in prompt
+    assert prompt.startswith("You write replies.") and "Task: Write a reply." in prompt
+    assert "skills.load" in render_prompt(request, None)  # what it would have seen

@@ -120,6 +120,7 @@ class LocalModel:
         self._grammars: dict[str, Any] = {}
 
     async def request(self, request: ModelRequest) -> ModelResponse:
+        request = without_skills(request)
         schema = reply_schema(request)
         prompt = render_prompt(request, schema)
         grammar = self._grammar(schema) if schema is not None else None
@@ -196,6 +197,21 @@ def grammar_schema(schema: Any) -> Any:
             continue
         out[key] = grammar_schema(value)
     return out
+
+
+def without_skills(request: ModelRequest) -> ModelRequest:
+    """The request without skills: a 270M base model offered a skill catalog and skills.load never loaded one, and
+    the names it wrote got worse (docs/skills.md), so it is not offered skills. A skill's steps want a larger model."""
+    from dataclasses import replace
+
+    from lane.tools.skills import NAMES
+
+    if not any(t.name in NAMES for t in request.tools):
+        return request
+    task = request.task
+    if task is not None and "\n\n# Skills\n\n" in task.direction:  # the catalog comes last in the agent's system text
+        task = replace(task, direction=task.direction.split("\n\n# Skills\n\n", 1)[0])
+    return replace(request, tools=tuple(t for t in request.tools if t.name not in NAMES), task=task)
 
 
 def reply_schema(request: ModelRequest) -> dict[str, Any] | None:
