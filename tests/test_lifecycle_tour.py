@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import lane as lane_api
 from conftest import lane, lane_json
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -58,12 +59,13 @@ def test_the_readme_lifecycle_tour_on_the_built_in_model(tmp_path: Path) -> None
         ran = lane("run", "support-triage", "--input", f"email=inbox/{email.name}", "--no-ask", "--json", cwd=root, timeout=600)
         assert ran.returncode == 3, ran.stdout + ran.stderr
         decide_all(root, [json.loads(ran.stdout)["run_id"]])
-    runs = [r for r in lane_json("runs", cwd=root) if r["status"] == "completed"]
-    on_v2 = sorted(r["inputs"]["email"] for r in runs if r["version"] == 2)
+    with lane_api.Project.load(root) as project:
+        runs = [r for r in project.runs() if r.status == "completed"]
+    on_v2 = sorted(r.inputs["email"] for r in runs if r.version == 2)
     assert on_v2 == ["inbox/01-double-charge.eml", "inbox/04-password-reset.eml"]  # 20% of the emails, by their file
 
     for run in runs[:6]:
-        assert lane("outcome", run["run_id"], "resolved=yes", "--by", "alice", cwd=root).returncode == 0
+        assert lane("outcome", run.run_id, "resolved=yes", "--by", "alice", cwd=root).returncode == 0
     report = lane_json("report", "support-triage", cwd=root)
     assert report["versions"] == [1, 2]
     resolved = next(k for k in report["kpis"] if k["name"] == "resolved")
@@ -79,3 +81,4 @@ def test_the_readme_lifecycle_tour_on_the_built_in_model(tmp_path: Path) -> None
     proposals = lane_json("autonomy", "support-triage", cwd=root)["proposals"]
     send = next(p for p in proposals if p["step"] == "send" and p["version"] == 1)
     assert (send["proposal"]["from"], send["proposal"]["to"]) == ("guarded", "auto")
+    assert "14 of 14 approved without edit" in send["proposal"]["text"]  # the demo's 8 and the 6 emails v1 kept, as the README says
