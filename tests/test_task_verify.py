@@ -234,6 +234,31 @@ def test_dependencies_in_other_formats_fail_too(repo: Path) -> None:
         assert expected in reasons, reasons
 
 
+def test_dependencies_in_uv_lock_inline_script_metadata_and_tox_fail_too(repo: Path) -> None:
+    write(repo, "uv.lock", 'version = 1\n\n[[package]]\nname = "rich"\nversion = "13.7.0"\nsource = { registry = "https://pypi.org/simple" }\n')
+    write(repo, "tox.ini", "[tox]\nenvlist = py311\n\n[testenv]\ndeps =\n    pytest\n")
+    write(repo, "tests/tool.py", "# /// script\n# dependencies = [\"httpx\"]\n# ///\nprint(1)\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "locks and tox")
+    task(repo, extra_files="- uv.lock\n- tox.ini")
+    do_the_work(repo)
+    with (repo / "uv.lock").open("a") as f:
+        f.write('\n[[package]]\nname = "evil"\nversion = "1.0"\nsource = { git = "https://example.invalid/evil" }\n')
+    (repo / "uv.lock").write_text((repo / "uv.lock").read_text().replace('"13.7.0"', '"14.0.0"'))
+    (repo / "tox.ini").write_text((repo / "tox.ini").read_text() + "    requests\n\n[testenv:lint]\ndeps = ruff\n")
+    write(repo, "tests/tool.py", "# /// script\n# requires-python = \">=3.8\"\n# dependencies = [\"httpx\", \"leftpad\"]\n# ///\nprint(1)\n")
+    write(repo, "tests/plain.py", "print('no block: no dependencies')\n")
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    reasons = sorted(v["reason"] for v in violations(evidence, "dependencies"))
+    for expected in ('new dependency in uv.lock: evil 1.0 {"git":"https://example.invalid/evil"}',
+                     "changed dependency in uv.lock: rich 14.0.0", "new dependency in [testenv] deps: requests",
+                     "new dependency in [testenv:lint] deps: ruff", "new dependency in # /// script dependencies: leftpad",
+                     "new dependency in # /// script requires-python: python >=3.8"):
+        assert any(r.startswith(expected) for r in reasons), (expected, reasons)
+    assert not any("httpx" in r or "pytest" in r for r in reasons)  # unchanged ones pass
+
+
 def test_a_failing_validate_command_fails_with_its_output(repo: Path) -> None:
     task(repo, extra_validate="```sh\nfor i in 1 2 3; do echo line $i; done; echo broken >&2; exit 3\necho still runs\n```")
     do_the_work(repo)

@@ -247,7 +247,8 @@ def check_files(task: Task, changes: list[Change]) -> Check:
 
 
 def check_dependencies(root: Path, sha: str, changes: list[Change]) -> Check:
-    """No new or changed requirement in a changed pyproject.toml, requirements*.txt or package.json."""
+    """No new or changed requirement in a changed pyproject.toml, requirements*.txt, package.json, uv.lock, tox.ini
+    or Python script's PEP 723 block."""
     found = []
     for change in changes:
         kind = _dependency_kind(change.path)
@@ -273,8 +274,10 @@ def check_dependencies(root: Path, sha: str, changes: list[Change]) -> Check:
 
 def _dependency_kind(path: str) -> str | None:
     folder, _, name = path.rpartition("/")
-    if name in ("pyproject.toml", "package.json"):
+    if name in ("pyproject.toml", "package.json", "uv.lock", "tox.ini"):
         return name
+    if name.endswith(".py"):
+        return "script"  # PEP 723 inline metadata, when it has a `# /// script` block
     listed = name.endswith((".txt", ".in")) and (
         name.startswith(("requirements", "constraints")) or name.endswith(("-requirements.txt", "_requirements.txt"))
         or folder.rsplit("/", 1)[-1] == "requirements")  # requirements/dev.txt
@@ -324,8 +327,54 @@ def _entries(kind: str, text: str) -> list[tuple[str, str | None, object]]:
         named += [(f"[tool.poetry.group.{g}.dependencies]", t.get("dependencies", {})) for g, t in poetry.get("group", {}).items()]
         found += [(where, name, f"{name} {_compact(spec)}") for where, table in named for name, spec in table.items()]
         return found
+    if kind == "uv.lock":  # each locked package, with its version and where it comes from
+        packages = tomllib.loads(text).get("package", [])
+        return [("uv.lock", str(pkg.get("name")), f"{pkg.get('name')} {pkg.get('version', '')} {_compact(pkg.get('source', {}))}".strip())
+                for pkg in packages if isinstance(pkg, dict) and pkg.get("name")]
+    if kind == "tox.ini":
+        return _tox_deps(text)
+    if kind == "script":
+        return _inline_script(text)
     joined = re.sub(r"\\\r?\n", " ", text)  # continued lines
     return [("requirements", None, re.sub(r"(^|\s)#.*", "", line)) for line in joined.splitlines()]
+
+
+INLINE = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")  # PEP 723's own pattern
+
+
+def _inline_script(text: str) -> list[tuple[str, str | None, object]]:
+    """A Python script's PEP 723 `# /// script` block: its dependencies and requires-python."""
+    if "# /// script" not in text:
+        return []
+    for match in INLINE.finditer(text):
+        if match.group("type") != "script":
+            continue
+        body = "".join(line[2:] if line.startswith("# ") else line[1:] for line in match.group("content").splitlines(keepends=True))
+        data = tomllib.loads(body)
+        found: list[tuple[str, str | None, object]] = [("# /// script dependencies", None, entry) for entry in data.get("dependencies", [])]
+        if "requires-python" in data:
+            found.append(("# /// script requires-python", "python", f"python {data['requires-python']}"))
+        return found
+    return []
+
+
+def _tox_deps(text: str) -> list[tuple[str, str | None, object]]:
+    """tox.ini's `deps` of every test environment (`[testenv]`, `[testenv:NAME]`)."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+    except configparser.Error as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+    found: list[tuple[str, str | None, object]] = []
+    for section in parser.sections():
+        if section == "testenv" or section.startswith("testenv:"):
+            for line in parser.get(section, "deps", fallback="").splitlines():
+                entry = re.sub(r"(^|\s)#.*", "", line).strip()
+                if entry:
+                    found.append((f"[{section}] deps", None, entry))
+    return found
 
 
 def _compact(value: object) -> str:
