@@ -18,7 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 # Commands loaded only when they run (the coding track's, serving, versions): `lane --help` lists them from here.
 # name: (module in lane.cli, its Typer app or command function, help, hidden)
 LAZY: dict[str, tuple[str, str, str, bool]] = {
-    "killdates": ("killdates", "killdates", "List every flag and shim with its kill date; --check fails on a passed date or an unregistered marker.", False),
+    "killdates": ("killdates", "killdates", "List every flag, shim and runbook version with its kill date; --check fails on one past its date that is still in use.", False),
     "context": ("context", "app", "Render the canon into AGENTS.md, CLAUDE.md, Cursor rules, Copilot instructions and each tool's skills folder, and check them.", False),
     "lock": ("locks", "app", "Pre-build locks: the gates a feature must fill and a person must sign before it is built.", False),
     "task": ("tasks", "app", "Task runbooks (FILES, TYPES, SKELETON, PROHIBITED, VALIDATE): write, enforce in coding tools, verify against git, commit.", False),
