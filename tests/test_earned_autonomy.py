@@ -144,8 +144,14 @@ def test_accepting_an_agent_proposal_changes_its_file_and_raises_each_runbook_th
     root = write_project(tmp_path / "desk", FILES)
     record(root, ["approve"] * 8)
     writer = next(s for s in lane_json("autonomy", cwd=root)["sites"] if s["kind"] == "agent")
+    write_project(root, {"runbooks/batch.yaml": """
+        runbook: batch
+        steps:
+          - {id: one, runbook: reply, with: {to: "a@example.com"}}
+    """})  # a runbook that starts one using the agent: its version holds the agent's file too
     accepted = lane_json("autonomy", "accept", writer["proposal"]["id"], "--by", "ann", cwd=root)
-    assert accepted["files"] == ["agents/writer.md", "runbooks/reply.yaml"] and accepted["versions"] == {"reply": 2}
+    assert accepted["files"] == ["agents/writer.md", "runbooks/batch.yaml", "runbooks/reply.yaml"]
+    assert accepted["versions"] == {"batch": 2, "reply": 2}
     agent = (root / "agents" / "writer.md").read_text()
     assert agent.startswith("---\n") and "autonomy: guarded" in agent and "You write replies." in agent
     assert lane("validate", cwd=root).returncode == 0

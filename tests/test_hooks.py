@@ -132,6 +132,18 @@ def bash(repo: Path, command: str) -> dict[str, object]:
     ("lane lock sign parser --by me", "lane lock sign"),
     ("echo x > features/parser/tasks/add.md", "defines or records the work"),
     ("echo $(git commit -m x)", "lane cannot analyse this command"),
+    ("$(echo gi)t commit -n -am x", "lane cannot analyse this command"),
+    ("echo x >& src/app/other.py", "writing src/app/other.py"),
+    ("echo x 1<>src/app/other.py", "writing src/app/other.py"),
+    ("git -c alias.ci=commit ci -m x", "alias"),
+    ("git -c 'alias.x=!git commit --no-verify' x", "alias"),
+    ("git commit-tree HEAD^{tree} -m x | xargs git update-ref HEAD", "writes history"),
+    ("git reset --hard", "changes the whole working tree"),
+    ("git clean -fdx", "changes the whole working tree"),
+    ("git checkout .", "changes the whole working tree"),
+    ("git checkout HEAD~0 src/app/other.py", "git checkout of src/app/other.py"),
+    ("git --config-env=core.hooksPath=X status", "core.hooksPath"),
+    ("uv run lane task stop", "lane task stop"),
 ])
 def test_the_claude_hook_denies_bash_that_would_get_around_the_task(repo: Path, command: str, says: str) -> None:
     answer = bash(repo, command)

@@ -234,6 +234,10 @@ def test_an_ssh_signed_sign_off_cannot_be_forged_by_editing_a_file(repo: Path, t
     (repo / "allowed_signers").write_text(f'ann@example.com namespaces="lane-lock" {ann_public}\n')
     (repo / "lane.yaml").write_text("project: shop\nroles: {}\nlocks: {allowed_signers: allowed_signers}\n")
     path = write_lock(repo, COMPLETE)
+    uncommitted = runner.invoke(cli.app, ["sign", "dash", "--by", "ann@example.com", "--key", str(ann), "-p", str(repo), "--today", "2026-01-01"])
+    assert uncommitted.exit_code == 2 and "allowed_signers is not committed" in uncommitted.output
+    for args in (["add", "-A"], ["-c", "user.email=t@example.com", "-c", "user.name=T", "commit", "-qm", "signers"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
     unsigned = runner.invoke(cli.app, ["sign", "dash", "--by", "ann@example.com", "-p", str(repo), "--today", "2026-01-01"])
     assert unsigned.exit_code == 2 and "sign with your SSH key, --key" in unsigned.output
@@ -246,6 +250,16 @@ def test_an_ssh_signed_sign_off_cannot_be_forged_by_editing_a_file(repo: Path, t
 
     signoff = path.with_name("LOCK.signoff.json")
     record = json.loads(signoff.read_text())
+    _, eve_public = ssh_key(keys, "eve2")
+    signers = (repo / "allowed_signers").read_text()
+    (repo / "allowed_signers").write_text(signers + f'ann@example.com namespaces="lane-lock" {eve_public}\n')  # eve adds her key
+    tampered = check_lock(repo, "dash", today=TODAY)
+    assert tampered.verified is False and "allowed_signers has uncommitted changes" in str(tampered.verification)
+    (repo / "allowed_signers").write_text(signers)
+    signoff.write_text(json.dumps({**record, "signed_at": "2020-01-01T00:00:00Z"}))  # the time is signed too
+    assert check_lock(repo, "dash", today=TODAY).verified is False
+    signoff.write_text(json.dumps({**record, "ssh_signature": "é"}))  # not a signature: a one-line answer, not a crash
+    assert "not an armored SSH signature" in str(check_lock(repo, "dash", today=TODAY).verification)
     signoff.write_text(json.dumps({**record, "signed_by": "bob@example.com"}))  # sign as someone else by editing the file
     forged = check_lock(repo, "dash", today=TODAY)
     assert forged.verified is False and not forged.ok and "does not verify as bob@example.com" in str(forged.verification)

@@ -238,3 +238,14 @@ def test_release_errors_say_how_to_fix_them(tmp_path: Path) -> None:
     bad = lane("release", "care", "2", "--key", "steps.x", cwd=root)
     assert bad.returncode == 2 and "routing key reads the inputs" in bad.stderr
     assert json.loads(lane("release", "care", "--json", cwd=root).stdout)["candidate"] is None
+
+
+def test_a_runbook_file_older_than_the_stable_version_is_refused(tmp_path: Path) -> None:
+    root = shop(tmp_path)
+    (root / "runbooks" / "care.yaml").write_text(v2())
+    lane_json("release", "care", "2", "--share", "50%", cwd=root)
+    lane_json("promote", "care", cwd=root)
+    (root / "runbooks" / "care.yaml").write_text(v2(number=1))  # an old checkout of the file
+    old = lane("run", "care", "--input", "customer=ann", cwd=root)
+    assert old.returncode == 2 and "older than v2, the stable version" in old.stderr
+    assert lane_json("release", "care", cwd=root)["stable"]["version"] == 2  # nothing changed

@@ -382,3 +382,17 @@ def test_the_built_in_model_is_not_offered_skills(tmp_path: Path) -> None:
     assert "skills.load" not in prompt and "# Skills" not in prompt and "refund-policy" not in prompt
     assert prompt.startswith("You write replies.") and "Task: Write a reply." in prompt
     assert "skills.load" in render_prompt(request, None)  # what it would have seen
+
+
+def test_a_skill_that_is_a_link_out_of_the_project_is_refused(tmp_path: Path) -> None:
+    root = desk(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "SKILL.md").write_text("---\nname: leak\ndescription: Outside.\n---\nSECRET-OUTSIDE\n")
+    (root / "skills" / "leak").symlink_to(outside, target_is_directory=True)
+    (root / "skills" / "inner").mkdir()
+    (root / "skills" / "inner" / "SKILL.md").symlink_to(outside / "SKILL.md")
+    with pytest.raises(ProjectInvalid) as raised:
+        lane_api.Project.load(root)
+    text = str(raised.value)
+    assert "skills/leak:1:1: is a symbolic link" in text and "skills/inner/SKILL.md:1:1: is a symbolic link" in text

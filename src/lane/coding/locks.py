@@ -197,15 +197,29 @@ def _verification(root: Path, text: str, signoff: SignOff) -> tuple[bool | None,
     """Whether the sign-off's SSH signature verifies against lane.yaml's allowed signers, and what was found."""
     from lane.coding import signing
 
-    signers = signing.allowed_signers(_repo_of(root) or root)
+    repo = _repo_of(root) or root
+    signers = signing.allowed_signers(repo)
     if signers is None:
         return None, "a record, not a proof: name locks.allowed_signers in lane.yaml to have sign-offs signed with SSH keys"
     if not signoff.ssh_signature:
         return False, f"it has no SSH signature, and lane.yaml names allowed signers ({signers.name}): sign it with --key"
-    why = signing.verify(text, signoff.ssh_signature, signoff.signed_by, signers)
+    trusted, why = signing.committed_signers(repo, signers)
+    if trusted is None:
+        return False, str(why)
+    try:
+        why = signing.verify(signing.message(text, signoff.feature, signoff.signed_by, signoff.signed_at), signoff.ssh_signature,
+                             signoff.signed_by, trusted)
+    finally:
+        trusted.unlink(missing_ok=True)
     if why is not None:
         return False, f"the SSH signature does not verify as {signoff.signed_by} against {signers.name}: {why}"
-    return True, f"SSH signature verified: {signoff.signed_by} is an allowed signer ({signers.name})"
+    return True, f"SSH signature verified: {signoff.signed_by} is an allowed signer ({signers.name} as committed)"
+
+
+def signing_message(text: str, feature: str, by: str, at: str) -> str:
+    from lane.coding.signing import message
+
+    return message(text, feature, by, at)
 
 
 def _ssh_sign(root: Path, text: str, by: str, key: Path | None) -> str | None:
@@ -213,13 +227,20 @@ def _ssh_sign(root: Path, text: str, by: str, key: Path | None) -> str | None:
     allowed for that name is refused, not written), else None."""
     from lane.coding import signing
 
-    signers = signing.allowed_signers(_repo_of(root) or root)
+    repo = _repo_of(root) or root
+    signers = signing.allowed_signers(repo)
     if signers is None:
         return None
     if key is None:
         raise UsageError(f"lane.yaml names allowed signers ({signers.name}): sign with your SSH key, --key ~/.ssh/id_ed25519")
+    trusted, untrusted = signing.committed_signers(repo, signers)
+    if trusted is None:
+        raise UsageError(str(untrusted))
     signature = signing.sign(text, key.expanduser())
-    why = signing.verify(text, signature, by, signers)
+    try:
+        why = signing.verify(text, signature, by, trusted)
+    finally:
+        trusted.unlink(missing_ok=True)
     if why is not None:
         raise UsageError(f"{key} is not allowed to sign locks as {by} ({signers.name}: {why}); sign as the name its key is listed under")
     return signature
@@ -246,7 +267,7 @@ def sign_lock(root: Path, feature: str, by: str, *, today: date | None = None, n
     path = lock_path(root, feature)
     when = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     text = path.read_text(encoding="utf-8")
-    signature = _ssh_sign(root, text, by.strip(), key)
+    signature = _ssh_sign(root, signing_message(text, feature, by.strip(), when), by.strip(), key)
     signoff = SignOff(feature, by.strip(), when, _hash(text), signature)
     record = {"feature": feature, "lock": LOCK_FILE, "signed_by": signoff.signed_by, "signed_at": when, "sha256": signoff.sha256,
               **({"ssh_signature": signature} if signature else {})}

@@ -8,7 +8,9 @@ through `env`, `sudo`, `sh -c '...'`, `xargs`, `find -exec` and the like. Then i
 - write a path outside FILES through a redirection (`>`, `>>`, `&>`), `tee`, or an in-place edit (`sed -i`, `perl -i`);
 - change lane's own state (`lane task start|stop|commit|new`, `lane lock sign|new`).
 
-A shell can write a file in more ways than anyone lists (`python -c`, `cp`, a script), so this is not a wall:
+A command it cannot analyse (`$(...)`, a subshell) is denied while a task is active. Paths are judged from the
+folder the hook runs in (a `cd` inside the command is not followed). A shell can write a file in more ways than
+anyone lists (`python -c`, `cp`, a script), so this is not a wall:
 `lane task verify` compares the repository with the task's base and fails on any path outside FILES, whatever wrote it.
 """
 
@@ -23,8 +25,8 @@ from lane.tools.argv import Unanalysable, commands
 GIT_VALUED = {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path", "--super-prefix", "--config-env"}
 LANE_STATE = {("task", "start"), ("task", "stop"), ("task", "commit"), ("task", "new"), ("lock", "sign"), ("lock", "new"),
               ("lock", "commit"), ("feature", "plan")}
-REDIRECTS = (">", ">>", ">|", "&>", "&>>")
-SENSITIVE = ("git", "lane", "sed", "perl", "tee", ">", "hooksPath", "no-verify")
+REDIRECTS = (">", ">>", ">|", "&>", "&>>", ">&", "<>")
+WHOLE_TREE = {"reset": ("--hard", "--merge", "--keep"), "checkout": ("-f", "--force", "."), "clean": ()}
 HARMLESS_TARGETS = ("/dev/null", "/dev/stdout", "/dev/stderr")
 
 Allowed = Callable[[str], str | None]  # a path as written -> why it may not be written (None: it may)
@@ -34,10 +36,8 @@ def bash_denial(command: str, allowed: Allowed) -> str | None:
     """Why the Bash `command` is denied, or None to leave it to Claude Code's own permissions."""
     try:
         found = commands(["sh", "-c", command])
-    except Unanalysable as exc:
-        if any(word in command for word in SENSITIVE):
-            return f"lane cannot analyse this command ({exc.reason}) and it may write files or touch git: write it plainly"
-        return None
+    except Unanalysable as exc:  # while a task is active, what cannot be read is not run: the agent can write it plainly
+        return f"lane cannot analyse this command while a task is active ({exc.reason}): write it without that"
     for words in found:
         reason = _git(words, allowed) or _lane(words) or _writes(words, allowed)
         if reason:
@@ -49,12 +49,19 @@ def _git(words: list[str], allowed: Allowed) -> str | None:
     if not words or words[0] != "git":
         return None
     i, rest = 1, words[1:]
+    if any("hookspath" in word.lower() for word in rest):
+        return "git with core.hooksPath would run other hooks than lane's: a person changes git's hooks"
     for j, word in enumerate(rest):
-        if word in ("-c", "--config-env") and j + 1 < len(rest) and "hookspath" in rest[j + 1].lower():
-            return "git with core.hooksPath would run other hooks than lane's: a person changes git's hooks"
+        setting = rest[j + 1] if word in ("-c", "--config-env") and j + 1 < len(rest) else word.partition("=")[2] if word.startswith("--config-env=") else ""
+        if setting.lower().startswith("alias."):
+            return "git -c alias.* can make any command a commit: a person changes git's configuration"
     while i < len(words) and words[i].startswith("-"):
         i += 2 if words[i] in GIT_VALUED else 1
     sub, args = (words[i], words[i + 1:]) if i < len(words) else ("", [])
+    if sub in ("commit-tree", "update-ref", "replace", "filter-branch", "filter-repo", "notes"):
+        return f"git {sub} writes history: a person's step while a task is active"
+    if sub in WHOLE_TREE and (any(a in WHOLE_TREE[sub] for a in args) or (sub == "clean" and not _paths(args))):
+        return f"git {sub} {' '.join(args)} changes the whole working tree, not only the task's FILES: a person runs it"
     if "--no-verify" in args or (sub == "commit" and "-n" in args):
         return "--no-verify skips lane's pre-commit hook: the task's FILES are checked at every commit"
     if sub == "config" and any("hookspath" in a.lower() for a in args):
@@ -62,7 +69,12 @@ def _git(words: list[str], allowed: Allowed) -> str | None:
     if sub in ("commit", "merge", "rebase", "cherry-pick", "am", "revert", "stash", "push"):
         return f"git {sub} is a person's step while a task is active: `lane task verify`, then a person runs `lane task commit`"
     if sub in ("checkout", "restore", "reset", "rm", "mv", "clean"):
-        paths = args[args.index("--") + 1:] if "--" in args else ([a for a in args if not a.startswith("-")] if sub != "checkout" else [])
+        if "--" in args:
+            paths = args[args.index("--") + 1:]
+        elif sub in ("checkout", "reset"):  # a revision, then paths: every word naming a file or folder that exists counts
+            paths = [a for a in _paths(args) if os.path.exists(a)]
+        else:
+            paths = _paths(args)
         for path in paths:
             why = allowed(path)
             if why:
@@ -70,14 +82,15 @@ def _git(words: list[str], allowed: Allowed) -> str | None:
     return None
 
 
+def _paths(args: list[str]) -> list[str]:
+    return [a for a in args if not a.startswith("-")]
+
+
 def _lane(words: list[str]) -> str | None:
-    if words[:1] == ["lane"]:
-        rest = words[1:]
-    elif words and words[0].startswith("python") and "-m" in words and words[words.index("-m") + 1:][:1] == ["lane"]:
-        rest = words[words.index("-m") + 2:]
-    else:
+    """lane's state-changing commands, however they are started (`lane`, `python -m lane`, `uv run lane`, `pipx run lane`)."""
+    if "lane" not in words:
         return None
-    rest = [w for w in rest if not w.startswith("-")]
+    rest = [w for w in words[words.index("lane") + 1:] if not w.startswith("-")]
     if tuple(rest[:2]) in LANE_STATE:
         return f"lane {' '.join(rest[:2])} changes what the task is or records: a person runs it"
     return None

@@ -37,10 +37,36 @@ def allowed_signers(root: Path) -> Path | None:
     named = locks.get("allowed_signers") if isinstance(locks, dict) else None
     if not named:
         return None
-    path = root / str(named)
+    path = (root / str(named)).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise UsageError(f"lane.yaml: locks.allowed_signers names {named}, outside the repository; keep it in the repository, "
+                         "where changing it is a reviewed commit")
     if not path.is_file():
         raise UsageError(f"lane.yaml: locks.allowed_signers names {named}, which does not exist; write it in git's allowed_signers format")
     return path
+
+
+def committed_signers(root: Path, path: Path) -> tuple[Path | None, str | None]:
+    """The allowed signers as HEAD has them, written to a private temporary file, or why they cannot be trusted: an
+    uncommitted change to the file would let anyone add a key under someone's name."""
+    from lane.coding.repo import git
+
+    relative = path.resolve().relative_to(root.resolve()).as_posix()
+    try:
+        committed = git(root, "show", f"HEAD:{relative}")
+    except UsageError:
+        return None, f"{relative} is not committed: commit it (a reviewed change) before sign-offs are checked against it"
+    if committed != path.read_text(encoding="utf-8"):
+        return None, f"{relative} has uncommitted changes: who may sign is what HEAD says; commit the change (reviewed) or undo it"
+    handle, name = tempfile.mkstemp(prefix="lane-signers-")
+    os.write(handle, committed.encode("utf-8"))
+    os.close(handle)
+    return Path(name), None
+
+
+def message(text: str, feature: str, by: str, at: str) -> str:
+    """What is signed: the lock's text, and who signs which feature when (so none of them can be edited alone)."""
+    return f"{text}\n--- lane-lock-signoff feature={feature} by={by} at={at}\n"
 
 
 def sign(text: str, key: Path) -> str:
@@ -59,6 +85,8 @@ def sign(text: str, key: Path) -> str:
 
 def verify(text: str, signature: str, principal: str, signers: Path) -> str | None:
     """Why the signature of `text` by `principal` does not verify against `signers`, or None when it does."""
+    if not signature.isascii():
+        return "the signature is not an armored SSH signature"
     with tempfile.TemporaryDirectory() as folder:
         sig = Path(folder) / "LOCK.md.sig"
         sig.write_text(signature, encoding="ascii")

@@ -209,7 +209,8 @@ def accept(project: Project, proposal_id: str, *, by: str | None, days: int = 30
         level = agent.file.autonomy if agent is not None else None
         assert agent is not None or level is None
         files = {agent.source.path: _set_agent_level(spec.read(agent.source.path), proposal["to"])} if agent is not None else {}
-        books = [b for b in spec.runbooks.values() if any(s.step.agent == found["agent"] for s in b.walk())]
+        # every runbook whose version holds the agent's file: those that use it, and those that start one that does
+        books = [b for b in spec.runbooks.values() if agent is not None and agent.source.path in project._snapshot(b).files]
     if level != proposal["from"]:
         raise UsageError(f"proposal {proposal_id} changes {proposal['from']} → {proposal['to']}, but the files say {level} now: "
                          "run `lane autonomy` again")
@@ -222,10 +223,11 @@ def accept(project: Project, proposal_id: str, *, by: str | None, days: int = 30
         for path, text in files.items():
             _write(project.root / path, text)
         load_project(project.root)
-    except ProjectInvalid as exc:
+    except (ProjectInvalid, UsageError, OSError) as exc:  # whole or not at all: every file goes back as it was
         for path, text in before.items():
             _write(project.root / path, text)
-        raise UsageError(f"the new level does not load, nothing was changed: {exc.problems[0]}") from None
+        said = exc.problems[0] if isinstance(exc, ProjectInvalid) else exc
+        raise UsageError(f"the new level could not be written, nothing was changed: {said}") from None
     for book in books:
         log = project.store.release_log(book.name)
         project.store.append_release(book.name, "autonomy_changed", {
@@ -291,6 +293,7 @@ def _raise_version(text: str) -> tuple[str, int]:
 
 
 def _set_agent_level(text: str, level: str) -> str:
+    text = text.replace("\r\n", "\n")  # front matter written on Windows reads the same
     _, head, body = text.split("---\n", 2) if text.startswith("---\n") else ("", "", text)
     data = _yaml().load(head) if head else None
     if data is None:

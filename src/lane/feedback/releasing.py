@@ -52,6 +52,9 @@ class Releases:
                 return self._on(book, chosen, routing)
             if state.stable is not None and state.stable.number == number:
                 return None, book, self.project._keep(book), None
+            if state.stable is not None and number < state.stable.number:
+                raise UsageError(f"runbook {book.name} is at v{number} in {book.source.path}, older than v{state.stable.number}, the "
+                                 f"stable version: update the file (an old checkout?), or `lane rollback {book.name}` to go back")
             declared = book.file.release
             stable = self._stable_for(state, book.name, number) if declared is not None else None
             if declared is not None and stable is not None:  # `release:` in the runbook opens the release at its version's first run

@@ -55,6 +55,11 @@ def load_skills(project: ProjectSpec) -> list[Problem]:
     for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
         shown = f"{SKILLS}/{folder.name}/SKILL.md"
         path = folder / "SKILL.md"
+        if folder.is_symlink() or path.is_symlink():  # a skill reads only what is in its own folder of the project
+            which = f"{SKILLS}/{folder.name}" if folder.is_symlink() else shown
+            problems.append(Problem(which, 1, 1, "is a symbolic link: a skill's folder and SKILL.md must be real files in "
+                                                 "the project (copy the skill in)"))
+            continue
         if not path.is_file():
             problems.append(Problem(f"{SKILLS}/{folder.name}", 1, 1, "a skill folder needs a SKILL.md (front matter with name and "
                                                                      "description, then the instructions)"))
