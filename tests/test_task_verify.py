@@ -406,3 +406,35 @@ def test_a_commit_made_past_the_hooks_still_counts_as_the_tasks_change(repo: Pat
     assert sorted(c["path"] for c in evidence["changes"] if "evidence" not in c["path"]) == ["src/app/cart.py", "tests/test_cart.py"]
     head = CliRunner().invoke(task_cli.app, ["verify", "cart", "add-item", "--base", "HEAD", "--project", str(repo)])
     assert head.exit_code == 0  # --base still chooses
+
+
+def test_what_git_does_not_show_or_what_a_link_reads_cannot_slip_past_verify(repo: Path, tmp_path: Path) -> None:
+    """A file hidden by .git/info/exclude (a stray conftest.py), a link out of the repository or at an ignored file,
+    a file turned into a link, and a change to the exclude file itself are all flagged."""
+    write(repo, ".gitignore", "secret.txt\n")
+    write(repo, "src/app/notes.txt", "notes\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "ignore")
+    task(repo, extra_files="- src/app/*.txt\n- src/app/link*\n- conftest.py")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "the task")
+    assert CliRunner().invoke(task_cli.app, ["start", "cart", "add-item", "--project", str(repo)]).exit_code == 0
+    do_the_work(repo)
+    exclude = repo / ".git" / "info" / "exclude"
+    exclude.write_text(exclude.read_text() + "stray/\n")
+    write(repo, "stray/conftest.py", "import os  # changes every test run\n")
+    write(repo, "secret.txt", "ignored\n")
+    (tmp_path / "elsewhere.txt").write_text("outside\n")
+    (repo / "src/app/link_out").symlink_to(tmp_path / "elsewhere.txt")
+    (repo / "src/app/link_ignored").symlink_to("../../secret.txt")
+    (repo / "src/app/notes.txt").unlink()
+    (repo / "src/app/notes.txt").symlink_to("cart.py")
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    reasons = {(v["path"], v["reason"].split(":")[0].split(",")[0]) for v in violations(evidence, "files")}
+    assert ("stray/", "untracked") in reasons  # listed as hidden by the exclude file, and not in FILES
+    assert ("src/app/link_out", f"is a link to {tmp_path / 'elsewhere.txt'}") in reasons
+    assert ("src/app/link_ignored", "is a link to secret.txt") in reasons
+    assert ("src/app/notes.txt", "changed type (a file became a link") in reasons
+    assert (".git/info/exclude", "changed since the task started") in reasons
+    assert any(c["status"] == "untracked, hidden by .git/info/exclude" and c["path"] == "stray/" for c in evidence["changes"])

@@ -36,6 +36,7 @@ class Active:
     feature: str
     task: str
     base: str | None = None  # the commit the task started from: every commit since counts as its change
+    exclude: str | None = None  # sha256 of .git/info/exclude when it started: a change hides files from verify
 
 
 def lane_command(*args: str) -> str:
@@ -50,7 +51,7 @@ def start(root: Path, feature: str, task: str) -> list[str]:
     _hooks_dir(root)  # before anything is written
     exclude_state(root)
     base = _head(root)
-    _write_json(root / ACTIVE, {"feature": feature, "task": task, "base": base})
+    _write_json(root / ACTIVE, {"feature": feature, "task": task, "base": base, "exclude": exclude_digest(root)})
     done = [f"active task: {feature}/{task} ({ACTIVE})" + (f", based on {base[:12]}" if base else "")]
     done.append(_install_claude(root))
     done.append(_install_pre_commit(root))
@@ -65,6 +66,14 @@ def stop(root: Path) -> list[str]:
     done.append(_remove_claude(root))
     done.append(_remove_pre_commit(root))
     return [d for d in done if d]
+
+
+def exclude_digest(root: Path) -> str:
+    """The sha256 of the repository's .git/info/exclude (of nothing, when there is none)."""
+    import hashlib
+
+    exclude = root / git(root, "rev-parse", "--git-path", "info/exclude").strip()
+    return hashlib.sha256(exclude.read_bytes() if exclude.is_file() else b"").hexdigest()
 
 
 def _head(root: Path) -> str | None:
@@ -90,7 +99,8 @@ def active(root: Path) -> Active:
     path = root / ACTIVE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Active(str(data["feature"]), str(data["task"]), str(data["base"]) if data.get("base") else None)
+        return Active(str(data["feature"]), str(data["task"]), str(data["base"]) if data.get("base") else None,
+                      str(data["exclude"]) if data.get("exclude") else None)
     except FileNotFoundError:
         raise UsageError(f"no active task in {root}: `lane task start FEATURE TASK` sets one") from None
     except (ValueError, KeyError, TypeError) as exc:

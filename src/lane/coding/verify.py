@@ -120,7 +120,9 @@ def verify(project: Path, feature: str, name: str, base: str | None = None, time
     before = contents(root, changes)  # before VALIDATE runs: the work, not its by-products
     commands = run_validate(root, task, timeout, on_command)
     left = left_behind(root, sha, before, skip=task.own_files[1])
-    checks = [check_task_unchanged(root, sha, task), check_files(task, changes), check_dependencies(root, sha, changes),
+    files = check_files(task, changes, root)
+    files = _exclude_unchanged(root, feature, name, files)
+    checks = [check_task_unchanged(root, sha, task), files, check_dependencies(root, sha, changes),
               check_forbid(root, sha, task, changes), check_validate(task, commands, left)]
     evidence = evidence_path(root, feature, name)
     result = Verification(
@@ -196,7 +198,22 @@ def list_changes(root: Path, sha: str) -> list[Change]:
     untracked = git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
     hidden = [line[2:] for line in git(root, "ls-files", "-v", "-z").split("\0") if line[:1] in ("S", "h") or line[:1].islower()]
     return (changes + [Change("untracked", path) for path in untracked if path]
-            + [Change("hidden from git (skip-worktree or assume-unchanged)", path) for path in hidden if path])
+            + [Change("hidden from git (skip-worktree or assume-unchanged)", path) for path in hidden if path]
+            + [Change("untracked, hidden by .git/info/exclude", path) for path in _excluded(root)])
+
+
+def _excluded(root: Path) -> list[str]:
+    """Untracked files only the repository's own exclude file hides (lane's own state aside): .gitignore is shared
+    and reviewed, .git/info/exclude is not, so what it hides is listed and checked like any untracked file."""
+    from lane.coding.hooks import ACTIVE, SETTINGS
+
+    exclude = root / git(root, "rev-parse", "--git-path", "info/exclude").strip()
+    if not exclude.is_file():
+        return []
+    ignored = set(git(root, "ls-files", "--others", "--ignored", "--directory", f"--exclude-from={exclude}", "-z").split("\0"))
+    shared = set(git(root, "ls-files", "--others", "--ignored", "--directory", "--exclude-per-directory=.gitignore", "-z").split("\0"))
+    own = (ACTIVE.as_posix(), SETTINGS.as_posix())
+    return sorted(p for p in ignored - shared if p and not p.startswith((".lane/", ".claude/")) and p not in own)
 
 
 def lane_state(root: Path, sha: str, path: str) -> bool:
@@ -234,16 +251,50 @@ def _tracked(root: Path, sha: str, path: str) -> bool:
     return True
 
 
-def check_files(task: Task, changes: list[Change]) -> Check:
-    """Every path git reports (both sides of a rename) is in FILES."""
+def check_files(task: Task, changes: list[Change], root: Path | None = None) -> Check:
+    """Every path git reports (both sides of a rename) is in FILES; no path changed between file and link, and no
+    link points out of the repository or at a file git ignores."""
     found = []
     for change in changes:
+        if change.status == "type changed":
+            found.append(Violation(change.path, "changed type (a file became a link, or a link a file): a person makes that change"))
+        link = _link_problem(root, change.path) if root is not None else None
+        if link:
+            found.append(Violation(change.path, link))
         if change.old_path is not None and not task.in_scope(change.old_path):
             found.append(Violation(change.old_path, f"{change.status} to {change.path}, and {change.old_path} is not in FILES"))
         if not task.in_scope(change.path):
             where = f" from {change.old_path}" if change.old_path is not None else ""
             found.append(Violation(change.path, f"{change.status}{where}, and it is not in FILES"))
     return Check("files", not found, found)
+
+
+def _exclude_unchanged(root: Path, feature: str, name: str, files: Check) -> Check:
+    """The files check, failed too when .git/info/exclude changed since `lane task start` (what it hides, verify would
+    not see, nor git commit)."""
+    from lane.coding.hooks import ACTIVE, active, exclude_digest
+
+    if not (root / ACTIVE).exists():
+        return files
+    current = active(root)
+    if (current.feature, current.task) != (feature, name) or current.exclude is None or exclude_digest(root) == current.exclude:
+        return files
+    found = [*files.violations, Violation(".git/info/exclude", "changed since the task started: a person changes what git hides")]
+    return Check(files.name, False, found)
+
+
+def _link_problem(root: Path, path: str) -> str | None:
+    """Why a symbolic link at `path` cannot be part of the task: it leads out of the repository, or to an ignored file."""
+    full = root / path
+    if not full.is_symlink():
+        return None
+    target = Path(os.path.realpath(full))
+    try:
+        relative = target.relative_to(os.path.realpath(root)).as_posix()
+    except ValueError:
+        return f"is a link to {os.readlink(full)}, outside the repository: what it reads is not what is committed"
+    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", "--", relative], capture_output=True).returncode == 0
+    return f"is a link to {relative}, which git ignores: what it reads is not what is committed" if ignored else None
 
 
 def check_dependencies(root: Path, sha: str, changes: list[Change]) -> Check:
