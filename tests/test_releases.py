@@ -249,3 +249,22 @@ def test_a_runbook_file_older_than_the_stable_version_is_refused(tmp_path: Path)
     old = lane("run", "care", "--input", "customer=ann", cwd=root)
     assert old.returncode == 2 and "older than v2, the stable version" in old.stderr
     assert lane_json("release", "care", cwd=root)["stable"]["version"] == 2  # nothing changed
+
+
+def test_a_run_is_not_written_when_its_release_changed_after_it_was_routed(tmp_path: Path) -> None:
+    """Routing reads the release journal; the run is written only if no entry came since (a rollback, say)."""
+    from lane.store.records import ReleaseMoved
+
+    root = shop(tmp_path)
+    (root / "runbooks" / "care.yaml").write_text(v2())
+    lane_json("release", "care", "2", "--share", "50%", cwd=root)
+    with lane_api.Project.load(root) as project:
+        store = project.store
+        seq = store.release_log("care")[-1]["seq"]
+        store.append_release("care", "rolled_back", {"version": 2, "snapshot": "x", "reason": "test"}, after=seq)
+        with pytest.raises(ReleaseMoved):
+            store.create_run("r0", "care", 2, {"customer": "a"}, "me", routed_at=seq)
+        with pytest.raises(Exception, match="r0|no run"):
+            store.run("r0")  # nothing was written
+        run = project.run("care", {"customer": "b"})
+        assert project.store.run(run.run_id).version == 1  # routed again, after the rollback

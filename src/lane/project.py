@@ -30,7 +30,7 @@ from lane.secrets import Redactor
 from lane.spec.project import ProjectSpec, load_project
 from lane.spec.runbook import RunbookSpec
 from lane.spec.schema import schema_errors
-from lane.store.records import FINISHED, Event, RunRecord, now
+from lane.store.records import FINISHED, Event, ReleaseMoved, RunRecord, now
 from lane.store.sqlite import process_owner
 from lane.store.url import Store, open_store
 from lane.store.values import checked, storable, too_deep
@@ -255,17 +255,23 @@ class Project:
         if unfit is not None:
             raise UsageError(f"the inputs of runbook {runbook!r} must be JSON data: {unfit}")
         run_id = run_id or new_run_id()
-        spec, book, kept, routing = self._releases.route(book, inputs, run_id)  # the version it runs: a release may route it
-        errors = schema_errors(book.file.inputs, inputs, root="")
-        if errors:
-            lines = [f"inputs.{e}".replace("inputs.:", "inputs:") for e in errors]
-            version = f" v{book.file.version}" if routing else ""
-            raise UsageError(f"the inputs do not fit runbook {runbook!r}{version}:\n" + "\n".join(lines))
-        owner = process_owner(_token(4))
-        redact = Redactor(self.spec.secrets)
-        routed: dict[str, Any] = {"routing": routing} if routing else {}
-        started = Event(1, "run_started", None, None, now(), redact({"runbook": book.name, "version": book.file.version, "inputs": inputs, **routed}))
-        self.store.create_run(run_id, book.name, book.file.version, redact(inputs), owner, snapshot=kept, first=started)  # with where it went
+        file_book, owner, redact = book, process_owner(_token(4)), Redactor(self.spec.secrets)
+        for _ in range(20):  # a release may route it; if the release changed before the run is written, route again
+            spec, book, kept, routing, seq = self._releases.route(file_book, inputs, run_id)
+            errors = schema_errors(book.file.inputs, inputs, root="")
+            if errors:
+                lines = [f"inputs.{e}".replace("inputs.:", "inputs:") for e in errors]
+                version = f" v{book.file.version}" if routing else ""
+                raise UsageError(f"the inputs do not fit runbook {runbook!r}{version}:\n" + "\n".join(lines))
+            routed: dict[str, Any] = {"routing": routing} if routing else {}
+            started = Event(1, "run_started", None, None, now(), redact({"runbook": book.name, "version": book.file.version, "inputs": inputs, **routed}))
+            try:  # with where it went, and only if the release journal is still as the routing read it
+                self.store.create_run(run_id, book.name, book.file.version, redact(inputs), owner, snapshot=kept, first=started, routed_at=seq)
+                break
+            except ReleaseMoved:
+                continue
+        else:
+            raise UsageError(f"the release of runbook {runbook} keeps changing under this start; start the run again")
         journal = _journal(self.store, run_id, [started], on_event, redact, self._group)
         for listener in journal.listeners:
             listener(started)

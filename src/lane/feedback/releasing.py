@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from lane.spec.project import ProjectSpec
     from lane.spec.runbook import RunbookSpec
 
-Routed = tuple["ProjectSpec | None", "RunbookSpec", str, "dict[str, Any] | None"]
+Routed = tuple["ProjectSpec | None", "RunbookSpec", str, "dict[str, Any] | None", int]  # ..., the journal entry it read
 
 
 class Releases:
@@ -39,19 +39,19 @@ class Releases:
         for _ in range(20):  # another process may write the journal between reading and appending: decide again
             log = self.store.release_log(book.name)
             if not log and book.file.release is None:
-                return None, book, self.project._keep(book), None
+                return None, book, self.project._keep(book), None, 0
             state, number = rel.fold(log), book.file.version
             if number in state.rolled_back:
                 if state.stable is None:
                     raise UsageError(f"runbook {book.name} v{number} was rolled back and no earlier version is kept to run instead: "
                                      f"raise `version:` with a fix")
                 return self._on(book, state.stable, {"version": state.stable.number, "rolled_back": number,
-                                                     "why": f"v{number} was rolled back: {state.rolled_back[number]}"})
+                                                     "why": f"v{number} was rolled back: {state.rolled_back[number]}"}, state.seq)
             if state.candidate is not None and state.candidate.version.number == number:
                 chosen, routing = rel.split(book.name, state.candidate, inputs, run_id)
-                return self._on(book, chosen, routing)
+                return self._on(book, chosen, routing, state.seq)
             if state.stable is not None and state.stable.number == number:
-                return None, book, self.project._keep(book), None
+                return None, book, self.project._keep(book), None, state.seq
             if state.stable is not None and number < state.stable.number:
                 raise UsageError(f"runbook {book.name} is at v{number} in {book.source.path}, older than v{state.stable.number}, the "
                                  f"stable version: update the file (an old checkout?), or `lane rollback {book.name}` to go back")
@@ -63,17 +63,18 @@ class Releases:
                 self.store.append_release(book.name, "released", {**data, "from": "runbook"}, after=state.seq)
                 continue
             if not log:
-                return None, book, self.project._keep(book), None
+                return None, book, self.project._keep(book), None, 0
             digest = self.project._keep(book)  # a new number with no `release:`: every new run goes to it, as before releases
-            if self.store.append_release(book.name, "promoted", {"version": number, "snapshot": digest, "direct": True}, after=state.seq):
-                return None, book, digest, None
+            seq = self.store.append_release(book.name, "promoted", {"version": number, "snapshot": digest, "direct": True}, after=state.seq)
+            if seq:
+                return None, book, digest, None, seq
         raise UsageError(f"the release of runbook {book.name} keeps changing under this start; start the run again")
 
-    def _on(self, book: RunbookSpec, chosen: Version, routing: dict[str, Any]) -> Routed:
+    def _on(self, book: RunbookSpec, chosen: Version, routing: dict[str, Any], seq: int) -> Routed:
         if chosen.number == book.file.version:
-            return None, book, self.project._keep(book), routing
+            return None, book, self.project._keep(book), routing, seq
         spec = self.project._kept_spec(chosen.snapshot, f"runbook {book.name} v{chosen.number}, the version a new run is routed to,")
-        return spec, spec.runbooks[book.name], chosen.snapshot, routing
+        return spec, spec.runbooks[book.name], chosen.snapshot, routing, seq
 
     def _stable_for(self, state: rel.ReleaseState, runbook: str, number: int) -> Version | None:
         """The version a release of `number` is measured against: the stable one, else the newest earlier version

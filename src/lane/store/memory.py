@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from lane.errors import RunNotFound
-from lane.store.records import FINISHED, Event, RunRecord, now
+from lane.store.records import FINISHED, Event, ReleaseMoved, RunRecord, now
 
 KEEP_FINISHED = 1000
 
@@ -34,7 +34,10 @@ class MemoryStore:
         pass
 
     def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str,
-                   parent: tuple[str, str] | None = None, snapshot: str | None = None, first: Event | None = None) -> None:
+                   parent: tuple[str, str] | None = None, snapshot: str | None = None, first: Event | None = None,
+                   routed_at: int | None = None) -> None:
+        if routed_at is not None and max((e["seq"] for book, e in self._releases if book == runbook), default=0) != routed_at:
+            raise ReleaseMoved(runbook)
         at = now()
         parent_id, parent_step = parent or (None, None)
         self._runs[run_id] = RunRecord(run_id, runbook, version, "running", None, copy.deepcopy(inputs), at, at, owner,

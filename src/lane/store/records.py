@@ -66,3 +66,7 @@ class RunRecord:
         if self.parent_id is not None:
             out |= {"parent_id": self.parent_id, "parent_step": self.parent_step}
         return out
+
+
+class ReleaseMoved(Exception):
+    """The runbook's release journal changed between routing a new run and creating it: route it again."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lane.errors import RunBusy, RunNotFound, UsageError
-from lane.store.records import Event, RunRecord, now
+from lane.store.records import Event, ReleaseMoved, RunRecord, now
 from lane.store.values import encode, storable
 
 _HOST = socket.gethostname()
@@ -103,14 +103,20 @@ class SQLiteStore:
     # -- writing --------------------------------------------------------------
 
     def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str,
-                   parent: tuple[str, str] | None = None, snapshot: str | None = None, first: Event | None = None) -> None:
+                   parent: tuple[str, str] | None = None, snapshot: str | None = None, first: Event | None = None,
+                   routed_at: int | None = None) -> None:
         """A new run, `running` and owned by `owner`; `parent` is (run id, step) for a child run; `snapshot` the
         kept version it runs (keep_snapshot); `first` its first event, committed with it (a run is never without
-        its `run_started`)."""
+        its `run_started`). `routed_at`: the last entry of the runbook's release journal the routing read; if another
+        was written since (a rollback), nothing is written and ReleaseMoved is raised: route again."""
         at = now()
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            if routed_at is not None:
+                last = db.execute("SELECT COALESCE(MAX(seq), 0) FROM releases WHERE runbook = ?", (runbook,)).fetchone()[0]
+                if last != routed_at:
+                    raise ReleaseMoved(runbook)
             db.execute(
                 "INSERT INTO runs (run_id, runbook, version, status, inputs, started_at, updated_at, owner, parent_id, parent_step, snapshot) "
                 "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
