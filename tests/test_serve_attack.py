@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 import pytest
 from test_console import chromium
+from test_serve_api import FILES as API_FILES
 from test_serve_api import Client, post_hook, raw_get, sign, start_server, stop_server
 
 from conftest import lane, write_project
@@ -31,30 +32,12 @@ SECRET = "hunter2&<secret>"  # HTML's special characters: escaped, it no longer 
 HOOK_KEY = "the-hook-key-123"
 LEAKS = ("hunter2", "the-hook-key")  # any part of either value, in any encoding
 
+# The desk of test_serve_api, with what the attacks need besides: more people, a tool that would print the secret,
+# a model that answers with markup, a webhook, and a runbook whose texts try to break out of the page.
 FILES = {
-    "lane.yaml": """
-        project: desk
-        models: {default: scripted:model.yaml}
-        roles:
-          lead: {kind: human}
-          clerk: {kind: human}
-          writer: {kind: agent}
-        toolsets:
-          mail: {python: tools/mail.py}
-        people:
-          alice: {roles: [lead]}
-          bob: {roles: [clerk]}
-          carol: {roles: [lead]}
-          local: {roles: [lead]}
-        secrets: [env:DESK_KEY]
-    """,
-    "agents/writer.md": """
-        ---
-        name: writer
-        autonomy: auto
-        ---
-        You write.
-    """,
+    **API_FILES,
+    "lane.yaml": API_FILES["lane.yaml"].replace("bob: {roles: [clerk]}\n", "bob: {roles: [clerk]}\n          carol: {roles: [lead]}\n"
+                                                "          local: {roles: [lead]}\n"),
     "tools/mail.py": """
         import os
         from lane import tool
@@ -64,22 +47,12 @@ FILES = {
             '''Send a reply.'''
             return f"sent to {to} with key {os.environ.get('DESK_KEY', '')}"
     """,
-    "model.yaml": """
-        draft:
-          - output: {body: "Hello <script>alert(1)</script>"}
+    "model.yaml": API_FILES["model.yaml"] + """
         propose:
           - output: {body: "</textarea><script>alert(2)</script>", "\\"><img src=x onerror=alert(3)>": "<b>x</b>"}
     """,
-    "runbooks/reply.yaml": """
-        runbook: reply
-        approver: lead
-        inputs: {type: object, properties: {to: {type: string}}, required: [to]}
-        triggers:
-          - {webhook: inbound, secret: env:HOOK_KEY}
-        steps:
-          - {id: draft, agent: writer, goal: Write., output: {type: object, properties: {body: {type: string}}, required: [body]}}
-          - {id: send, tool: mail.send, args: {to: "${{ inputs.to }}", body: "${{ steps.draft.output.body }}"}}
-    """,
+    "runbooks/reply.yaml": API_FILES["runbooks/reply.yaml"].replace(
+        "        steps:\n", "        triggers:\n          - {webhook: inbound, secret: env:HOOK_KEY}\n        steps:\n", 1),
     "runbooks/review.yaml": """
         runbook: review
         description: 'Review <img src=x onerror=alert(4)>'
