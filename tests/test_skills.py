@@ -365,23 +365,22 @@ def test_the_example_writer_loads_its_refund_policy_only_for_emails_about_money(
     assert [s["name"] for s in drafts[0]["skills"]] == ["refund-policy"] and "skills" not in drafts[1]
 
 
-def test_the_built_in_model_is_not_offered_skills(tmp_path: Path) -> None:
-    """A 270M base model offered the catalog never loaded a skill and named topics worse: it gets neither."""
-    from lane.models.base import ModelRequest, Settings, Task, ToolSpec
-    from lane.models.local import render_prompt, without_skills
-    from lane.spec.skills import catalog, parse_skill
+def test_a_model_that_does_not_use_skills_is_not_offered_them(tmp_path: Path) -> None:
+    """A 270M base model offered the catalog never loaded a skill and named topics worse: the built-in model says it does
+    not use skills, and an agent on such a model gets neither the catalog nor skills.load and skills.read."""
+    from lane.models.local import LocalModel
 
-    skill, _ = parse_skill(POLICY.lstrip(), "skills/refund-policy/SKILL.md", "refund-policy")
-    assert skill is not None
-    direction = "You write replies.\n\n" + catalog([skill])
-    tools = (ToolSpec("skills.load", "Load a skill.", {"type": "object"}), ToolSpec("skills.read", "Read.", {"type": "object"}))
-    request = ModelRequest(messages=[{"role": "system", "content": direction}, {"role": "user", "content": "Goal"}], tools=tools,
-                           output_schema={"type": "object"}, step_id="draft", turn=0, seq=0, tool_choice="auto",
-                           task=Task(direction, "Write a reply.", {"category": "billing"}, ()), settings=Settings(), on_stream=None)
-    prompt = render_prompt(without_skills(request), None)
-    assert "skills.load" not in prompt and "# Skills" not in prompt and "refund-policy" not in prompt
-    assert prompt.startswith("You write replies.") and "Task: Write a reply." in prompt
-    assert "skills.load" in render_prompt(request, None)  # what it would have seen
+    assert LocalModel.uses_skills is False
+    writer = Writer()
+    writer.uses_skills = False  # type: ignore[attr-defined]
+    root = desk(tmp_path)
+    with lane_api.Project.load(root, models={"scripted:model.yaml": writer}) as project:
+        run = project.run("reply", {"category": "billing", "email": "ann@example.com"})
+        assert run.status == "completed"
+        context = next(e for e in project.store.events(run.run_id) if e.type == "context_assembled")
+        assert "# Skills" not in context.data["messages"][0]["content"] and "refund-policy" not in context.data["messages"][0]["content"]
+        assert not {"skills.load", "skills.read"} & set(context.data["tools"])
+        assert "skills" not in project.show(run.run_id)["steps"][0]  # its skills.load for billing was refused: not its tool
 
 
 def test_a_skill_that_is_a_link_out_of_the_project_is_refused(tmp_path: Path) -> None:

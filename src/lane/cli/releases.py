@@ -3,6 +3,7 @@ one or sent back, on the numbers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,20 +38,13 @@ def release(
     `release:` block does the same at the version's first run, and its rollback_when and promote_when are
     checked after each run.
     """
-    from lane.cli.commands import _load, errors
     from lane.feedback.releases import parse_share
 
-    with errors(as_json), _load(project) as loaded:
-        if version is None:
-            state = loaded.release_status(runbook)
-        else:
-            shown = _progress(as_json)
-            state = loaded.release(runbook, version, share=parse_share(share) if share is not None else None, key=key, model=model,
-                                   by=by, on_result=shown)
-    if as_json:
-        emit_json(state)
-    else:
-        _show(state)
+    if version is None:
+        _state(project, as_json, lambda loaded: loaded.release_status(runbook))
+        return
+    _state(project, as_json, lambda loaded: loaded.release(runbook, version, share=parse_share(share) if share is not None else None,
+                                                           key=key, model=model, by=by, on_result=_progress(as_json)))
 
 
 def promote(
@@ -64,14 +58,7 @@ def promote(
 ) -> None:
     """Make the released version the stable one: every new run goes to it. Runs already started on the one it
     replaces go on there; --kill-date sets the date that version must be gone by."""
-    from lane.cli.commands import _load, errors
-
-    with errors(as_json), _load(project) as loaded:
-        state = loaded.promote(runbook, by=by, kill_date=kill_date, sunset=sunset)
-    if as_json:
-        emit_json(state)
-    else:
-        _show(state)
+    _state(project, as_json, lambda loaded: loaded.promote(runbook, by=by, kill_date=kill_date, sunset=sunset))
 
 
 def rollback(
@@ -84,10 +71,15 @@ def rollback(
     """Send every new run back to the stable version: the open release is rolled back, or, with none open, the
     last promotion. Runs already started go on on their own version. A version rolled back is released again
     only under a new number."""
+    _state(project, as_json, lambda loaded: loaded.rollback(runbook, by=by, reason=reason))
+
+
+def _state(project: Path, as_json: bool, act: Callable[[Any], dict[str, Any]]) -> None:
+    """Load the project, act on its release, and print the release's state (or its JSON)."""
     from lane.cli.commands import _load, errors
 
     with errors(as_json), _load(project) as loaded:
-        state = loaded.rollback(runbook, by=by, reason=reason)
+        state = act(loaded)
     if as_json:
         emit_json(state)
     else:

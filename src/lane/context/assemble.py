@@ -24,8 +24,9 @@ class Context:
     estimated_tokens: int
 
 
-def assemble(project: ProjectSpec, agent: AgentSpec, step: StepSpec, inputs: Any, goal: str) -> Context:
-    """What the agent sees: `goal` is the step's, with its `${{ }}` already evaluated."""
+def assemble(project: ProjectSpec, agent: AgentSpec, step: StepSpec, inputs: Any, goal: str, *, skills: bool = True) -> Context:
+    """What the agent sees: `goal` is the step's, with its `${{ }}` already evaluated; with `skills`, the catalog of
+    the agent's skills."""
     plan = agent.file.context
     inputs_json = _json(inputs)
     sources = list(plan.always)
@@ -37,11 +38,11 @@ def assemble(project: ProjectSpec, agent: AgentSpec, step: StepSpec, inputs: Any
     for file in sources:
         text = project.read(file).strip()
         system.append(f"# {file}\n\n{text}")
-    skills = [project.skills[n] for n in sorted(project.skills) if project.allows(agent.file.skills, n)]
-    if skills:  # the catalog only: a skill's body comes in when the model loads it
+    offered = [project.skills[n] for n in sorted(project.skills) if project.allows(agent.file.skills, n)] if skills else []
+    if offered:  # the catalog only: a skill's body comes in when the model loads it
         from lane.spec.skills import catalog
 
-        system.append(catalog(skills))
+        system.append(catalog(offered))
     messages = [
         {"role": "system", "content": "\n\n".join(system)},
         {"role": "user", "content": _task(step, goal, inputs_json)},

@@ -64,6 +64,9 @@ class AgentStep:
             tools = await self.state.toolbox.allowed(self.allowlists)
         except ToolError as exc:  # an MCP server that cannot start
             raise StepFailed(str(exc)) from exc
+        if self.skill_tools and not self.offers_skills():
+            self.skill_tools = []
+            self.allowlists = tuple((whose, [t for t in patterns if t not in SKILL_TOOLS]) for whose, patterns in self.allowlists)
         if not self.skill_tools:  # `tools: ["*"]` matches skills.load too: an agent without skills is not offered it
             tools = [t for t in tools if t.name not in SKILL_TOOLS]
         self.tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in tools)
@@ -89,6 +92,14 @@ class AgentStep:
                     return output
                 self.messages.append({"role": "user", "content": feedback})  # a feedback loop sent a failure back
 
+    def offers_skills(self) -> bool:
+        """Whether the agent's skills are offered to its model: as recorded, once the context was; else unless the model
+        says it does not use them (`uses_skills = False`, as the built-in model: a catalog only misleads it)."""
+        recorded = self.state.journal.find("context_assembled", self.step.id)
+        if recorded is not None:
+            return SKILL_TOOLS[0] in recorded.data.get("tools", ())
+        return bool(getattr(self.model, "uses_skills", True))
+
     def feedback(self) -> str | None:
         """What a feedback loop sent back after this turn's answer, if the answer was sent back."""
         for event in self.state.journal.find_all("loop_back", self.step.id):
@@ -106,7 +117,7 @@ class AgentStep:
         goal = self.step.goal.render(self.state.scope()) if self.step.goal else ""
         goal = goal if isinstance(goal, str) else as_text(goal)
         try:
-            ctx = assemble(self.state.project, self.agent, self.step, inputs, goal)
+            ctx = assemble(self.state.project, self.agent, self.step, inputs, goal, skills=bool(self.skill_tools))
         except (ContextTooLarge, OSError) as exc:
             raise StepFailed(str(exc)) from exc
         self.state.journal.record(

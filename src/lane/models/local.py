@@ -111,6 +111,10 @@ def load(path: Path) -> tuple[Any, threading.Lock]:
 
 
 class LocalModel:
+    # A 270M base model offered a skill catalog and skills.load never loaded one, and the names it wrote got worse
+    # (docs/skills.md): an agent on it is not offered skills (engine/agent.py reads this).
+    uses_skills = False
+
     def __init__(self, model_id: str, path: Path, *, max_tokens: int = MAX_TOKENS, temperature: float = 0.0) -> None:
         self.id = model_id
         self.path = path
@@ -120,7 +124,6 @@ class LocalModel:
         self._grammars: dict[str, Any] = {}
 
     async def request(self, request: ModelRequest) -> ModelResponse:
-        request = without_skills(request)
         schema = reply_schema(request)
         prompt = render_prompt(request, schema)
         grammar = self._grammar(schema) if schema is not None else None
@@ -197,21 +200,6 @@ def grammar_schema(schema: Any) -> Any:
             continue
         out[key] = grammar_schema(value)
     return out
-
-
-def without_skills(request: ModelRequest) -> ModelRequest:
-    """The request without skills: a 270M base model offered a skill catalog and skills.load never loaded one, and
-    the names it wrote got worse (docs/skills.md), so it is not offered skills. A skill's steps want a larger model."""
-    from dataclasses import replace
-
-    from lane.tools.skills import NAMES
-
-    if not any(t.name in NAMES for t in request.tools):
-        return request
-    task = request.task
-    if task is not None and "\n\n# Skills\n\n" in task.direction:  # the catalog comes last in the agent's system text
-        task = replace(task, direction=task.direction.split("\n\n# Skills\n\n", 1)[0])
-    return replace(request, tools=tuple(t for t in request.tools if t.name not in NAMES), task=task)
 
 
 def reply_schema(request: ModelRequest) -> dict[str, Any] | None:
