@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from lane.coding.canon import CANON_DIR
-from lane.errors import ProjectInvalid
+from lane.errors import Problem, ProjectInvalid
 
 SKILLS_DIR = f"{CANON_DIR}/skills"
 PLACES = (".claude/skills", ".agents/skills", ".github/skills", ".cursor/skills", ".gemini/skills")
@@ -35,15 +35,13 @@ def canon_skills(root: Path) -> dict[str, dict[str, bytes]]:
     if not base.is_dir():
         return {}
     found: dict[str, dict[str, bytes]] = {}
-    problems = []
+    problems: list[Problem] = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = {f.relative_to(folder).as_posix(): f.read_bytes() for f in sorted(folder.rglob("*"))
                  if f.is_file() and not f.is_symlink() and not any(part.startswith(".") for part in f.relative_to(folder).parts)}
         shown = f"{SKILLS_DIR}/{folder.name}/SKILL.md"
         text = files.get("SKILL.md")
         if text is None or len(text) > MAX_SKILL_BYTES:
-            from lane.errors import Problem
-
             problems.append(Problem(f"{SKILLS_DIR}/{folder.name}", 1, 1, "a skill folder needs a SKILL.md (at most 256 KiB)"))
             continue
         _, found_problems = parse_skill(text.decode("utf-8", "replace"), shown, folder.name)
@@ -104,15 +102,14 @@ def state(root: Path, skills: dict[str, dict[str, bytes]]) -> list[tuple[str, st
     return found
 
 
-def place(root: Path, skills: dict[str, dict[str, bytes]], *, force: bool) -> list[tuple[str, str, str]]:
-    """Copy every canon skill to every place: (folder, action, note). Refuses (raises UsageError, writing nothing)
-    when a placed skill was edited by hand or a folder there is not lane's, unless --force (hand edits only)."""
-    from lane.errors import UsageError
+def refusals(problems: list[tuple[str, str, str]], *, force: bool) -> list[str]:
+    """What a build must not overwrite: a folder lane did not write, and (without --force) a hand edit."""
+    return [f"{path}: {message}" for path, kind, message in problems if kind == "foreign" or (kind == "edited" and not force)]
 
-    problems = state(root, skills)
-    refused = [f"{path}: {message}" for path, kind, message in problems if kind == "foreign" or (kind == "edited" and not force)]
-    if refused:
-        raise UsageError("nothing was written:\n" + "\n".join(refused))
+
+def place(root: Path, skills: dict[str, dict[str, bytes]], problems: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Copy every canon skill to every place where `problems` (from `state`, with nothing refused) says it differs:
+    (folder, action, note); and remove lane's copies no canon skill renders any more."""
     done = []
     kinds = {path: kind for path, kind, _ in problems}
     for place_dir in PLACES:

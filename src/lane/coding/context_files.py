@@ -305,14 +305,15 @@ def build(root: Path, *, force: bool = False) -> BuildReport:
             plans.append((Change(path, "removed", "no canon file renders it now"), None))
         else:
             plans.append((Change(path, "kept", "no canon file renders it now, but it holds text of yours: delete it yourself"), None))
-    from lane.coding.canon_skills import canon_skills, place, state
+    from lane.coding.canon_skills import canon_skills, place, refusals, state
 
     skills = canon_skills(root)
-    refused += [f"{path}: {message}" for path, kind, message in state(root, skills) if kind == "foreign" or (kind == "edited" and not force)]
+    differ = state(root, skills)
+    refused += refusals(differ, force=force)
     if refused:
         raise UsageError("nothing was written:\n" + "\n".join(refused))
     changes = [_apply(root, change, text) for change, text in plans]
-    changes += [Change(path, action, note) for path, action, note in place(root, skills, force=force)]
+    changes += [Change(path, action, note) for path, action, note in place(root, skills, differ)]
     return BuildReport(changes, _warnings(root, plans))
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from lane.coding import signing
 from lane.errors import LaneError, UsageError
 
 LOCK_FILE = "LOCK.md"
@@ -195,8 +196,6 @@ def check_lock(root: Path, feature: str, *, today: date | None = None) -> LockRe
 
 def _verification(root: Path, text: str, signoff: SignOff) -> tuple[bool | None, str]:
     """Whether the sign-off's SSH signature verifies against lane.yaml's allowed signers, and what was found."""
-    from lane.coding import signing
-
     repo = _repo_of(root) or root
     signers = signing.allowed_signers(repo)
     if signers is None:
@@ -216,17 +215,9 @@ def _verification(root: Path, text: str, signoff: SignOff) -> tuple[bool | None,
     return True, f"SSH signature verified: {signoff.signed_by} is an allowed signer ({signers.name} as committed)"
 
 
-def signing_message(text: str, feature: str, by: str, at: str) -> str:
-    from lane.coding.signing import message
-
-    return message(text, feature, by, at)
-
-
 def _ssh_sign(root: Path, text: str, by: str, key: Path | None) -> str | None:
     """The SSH signature of the lock by `by`'s `key` when lane.yaml names allowed signers (checked at once: a key not
     allowed for that name is refused, not written), else None."""
-    from lane.coding import signing
-
     repo = _repo_of(root) or root
     signers = signing.allowed_signers(repo)
     if signers is None:
@@ -267,7 +258,7 @@ def sign_lock(root: Path, feature: str, by: str, *, today: date | None = None, n
     path = lock_path(root, feature)
     when = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     text = path.read_text(encoding="utf-8")
-    signature = _ssh_sign(root, signing_message(text, feature, by.strip(), when), by.strip(), key)
+    signature = _ssh_sign(root, signing.message(text, feature, by.strip(), when), by.strip(), key)
     signoff = SignOff(feature, by.strip(), when, _hash(text), signature)
     record = {"feature": feature, "lock": LOCK_FILE, "signed_by": signoff.signed_by, "signed_at": when, "sha256": signoff.sha256,
               **({"ssh_signature": signature} if signature else {})}

@@ -206,11 +206,12 @@ def accept(project: Project, proposal_id: str, *, by: str | None, days: int = 30
         books = [book]
     else:
         agent = spec.agents.get(found["agent"])
-        level = agent.file.autonomy if agent is not None else None
-        assert agent is not None or level is None
-        files = {agent.source.path: _set_agent_level(spec.read(agent.source.path), proposal["to"])} if agent is not None else {}
+        if agent is None:
+            raise UsageError(f"agent {found['agent']} is not in the project any more: run `lane autonomy` again")
+        level = agent.file.autonomy
+        files = {agent.source.path: _set_agent_level(spec.read(agent.source.path), proposal["to"])}
         # every runbook whose version holds the agent's file: those that use it, and those that start one that does
-        books = [b for b in spec.runbooks.values() if agent is not None and agent.source.path in project._snapshot(b).files]
+        books = [b for b in spec.runbooks.values() if agent.source.path in project._snapshot(b).files]
     if level != proposal["from"]:
         raise UsageError(f"proposal {proposal_id} changes {proposal['from']} → {proposal['to']}, but the files say {level} now: "
                          "run `lane autonomy` again")
