@@ -60,10 +60,17 @@ def autonomy(
         return
     if not found["sites"]:
         render.out.print(f"no call site has a record in the last {found['days']} days: proposals come from runs")
+    quiet = 0
     for site in found["sites"]:
-        if site["proposal"] is None:
+        record = site["record"]
+        if site["proposal"] is None and not (record["decided"] or record["failed_checks"]):
+            quiet += 1  # it never waited for a person nor failed: nothing to say of it (the JSON has it)
+        elif site["proposal"] is None:
             now = f" (the files say {site['now']} now)" if site.get("now") else ""
             render.out.print(f"  keep {escape(site['level'])}: {escape(site['summary'])}{escape(now)}")
+    if quiet:
+        render.out.print(f"  {quiet} call site{'s' if quiet != 1 else ''} ran with no person deciding and no failed check: "
+                         "nothing to propose (--json lists them)")
     for site in found["proposals"]:
         p = site["proposal"]
         render.out.print(f"[bold]{escape(p['id'])}[/] {escape(p['text'])}")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from lane.spec.project import ProjectSpec
     from lane.spec.runbook import RunbookSpec
 
-Routed = tuple["ProjectSpec | None", "RunbookSpec", str, "dict[str, Any] | None", int]  # ..., the journal entry it read
+Routed = tuple["ProjectSpec | None", "RunbookSpec", str, "dict[str, Any] | None", "int | None"]  # ..., the journal entry it read
 
 
 class Releases:
@@ -38,8 +38,8 @@ class Releases:
         when no release applies: the runbook's version as it is)."""
         for _ in range(20):  # another process may write the journal between reading and appending: decide again
             log = self.store.release_log(book.name)
-            if not log and book.file.release is None:
-                return None, book, self.project._keep(book), None, 0
+            if not log and book.file.release is None:  # no release, ever: nothing to check when the run is written
+                return None, book, self.project._keep(book), None, None
             state, number = rel.fold(log), book.file.version
             if number in state.rolled_back:
                 if state.stable is None:
@@ -70,7 +70,7 @@ class Releases:
                 return None, book, digest, None, seq
         raise UsageError(f"the release of runbook {book.name} keeps changing under this start; start the run again")
 
-    def _on(self, book: RunbookSpec, chosen: Version, routing: dict[str, Any], seq: int) -> Routed:
+    def _on(self, book: RunbookSpec, chosen: Version, routing: dict[str, Any], seq: int | None) -> Routed:
         if chosen.number == book.file.version:
             return None, book, self.project._keep(book), routing, seq
         spec = self.project._kept_spec(chosen.snapshot, f"runbook {book.name} v{chosen.number}, the version a new run is routed to,")
