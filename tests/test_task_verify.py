@@ -438,3 +438,94 @@ def test_what_git_does_not_show_or_what_a_link_reads_cannot_slip_past_verify(rep
     assert ("src/app/notes.txt", "changed type (a file became a link") in reasons
     assert (".git/info/exclude", "changed since the task started") in reasons
     assert any(c["status"] == "untracked, hidden by .git/info/exclude" and c["path"] == "stray/" for c in evidence["changes"])
+
+
+def test_validate_runs_in_a_clean_checkout_of_exactly_what_would_be_committed(repo: Path) -> None:
+    """A stray conftest.py that git ignores makes a failing test pass in the working tree, and an ignored data file
+    is there to read; VALIDATE runs in a checkout of the base plus the changed paths, where neither exists."""
+    import sys
+
+    write(repo, ".gitignore", "conftest.py\n__pycache__/\n.pytest_cache/\ndata.txt\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "ignore")
+    pytest_cmd = f"{sys.executable} -m pytest -q -p no:cacheprovider tests"
+    task(repo, extra_validate=f"```sh\ntest ! -e data.txt\ntest \"$LANE_REPO\" != \"$PWD\"\n{pytest_cmd}\n```")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "the task")
+    assert CliRunner().invoke(task_cli.app, ["start", "cart", "add-item", "--project", str(repo)]).exit_code == 0
+    do_the_work(repo)
+    write(repo, "tests/test_cart.py", """\
+        import pathlib, sys
+        sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "src"))
+        from app.cart import add_item
+
+        def test_add():
+            assert add_item([], "a") == ["b"]  # wrong
+    """)
+    write(repo, "conftest.py", """\
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                item.add_marker(pytest.mark.xfail)
+    """)
+    write(repo, "data.txt", "a file only this machine has\n")
+    in_place = subprocess.run(pytest_cmd.split(), cwd=repo, capture_output=True, text=True)
+    assert in_place.returncode == 0, in_place.stdout  # the trap is real: in the working tree, the wrong test "passes"
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    failed = [c for c in evidence["validate"] if c["exit_code"] != 0]
+    assert [c["command"] for c in failed] == [pytest_cmd]
+    assert "assert ['a'] == ['b']" in failed[0]["output_tail"]
+    assert evidence["validated_in"].startswith(f"a clean checkout of {evidence['base_sha'][:12]} plus the ")
+    write(repo, "tests/test_cart.py", (repo / "tests/test_cart.py").read_text().replace('["b"]', '["a"]'))
+    result, evidence = verify(repo)
+    assert result.exit_code == 0, result.output
+    # the tree VALIDATE ran on is what `lane task commit` commits (the evidence file aside, which verify rewrote)
+    committed = CliRunner().invoke(task_cli.app, ["commit", "cart", "add-item", "--project", str(repo)])
+    assert committed.exit_code == 0, committed.output
+    assert git(repo, "diff", "--name-only", evidence["tree"], "HEAD").split() == ["features/cart/tasks/add-item.evidence.json"]
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1  # the checkout is gone
+
+
+def test_a_gitattributes_marking_files_binary_cannot_hide_lines_from_forbid(repo: Path) -> None:
+    """The forbid rules read every added line of what would be committed, as text, whatever .gitattributes says."""
+    task(repo, extra_files="- src/app/.gitattributes")
+    do_the_work(repo)
+    write(repo, "src/app/.gitattributes", "*.py binary\n")
+    with (repo / "src/app/cart.py").open("a") as f:
+        f.write("    breakpoint()\n")
+    result, evidence = verify(repo)
+    assert result.exit_code == 1
+    assert [v["path"] for v in violations(evidence, "forbid")] == ["src/app/cart.py:7"]
+
+
+def test_a_verify_killed_midway_leaves_no_checkout_behind_the_next(repo: Path) -> None:
+    """A verify killed while VALIDATE runs leaves its checkout; the next verify removes it (its process is gone)
+    and leaves the person's own worktrees alone."""
+    import os
+    import signal
+    import sys
+
+    task(repo, extra_validate="```sh\ntouch \"$LANE_REPO/started\"; sleep 60\n```")
+    do_the_work(repo)
+    other = repo.parent / "mine"
+    git(repo, "worktree", "add", "-q", "--detach", str(other))
+    proc = subprocess.Popen([sys.executable, "-m", "lane", "task", "verify", "cart", "add-item", "--project", str(repo)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (repo / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (repo / "started").exists()
+    listed = git(repo, "worktree", "list", "--porcelain")
+    orphan = next(Path(b.split("\n")[0].removeprefix("worktree ")) for b in listed.split("\n\n") if "lane-verify-" in b)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert orphan.exists()
+    (repo / "started").unlink()
+    task(repo)
+    result, _ = verify(repo)
+    assert result.exit_code == 0, result.output
+    assert not orphan.exists()
+    listed = git(repo, "worktree", "list", "--porcelain")
+    assert "lane-verify-" not in listed and str(other) in listed

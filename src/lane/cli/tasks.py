@@ -55,6 +55,10 @@ def verify(
     """Check every changed, added, deleted, renamed and untracked path is in FILES, the PROHIBITED rules hold
     and every VALIDATE command exits 0; record the evidence in features/FEATURE/tasks/TASK.evidence.json.
 
+    What is checked is what a commit would hold: the base's tree plus the changed paths. VALIDATE runs in a
+    clean checkout of it (a temporary git worktree), so files git ignores or only this machine has cannot
+    change the result; the working tree's root is in $LANE_REPO.
+
     Exit 0 when all hold, 1 when any fails, 2 for invalid usage."""
     from lane.cli.commands import errors
     from lane.coding.verify import verify as run_verify
@@ -87,7 +91,7 @@ def report(evidence: dict[str, Any]) -> str:
         if len(found) > SHOWN_VIOLATIONS:
             lines.append(f"       … and {len(found) - SHOWN_VIOLATIONS} more in {evidence['evidence_file']}")
     if evidence["validate"]:
-        lines.append("VALIDATE")
+        lines.append(f"VALIDATE, in {evidence['validated_in']}" if evidence.get("validated_in") else "VALIDATE")
     for run in evidence["validate"]:
         code = "timeout" if run["timed_out"] else f"exit {run['exit_code']}"
         lines.append(f"  {'ok  ' if run['exit_code'] == 0 else 'FAIL'} {code:<8} {run['seconds']:>7.1f}s  {run['command']}")

@@ -19,7 +19,7 @@ from typing import Any
 from lane.coding.locks import LOCK_FILE, SIGNOFF_FILE, check_lock, lock_path
 from lane.coding.repo import commit_paths, git, repo_root
 from lane.coding.tasks import evidence_path, load_task
-from lane.coding.verify import contents, current_changes, fingerprint
+from lane.coding.verify import changed_paths, contents, current_changes, fingerprint, forced_paths
 from lane.errors import UsageError
 
 
@@ -60,11 +60,11 @@ def commit_task(project: Path, feature: str, name: str, message: str | None = No
     current = active(root) if (root / ACTIVE).exists() else None
     if current is not None and (current.feature, current.task) != (feature, name):
         raise UsageError(f"task {current.feature}/{current.task} is active, not {feature}/{name}; `lane task stop` ends it")
-    paths = sorted({p for c in changes for p in (c.path, c.old_path) if p} | {task.own_files[1]})
+    paths = sorted({*changed_paths(changes), task.own_files[1]})
     text = message or (f"{feature}: task {name}\n\nVerified by `lane task verify {feature} {name}`: {len(changes)} changed "
                        f"path{'s' if len(changes) != 1 else ''}, all in FILES; every VALIDATE command exited 0.\n"
                        f"Evidence: {task.own_files[1]}\n")
-    sha = commit_paths(root, paths, text)
+    sha = commit_paths(root, paths, text, forced=forced_paths(changes))
     if current is not None:
         stop(root)  # the task is done: its hooks go
     return Committed(sha, paths, text)

@@ -57,18 +57,30 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp.name, path)
 
 
-def commit_paths(root: Path, paths: list[str], message: str) -> str:
+def tree_with(root: Path, base: str, paths: list[str], *, forced: tuple[str, ...] = ()) -> str:
+    """The id of `base`'s tree with `paths` as the working tree has them (added, changed or deleted).
+
+    Built in an index of its own, so what is staged in the repository's index and flags on its entries cannot
+    change it; `forced` paths are taken although git ignores them (files only `.git/info/exclude` hides)."""
+    with tempfile.TemporaryDirectory(prefix="lane-index-") as folder:
+        env = {"GIT_INDEX_FILE": str(Path(folder) / "index")}
+        git(root, "read-tree", base, env=env)
+        plain = [p for p in paths if p not in forced]
+        if plain:
+            git(root, "add", "-A", "--", *plain, env=env)
+        if forced:
+            git(root, "add", "-A", "--force", "--", *forced, env=env)
+        return git(root, "write-tree", env=env).strip()
+
+
+def commit_paths(root: Path, paths: list[str], message: str, *, forced: tuple[str, ...] = ()) -> str:
     """Commit the working-tree content of `paths` on top of HEAD, and nothing else; returns the new commit.
 
-    Built in an index of its own (HEAD's tree plus these paths), so what is staged in the repository's index,
-    flags on its entries and hooks cannot change what is committed. Those paths are then reset in the real
-    index to the new commit; everything else staged stays staged."""
+    The commit holds `tree_with(HEAD, paths)`, so nothing staged besides, no flag on an index entry and no hook
+    can change it. Those paths are then reset in the real index to the new commit; everything else staged
+    stays staged."""
     head = git(root, "rev-parse", "--verify", "HEAD").strip()
-    with tempfile.TemporaryDirectory(prefix="lane-commit-") as folder:
-        env = {"GIT_INDEX_FILE": str(Path(folder) / "index")}
-        git(root, "read-tree", head, env=env)
-        git(root, "add", "-A", "--", *paths, env=env)
-        tree = git(root, "write-tree", env=env).strip()
+    tree = tree_with(root, head, paths, forced=forced)
     if tree == git(root, "rev-parse", f"{head}^{{tree}}").strip():
         raise UsageError(f"nothing to commit: {', '.join(paths)} are as HEAD has them")
     commit = git(root, "commit-tree", tree, "-p", head, "-m", message).strip()

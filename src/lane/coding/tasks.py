@@ -76,7 +76,8 @@ The one below is an example: keep it, change it or delete it.
 ## VALIDATE
 
 Commands that must each exit 0, in ```sh blocks: one command a line, run with
-`sh -c` from the repository's root; lines starting with # are skipped. A command
+`sh -c` from the root of a clean checkout of the base plus the task's changes
+(files git ignores are not there); lines starting with # are skipped. A command
 gets 600 seconds unless its block says otherwise, e.g. ```sh timeout=120
 
 ```sh

@@ -1,8 +1,10 @@
 """Verify a task against git: scope, prohibited changes, VALIDATE commands, with the evidence written down.
 
 The changes are what git reports between a base revision (the commit the task
-started from, else HEAD) and the working tree: `git diff --name-status -M REV` plus untracked files. The
-evidence lands atomically in `features/FEATURE/tasks/TASK.evidence.json`.
+started from, else HEAD) and the working tree: `git diff --name-status -M REV` plus untracked files. What is
+checked is what a commit would hold, the base's tree plus exactly those paths: the forbid and dependency
+rules read that tree, and VALIDATE runs in a clean checkout of it (`checkout.py`). The evidence lands
+atomically in `features/FEATURE/tasks/TASK.evidence.json`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lane.coding.repo import git, repo_root, write_atomically
+from lane.coding.checkout import clean_checkout, left_in
+from lane.coding.repo import git, repo_root, tree_with, write_atomically
 from lane.coding.tasks import Command, Task, evidence_path, load_task
 from lane.errors import UsageError
 
@@ -31,7 +34,7 @@ DEFAULT_TIMEOUT = 600.0
 TAIL_BYTES = 65536  # read from the end of a command's output: enough for the tail it keeps
 TAIL_LINES = 40
 TAIL_CHARS = 400  # per line: one minified line must not fill the evidence
-MAX_SCAN_BYTES = 2_000_000  # untracked files larger than this are not scanned for forbid rules
+EXCLUDED = "untracked, hidden by .git/info/exclude"
 STATUS = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed", "C": "copied", "T": "type changed", "U": "unmerged"}
 HUNK = re.compile(r"@@ -\S+ \+(\d+)(?:,\d+)? @@")
 PACKAGE_SECTIONS = ("dependencies", "devDependencies", "peerDependencies", "optionalDependencies", "overrides", "resolutions")
@@ -86,6 +89,8 @@ class Verification:
     commands: list[CommandResult]
     fingerprint: str = ""  # of the changed paths' contents: `lane task commit` takes exactly what was verified
     contents: dict[str, str] = field(default_factory=dict)  # what each change left, by path: a refused commit names what changed
+    tree: str = ""  # the tree a commit would hold: the base's, plus the changed paths
+    validated_in: str = ""  # where VALIDATE ran, in words
 
     @property
     def changed(self) -> bool:
@@ -117,22 +122,38 @@ def verify(project: Path, feature: str, name: str, base: str | None = None, time
     base = base or task_base(root, feature, name)
     sha = resolve_base(root, base)
     changes = current_changes(root, sha)
-    before = contents(root, changes)  # before VALIDATE runs: the work, not its by-products
-    commands = run_validate(root, task, timeout, on_command)
-    left = left_behind(root, sha, before, skip=task.own_files[1])
+    before = contents(root, changes)
+    paths = changed_paths(changes)
+    tree = tree_with(root, sha, paths, forced=forced_paths(changes))
+    if contents(root, changes) != before:
+        raise UsageError("the working tree changed while verify read it; run `lane task verify` again once the work is still")
+    with clean_checkout(root, sha, tree) as checkout:
+        commands = run_validate(checkout, task, timeout, on_command, env={"LANE_REPO": str(root)})
+        left = [p for p in left_in(checkout, tree) if p != task.own_files[1]]
     files = check_files(task, changes, root)
     files = _exclude_unchanged(root, feature, name, files)
-    checks = [check_task_unchanged(root, sha, task), files, check_dependencies(root, sha, changes),
-              check_forbid(root, sha, task, changes), check_validate(task, commands, left)]
+    checks = [check_task_unchanged(root, sha, tree, task), files, check_dependencies(root, sha, tree, changes),
+              check_forbid(root, sha, tree, task), check_validate(task, commands, left)]
     evidence = evidence_path(root, feature, name)
     result = Verification(
         task=f"{feature}/{name}", task_file=task.own_files[0], evidence_file=task.own_files[1], base=base, base_sha=sha,
         timestamp=datetime.now(UTC).isoformat(timespec="seconds"), changes=changes, checks=checks, commands=commands,
         fingerprint=fingerprint(changes, before, skip=task.own_files[1]),
         contents={path: value for path, value in before.items() if path != task.own_files[1]},
+        tree=tree, validated_in=f"a clean checkout of {sha[:12]} plus the {len(paths)} changed path{'s' if len(paths) != 1 else ''}",
     )
     write_atomically(evidence, json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
     return result
+
+
+def changed_paths(changes: list[Change]) -> list[str]:
+    """Every path a change touches, both sides of a rename: what a commit of the task takes."""
+    return sorted({p for c in changes for p in (c.path, c.old_path) if p})
+
+
+def forced_paths(changes: list[Change]) -> tuple[str, ...]:
+    """Changed paths git ignores and the change includes all the same: what only .git/info/exclude hides."""
+    return tuple(c.path for c in changes if c.status == EXCLUDED)
 
 
 def contents(root: Path, changes: list[Change]) -> dict[str, str]:
@@ -199,7 +220,7 @@ def list_changes(root: Path, sha: str) -> list[Change]:
     hidden = [line[2:] for line in git(root, "ls-files", "-v", "-z").split("\0") if line[:1] in ("S", "h") or line[:1].islower()]
     return (changes + [Change("untracked", path) for path in untracked if path]
             + [Change("hidden from git (skip-worktree or assume-unchanged)", path) for path in hidden if path]
-            + [Change("untracked, hidden by .git/info/exclude", path) for path in _excluded(root)])
+            + [Change(EXCLUDED, path) for path in _excluded(root)])
 
 
 def _excluded(root: Path) -> list[str]:
@@ -233,12 +254,12 @@ def lane_state(root: Path, sha: str, path: str) -> bool:
     return isinstance(now, dict) and isinstance(before, dict) and without_lane_hooks(now) == without_lane_hooks(before)
 
 
-def check_task_unchanged(root: Path, sha: str, task: Task) -> Check:
+def check_task_unchanged(root: Path, sha: str, tree: str, task: Task) -> Check:
     """The task file is the person's: changed since the base, it could widen its own FILES or VALIDATE."""
     path = task.own_files[0]
     if not _tracked(root, sha, path):
         return Check("task", True, [])
-    changed = git(root, "diff", "--name-only", sha, "--", path).strip()
+    changed = git(root, "diff", "--name-only", sha, tree, "--", path).strip()
     found = [Violation(path, f"the task itself changed since {sha[:12]}; a person edits and commits the task before the work")] if changed else []
     return Check("task", not found, found)
 
@@ -297,17 +318,17 @@ def _link_problem(root: Path, path: str) -> str | None:
     return f"is a link to {relative}, which git ignores: what it reads is not what is committed" if ignored else None
 
 
-def check_dependencies(root: Path, sha: str, changes: list[Change]) -> Check:
+def check_dependencies(root: Path, sha: str, tree: str, changes: list[Change]) -> Check:
     """No new or changed requirement in a changed pyproject.toml, requirements*.txt, package.json, uv.lock, tox.ini
-    or Python script's PEP 723 block."""
+    or Python script's PEP 723 block, as `tree` (what would be committed) has it."""
     found = []
     for change in changes:
         kind = _dependency_kind(change.path)
         if kind is None or change.status == "deleted":
             continue
         try:
-            after = _requirements(kind, (root / change.path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            after = _requirements(kind, git(root, "cat-file", "blob", f"{tree}:{change.path}"))
+        except (UsageError, ValueError) as exc:
             found.append(Violation(change.path, f"its dependencies cannot be read, so they cannot be checked: {exc}"))
             continue
         before: Requirements = {}
@@ -433,11 +454,11 @@ def _compact(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def check_forbid(root: Path, sha: str, task: Task, changes: list[Change]) -> Check:
-    """No added line (in tracked changes or untracked files) matches a `forbid:` rule; the task's own files aside."""
+def check_forbid(root: Path, sha: str, tree: str, task: Task) -> Check:
+    """No line `tree` adds over `sha` (what would be committed) matches a `forbid:` rule; the task's own files aside."""
     found = []
     if task.forbid:
-        for path, number, text in added_lines(root, sha, changes):
+        for path, number, text in added_lines(root, sha, tree):
             if path in task.own_files:
                 continue
             for rule in task.forbid:
@@ -447,10 +468,11 @@ def check_forbid(root: Path, sha: str, task: Task, changes: list[Change]) -> Che
     return Check("forbid", not found, found)
 
 
-def added_lines(root: Path, sha: str, changes: list[Change]) -> Iterator[tuple[str, int, str]]:
-    """(path, line number, text) of every line the working tree adds over `sha`."""
-    diff = git(root, "diff", "-U0", "-M", "--no-color", "--no-ext-diff", "--no-textconv",
-                "--src-prefix=a/", "--dst-prefix=b/", sha, "--")
+def added_lines(root: Path, sha: str, tree: str) -> Iterator[tuple[str, int, str]]:
+    """(path, line number, text) of every line `tree` adds over `sha`. Every file is read as text: a
+    .gitattributes that marks a file binary or gives it a diff driver cannot hide its lines."""
+    diff = git(root, "diff", "-U0", "-M", "--text", "--no-color", "--no-ext-diff", "--no-textconv",
+                "--src-prefix=a/", "--dst-prefix=b/", sha, tree, "--")
     path, number, header = "", 0, True
     for line in diff.splitlines():
         if line.startswith("diff --git "):
@@ -462,46 +484,37 @@ def added_lines(root: Path, sha: str, changes: list[Change]) -> Iterator[tuple[s
         elif not header and line.startswith("+"):
             yield path, number, line[1:]
             number += 1
-    for change in changes:
-        if change.status == "untracked":
-            yield from _file_lines(root, change.path)
-
-
-def left_behind(root: Path, sha: str, before: dict[str, str], *, skip: str) -> list[str]:
-    """Paths VALIDATE added or changed that git does not ignore: what was checked is no longer what would be committed."""
-    paths = {c.path for c in current_changes(root, sha)} | set(before)
-    return sorted(p for p in paths if p != skip and before.get(p) != _content(root / p))
 
 
 def check_validate(task: Task, commands: list[CommandResult], left: list[str] | None = None) -> Check:
     found = [Violation(f"{task.own_files[0]}:{c.line}", f"`{c.command}` " + (f"timed out after {c.seconds:.0f} s"
              if c.timed_out else f"exited {c.exit_code}")) for c in commands if not c.passed]
-    found += [Violation(path, "VALIDATE left this file changed or new, and git does not ignore it: what ran is not "
-                              "what would be committed (add it to .gitignore, or make the command clean up)") for path in left or []]
+    found += [Violation(path, "VALIDATE left this file changed, new or deleted, and git does not ignore it: what ran is "
+                              "not what would be committed (add it to .gitignore, or make the command clean up)") for path in left or []]
     if not task.validate:
         found.append(Violation(task.own_files[0], "VALIDATE has no command: add a ```sh block with commands that must exit 0"))
     return Check("validate", not found, found)
 
 
 def run_validate(root: Path, task: Task, timeout: float = DEFAULT_TIMEOUT,
-                 on_command: Callable[[Command], None] | None = None) -> list[CommandResult]:
-    """Run every VALIDATE command, each to its end, whatever the others did."""
+                 on_command: Callable[[Command], None] | None = None, env: dict[str, str] | None = None) -> list[CommandResult]:
+    """Run every VALIDATE command in `root`, each to its end, whatever the others did."""
     results = []
     for command in task.validate:
         if on_command:
             on_command(command)
-        results.append(run_command(root, command, command.timeout or timeout))
+        results.append(run_command(root, command, command.timeout or timeout, env))
     return results
 
 
-def run_command(root: Path, command: Command, timeout: float) -> CommandResult:
+def run_command(root: Path, command: Command, timeout: float, env: dict[str, str] | None = None) -> CommandResult:
     started = time.monotonic()
     # Output goes to a file, not a pipe: a command that prints gigabytes costs disk, not memory, and a child
     # that escapes the kill (setsid) cannot hold a pipe open past the timeout. Its own session lets the kill
     # reach the rest of its children.
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(["sh", "-c", command.run], cwd=root, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
         try:
             code: int | None = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -518,17 +531,6 @@ def run_command(root: Path, command: Command, timeout: float) -> CommandResult:
 def _tail(output: bytes) -> str:
     lines = output.decode("utf-8", errors="replace").splitlines()[-TAIL_LINES:]
     return "\n".join(line if len(line) <= TAIL_CHARS else line[:TAIL_CHARS] + "…" for line in lines)
-
-
-def _file_lines(root: Path, path: str) -> Iterator[tuple[str, int, str]]:
-    full = root / path
-    if full.is_symlink() or not full.is_file() or full.stat().st_size > MAX_SCAN_BYTES:
-        return
-    data = full.read_bytes()
-    if b"\0" in data:
-        return  # binary
-    for number, text in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-        yield path, number, text
 
 
 def _unquote(path: str) -> str:
