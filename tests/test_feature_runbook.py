@@ -445,3 +445,102 @@ def test_the_coding_example_runs_its_feature_end_to_end(tmp_path: Path, monkeypa
                           "from total import total; print(total(add_item(add_item([], 'a', 5), 'b', 7)))"],
                          cwd=shop, capture_output=True, text=True, check=True)
     assert ran.stdout.strip() == "12"
+
+
+def test_the_review_shows_the_summary_the_verification_and_the_refused_writes_in_text(tmp_path: Path) -> None:
+    """`lane resume` and `lane show`, as text, give the reviewer what they review: the agent's summary, the
+    verification with the changed paths, and the writes lane refused outside FILES."""
+    script = {"task1_work": [
+        {"tool_calls": [{"name": "repo.write", "args": {"path": "README.md", "content": "hijacked\n"}}]},
+        {"tool_calls": [{"name": "repo.write", "args": {"path": "src/cart.py", "content": CART}}]},
+        {"output": {"summary": "add_item in src/cart.py"}},
+    ]}
+    repo = make_repo(tmp_path / "shop", script)
+    plan_and_commit(repo)
+    run_id, _ = run_until_paused(repo, "run", "feature-cart")
+    assert lane("approve", run_id, "--as", "engineer", cwd=repo).returncode == 0
+    resumed = lane("resume", run_id, cwd=repo, timeout=300)
+    assert resumed.returncode == 3, resumed.stderr
+    shown = lane("show", run_id, cwd=repo)
+    for text in (resumed.stdout, shown.stdout):
+        waiting = text[text.index("waiting: task1_review"):]
+        assert "summary: add_item in src/cart.py" in waiting
+        assert "untracked  src/cart.py" in waiting and "PASSED: every check holds" in waiting
+        assert "- tool: repo.write" in waiting and "path: README.md" in waiting and "is not in the FILES of task cart/01-add" in waiting
+    review = lane_json("show", run_id, cwd=repo)["pending"][0]["value"]
+    assert [(r["tool"], r["path"]) for r in review["refused"]] == [("repo.write", "README.md")]
+
+
+def test_an_edit_made_during_review_is_verified_again_and_one_that_breaks_the_task_goes_back_to_the_agent(tmp_path: Path) -> None:
+    fixed = CART + "\n\ndef count(cart):\n    return len(cart)\n"
+    script = {
+        "task1_work": [
+            {"tool_calls": [{"name": "repo.write", "args": {"path": "src/cart.py", "content": CART}}]},
+            {"output": {"summary": "add_item"}},
+            # the commit's re-verification failed after the reviewer's edit: the agent puts add_item back
+            {"tool_calls": [{"name": "repo.write", "args": {"path": "src/cart.py", "content": fixed}}]},
+            {"output": {"summary": "add_item again, beside the reviewer's count"}},
+        ],
+        "task2_work": [
+            {"tool_calls": [{"name": "repo.write", "args": {"path": "src/total.py", "content": TOTAL}}]},
+            {"output": {"summary": "total"}},
+        ],
+    }
+    repo = make_repo(tmp_path / "shop", script)
+    plan_and_commit(repo)
+    run_id, _ = run_until_paused(repo, "run", "feature-cart")
+    assert approve_and_resume(repo, run_id).returncode == 3
+    assert pending_step(repo, run_id) == "task1_review"
+    # The reviewer's edit breaks VALIDATE (add_item is gone): the commit verifies again, fails, and the agent is told.
+    (repo / "src" / "cart.py").write_text("def count(cart):\n    return len(cart)\n")
+    again = approve_and_resume(repo, run_id)
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert pending_step(repo, run_id) == "task1_review", "verified and reviewed again, not a failed run"
+    shown = lane_json("show", run_id, cwd=repo)
+    work = next(s for s in shown["steps"] if s["id"] == "task1_work")
+    told = [m["content"] for m in work["messages"] if m["role"] == "user" and "task1_commit" in str(m.get("content"))]
+    assert told and "verifying again" in told[0] and 'grep -q "def add_item"' in told[0]
+    assert subjects(repo)[0] == "cart: lock signed by engineer", "nothing of the task was committed"
+    # A reviewer's edit that keeps the task whole is verified again and committed with the work.
+    (repo / "src" / "cart.py").write_text(fixed + "# reviewed\n")
+    done = approve_and_resume(repo, run_id)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert pending_step(repo, run_id) == "task2_review"
+    assert subjects(repo)[0] == "cart: task 01-add"
+    assert git(repo, "show", "HEAD:src/cart.py") == fixed + "# reviewed\n"
+    commit_step = next(s for s in lane_json("show", run_id, cwd=repo)["steps"] if s["id"] == "task1_commit")
+    assert "verifying again" in commit_step["output"]["stdout"] and "PASSED" in commit_step["output"]["stdout"]
+    evidence = json.loads(git(repo, "show", "HEAD:features/cart/tasks/01-add.evidence.json"))
+    assert evidence["passed"] is True and evidence["contents"]["src/cart.py"].startswith("file")
+
+
+def test_a_failed_feature_run_goes_on_from_the_failed_task_after_a_person_fixes_it(tmp_path: Path) -> None:
+    """The agent cannot fix its out-of-scope change and a person ends the loop: the run fails at task 1's verify.
+    The person removes the stray file; `lane retry` verifies task 1 again, and the run goes on to task 2."""
+    script = {
+        "task1_work": [
+            {"tool_calls": [{"name": "stamp", "args": {}}]},  # CHANGELOG.md: outside FILES
+            {"tool_calls": [{"name": "repo.write", "args": {"path": "src/cart.py", "content": CART}}]},
+            {"output": {"summary": "add_item, and a changelog line"}},
+            {"output": {"summary": "again"}},
+            {"output": {"summary": "once more"}},
+        ],
+        "task2_work": [
+            {"tool_calls": [{"name": "repo.write", "args": {"path": "src/total.py", "content": TOTAL}}]},
+            {"output": {"summary": "total"}},
+        ],
+    }
+    repo = make_repo(tmp_path / "shop", script)
+    plan_and_commit(repo)
+    run_id, _ = run_until_paused(repo, "run", "feature-cart")
+    assert approve_and_resume(repo, run_id).returncode == 3  # the loop's attempts are used up: a person decides
+    assert lane("reject", run_id, "--as", "engineer", "--reason", "I will fix it by hand", cwd=repo).returncode == 0
+    assert lane("resume", run_id, cwd=repo, timeout=300).returncode == 1
+    (repo / "CHANGELOG.md").unlink()
+    retried = lane("retry", run_id, "--json", cwd=repo, timeout=300)
+    assert retried.returncode == 3, retried.stdout + retried.stderr
+    assert pending_step(repo, run_id) == "task1_review"
+    assert approve_and_resume(repo, run_id).returncode == 3
+    assert pending_step(repo, run_id) == "task2_review"
+    assert subjects(repo)[:2] == ["cart: task 01-add", "cart: lock signed by engineer"]
+    assert committed_files(repo, "HEAD") == ["features/cart/tasks/01-add.evidence.json", "src/cart.py"]

@@ -238,3 +238,24 @@ def test_verify_sees_a_change_only_staged(repo: Path) -> None:
     other.write_text("y = 1\n")  # the working copy is put back; the index still holds the change a commit would take
     done = lane(repo, "task", "verify", "parser", "add", "--json")
     assert done.returncode == 1 and "src/app/other.py" in done.stdout
+
+
+def test_what_the_hook_denied_is_in_the_verification_the_reviewer_reads(repo: Path) -> None:
+    """Each denial is kept with the tool, the path and lane's reason (not a command's text), and `lane task verify`
+    lists them; the next `lane task start` begins a fresh list."""
+    denied = hook(repo, {"tool_name": "Write", "tool_input": {"file_path": str(repo / "src/app/other.py"), "content": "y = 2"}})
+    assert denied["permissionDecision"] == "deny"
+    hook(repo, {"tool_name": "Bash", "tool_input": {"command": "TOKEN=s3cr3t-value git commit -qm sneak"}})
+    allowed = hook(repo, {"tool_name": "Edit", "tool_input": {"file_path": str(repo / "src/app/parser.py")}})
+    assert allowed["permissionDecision"] == "allow"
+    (repo / "src" / "app" / "parser.py").write_text("x = 2\n")
+    verified = lane(repo, "task", "verify", "parser", "add")
+    assert verified.returncode == 0, verified.stdout
+    assert "REFUSED by the Claude Code hook while the task was active: 2" in verified.stdout
+    assert "Write      src/app/other.py  src/app/other.py is not in the FILES" in verified.stdout
+    assert "Bash       git commit is a person's step while a task is active" in verified.stdout
+    evidence = json.loads((repo / "features/parser/tasks/add.evidence.json").read_text())
+    assert [(r["tool"], r.get("path")) for r in evidence["refused"]] == [("Write", "src/app/other.py"), ("Bash", None)]
+    assert "s3cr3t-value" not in (repo / ".lane" / "refused.jsonl").read_text() + json.dumps(evidence)
+    assert lane(repo, "task", "start", "parser", "add").returncode == 0
+    assert "REFUSED" not in lane(repo, "task", "verify", "parser", "add").stdout

@@ -368,7 +368,7 @@ CASES = [
     ),
     pytest.param(
         [sub(RB, "steps.draft.output }}", "steps.draft.outputs }}")],
-        [f"{RB}:26:14: steps.draft has no 'outputs' (it has output, status)"],
+        [f"{RB}:26:14: steps.draft has no 'outputs' (it has output, status, refused)"],
         id="ref-to-unknown-step-field",
     ),
     pytest.param(

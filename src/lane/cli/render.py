@@ -139,7 +139,7 @@ def details(value: Any, *, indent: int = 0) -> list[str]:
     items = value.items() if isinstance(value, dict) and value else [(None, value)]
     for key, item in items:
         head = f"{key}: " if key is not None else ""
-        text = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False, indent=2)
+        text = item if isinstance(item, str) else _as_yaml(item) if item and isinstance(item, dict | list) else json.dumps(item, ensure_ascii=False)
         body = text.splitlines() or [""]
         if len(body) == 1 and len(head) + len(body[0]) <= width:
             lines.append(pad + head + body[0])
@@ -151,6 +151,22 @@ def details(value: Any, *, indent: int = 0) -> list[str]:
             wrapped = textwrap.wrap(line, width - len(inner) + len(pad), break_on_hyphens=False) or [""]
             lines.extend(inner + part for part in wrapped)
     return lines
+
+
+def _as_yaml(value: dict[str, Any] | list[Any]) -> str:
+    """A nested value in block style, as a person reads it: `- key: value` lines rather than JSON's braces."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.width = 4096  # details() wraps to the terminal
+    yaml.allow_unicode = True
+    yaml.representer.sort_base_mapping_type_on_output = False  # keys in the value's own order
+    buffer = io.StringIO()
+    yaml.dump(value, buffer)
+    return buffer.getvalue().rstrip("\n")
 
 
 def decided(decision: Any) -> None:

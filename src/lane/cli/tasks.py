@@ -90,6 +90,11 @@ def report(evidence: dict[str, Any]) -> str:
         lines += [f"       {v['path']}  {v['reason']}" for v in found[:SHOWN_VIOLATIONS]]
         if len(found) > SHOWN_VIOLATIONS:
             lines.append(f"       … and {len(found) - SHOWN_VIOLATIONS} more in {evidence['evidence_file']}")
+    if evidence.get("refused"):
+        lines.append(f"REFUSED by the Claude Code hook while the task was active: {len(evidence['refused'])}")
+        lines += [f"  {r['tool']:<10} {r['path'] + '  ' if r.get('path') else ''}{r['reason']}" for r in evidence["refused"][:SHOWN_VIOLATIONS]]
+        if len(evidence["refused"]) > SHOWN_VIOLATIONS:
+            lines.append(f"  … and {len(evidence['refused']) - SHOWN_VIOLATIONS} more in {evidence['evidence_file']}")
     if evidence["validate"]:
         lines.append(f"VALIDATE, in {evidence['validated_in']}" if evidence.get("validated_in") else "VALIDATE")
     for run in evidence["validate"]:
@@ -173,18 +178,32 @@ def commit(
     feature: Feature,
     task: TaskName,
     message: Annotated[str | None, typer.Option("--message", "-m", help="The commit message.", show_default="names the task and its evidence")] = None,
+    reverify: Annotated[bool, typer.Option("--reverify", help="When a file changed after verify passed (an edit made during review), "
+                                           "verify again first: commit if that passes, exit 1 with the report if not.")] = False,
     project: ProjectDir = Path("."),
 ) -> None:
     """Commit exactly what `lane task verify` passed, with its evidence file, after a person reviewed it.
 
     Refused (exit 2) when the last verification failed, HEAD moved, or any changed file differs from what was
-    verified: verify again first. The commit holds HEAD plus exactly those paths, whatever else is staged; git's
-    hooks do not run (put their checks in VALIDATE). Then the active task ends (its hooks are removed)."""
+    verified: verify again first (or give --reverify). The commit holds HEAD plus exactly those paths, whatever
+    else is staged; git's hooks do not run (put their checks in VALIDATE). Then the active task ends (its hooks
+    are removed)."""
     from lane.cli.commands import errors
-    from lane.coding.commit import commit_task
+    from lane.coding.commit import ChangedSinceVerify, commit_task
+    from lane.coding.verify import verify as run_verify
 
     with errors():
-        done = commit_task(project, feature, task, message)
+        try:
+            done = commit_task(project, feature, task, message)
+        except ChangedSinceVerify as changed:
+            if not reverify:
+                raise
+            typer.echo(f"{str(changed).split(': run `', 1)[0]}: verifying again")
+            result = run_verify(project, feature, task)
+            typer.echo(report(result.to_json()))
+            if not result.passed:
+                raise SystemExit(1) from None
+            done = commit_task(project, feature, task, message)
         typer.echo(f"committed {done.sha[:12]}: {feature}/{task}, {len(done.paths)} path{'s' if len(done.paths) != 1 else ''}")
         for path in done.paths:
             typer.echo(f"  {path}")

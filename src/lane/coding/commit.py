@@ -23,6 +23,10 @@ from lane.coding.verify import changed_paths, contents, current_changes, fingerp
 from lane.errors import UsageError
 
 
+class ChangedSinceVerify(UsageError):
+    """The working tree no longer holds what verify passed: verify again (`lane task commit --reverify` does)."""
+
+
 @dataclass(frozen=True)
 class Committed:
     sha: str
@@ -56,7 +60,7 @@ def commit_task(project: Path, feature: str, name: str, message: str | None = No
     changes = current_changes(root, str(base))  # since the base: commits made meanwhile are part of the task's change
     if fingerprint(changes, contents(root, changes), skip=task.own_files[1]) != recorded:
         changed = _changed_since(root, changes, evidence)
-        raise UsageError(f"the working tree changed after {feature}/{name} was verified{changed}: {again}")
+        raise ChangedSinceVerify(f"the working tree changed after {feature}/{name} was verified{changed}: {again}")
     current = active(root) if (root / ACTIVE).exists() else None
     if current is not None and (current.feature, current.task) != (feature, name):
         raise UsageError(f"task {current.feature}/{current.task} is active, not {feature}/{name}; `lane task stop` ends it")

@@ -9,12 +9,14 @@ edit it, `lane validate` it, `lane run` it. Per task:
     taskN_work    agent   lane's editing agent, `task: F/T` (writes held to FILES)
                   or tool an external CLI agent (claude -p, codex exec, aider --message)
     taskN_verify  check   lane task verify F T     (anything out of scope or failing)
-    taskN_review  human   a person reads the diff and the evidence
-    taskN_commit  check   lane task commit F T     (exactly what was verified)
+    taskN_review  human   a person reads the summary, the verification, the refused writes, the diff
+    taskN_commit  check   lane task commit F T --reverify   (what was verified; an edit made in
+                          review is verified again first)
 
-With lane's own coding agent, a failed verify or a review rejected with a reason
-goes back to the agent (`on_fail: back_to: taskN_work`, three attempts, then a
-person decides); with an external CLI agent, either stops the run.
+With lane's own coding agent, a failed verify, a review rejected with a reason or
+an edit made in review that fails verification goes back to the agent (`on_fail:
+back_to: taskN_work`, three attempts, then a person decides); with an external
+CLI agent, each stops the run, and `lane retry RUN` goes on from there.
 """
 
 from __future__ import annotations
@@ -210,6 +212,8 @@ def render(feature: str, tasks: list[str], files: dict[str, list[str]], *, coder
                 f"    args: {{args: {q(external.args(prompt(feature, task), files[task]))}}}",
             ]
             summary = f"${{{{ steps.task{i}_work.output.stdout }}}}"
+        # lane's own agent's writes refused outside FILES are in the journal; Claude Code's, in the verification.
+        refused = f", refused: \"${{{{ steps.task{i}_work.refused }}}}\"" if external is None else ""
         # With lane's own coding agent, a failed verify or a change the reviewer asks for goes back to it.
         loop = [f"    on_fail: {{back_to: task{i}_work, attempts: 3}}"] if external is None else []
         then = "reject with what to change: it goes back to the coding agent" if external is None else "reject to stop"
@@ -221,9 +225,11 @@ def render(feature: str, tasks: list[str], files: dict[str, list[str]], *, coder
             f"  - id: task{i}_review",
             f"    human: {reviewer}",
             f"    prompt: {q(f'Review {name}: the diff (git diff, git status) and the verification below. Approve to commit it; {then}.')}",
-            f"    approve: {{summary: {q(summary)}, verification: \"${{{{ steps.task{i}_verify.output.stdout }}}}\"}}",
+            f"    approve: {{summary: {q(summary)}, verification: \"${{{{ steps.task{i}_verify.output.stdout }}}}\"{refused}}}",
             *loop,
             f"  - id: task{i}_commit",
-            f"    check: [lane, task, commit, {q(feature)}, {q(task)}]",
+            f"    description: {q('Commit what verify passed; a file changed during review is verified again first.')}",
+            f"    check: [lane, task, commit, {q(feature)}, {q(task)}, --reverify]",
+            *loop,
         ]
     return "\n".join(out) + "\n"

@@ -16,6 +16,7 @@ import shlex
 import stat
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from lane.coding.tasks import load_task, records_work
 from lane.errors import UsageError
 
 ACTIVE = Path(".lane") / "active-task.json"
+REFUSED = Path(".lane") / "refused.jsonl"  # what the Claude Code hook denied while a task was active: for its review
 SETTINGS = Path(".claude") / "settings.local.json"  # one person's settings: the hook names this machine's Python
 EDIT_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
 MATCHER = "|".join((*EDIT_TOOLS, "Bash"))
@@ -52,6 +54,7 @@ def start(root: Path, feature: str, task: str) -> list[str]:
     exclude_state(root)
     base = _head(root)
     _write_json(root / ACTIVE, {"feature": feature, "task": task, "base": base, "exclude": exclude_digest(root)})
+    (root / REFUSED).unlink(missing_ok=True)  # a new task's review lists only its own refusals
     done = [f"active task: {feature}/{task} ({ACTIVE})" + (f", based on {base[:12]}" if base else "")]
     done.append(_install_claude(root))
     done.append(_install_pre_commit(root))
@@ -136,15 +139,17 @@ def claude_decision(payload: str, root: Path | None = None) -> dict[str, Any]:
         target = Path(path) if os.path.isabs(path) else base / path
         rel = _relative(target, repo)
         if rel is None:
-            return _decision("deny", f"{path} is outside the repository {repo}; task {current.feature}/{current.task} may change only its FILES")
-        if records_work(rel) or rel == ACTIVE.as_posix() or rel.startswith((".claude/", ".git/")):
+            why = f"{path} is outside the repository {repo}; task {current.feature}/{current.task} may change only its FILES"
+        elif records_work(rel) or rel == ACTIVE.as_posix() or rel.startswith((".claude/", ".git/")):
             # Locks, tasks, evidence and the hooks' own settings: editing them would widen or fake the work.
-            return _decision("deny", f"{rel} defines or records the work of task {current.feature}/{current.task}; a person changes it, not the agent")
-        if not spec.in_scope(rel):
-            files = ", ".join(spec.files) or "none"
-            return _decision("deny", f"{rel} is not in the FILES of task {current.feature}/{current.task} ({files}); "
-                                     "change only those, or ask the person to widen the task")
-        return _decision("allow", f"{rel} is in the FILES of task {current.feature}/{current.task}")
+            why = f"{rel} defines or records the work of task {current.feature}/{current.task}; a person changes it, not the agent"
+        elif not spec.in_scope(rel):
+            why = (f"{rel} is not in the FILES of task {current.feature}/{current.task} ({', '.join(spec.files) or 'none'}); "
+                   "change only those, or ask the person to widen the task")
+        else:
+            return _decision("allow", f"{rel} is in the FILES of task {current.feature}/{current.task}")
+        _note_refusal(repo, current, tool, rel or path, why)
+        return _decision("deny", why)
     except Exception as exc:  # fail closed: a hook that cannot decide denies
         return _decision("deny", f"lane could not check this edit, so it is denied: {exc}")
 
@@ -168,7 +173,35 @@ def _bash_decision(data: dict[str, Any], root: Path | None) -> dict[str, Any]:
         return records_work(rel) or rel == ACTIVE.as_posix() or rel.startswith((".claude/", ".git/", ".lane/"))
 
     denial = bash_denial(command, path_check(cwd, repo, spec.in_scope, guarded, ", ".join(spec.files) or "none", task))
-    return _decision("deny", denial) if denial else {}
+    if not denial:
+        return {}
+    _note_refusal(repo, current, "Bash", None, denial)
+    return _decision("deny", denial)
+
+
+def _note_refusal(repo: Path, current: Active, tool: str, path: str | None, reason: str) -> None:
+    """Keep what the hook denied, for the task's verification and its review; never in the way of the answer.
+
+    The tool, the path and lane's reason only: a command's own text can hold what must not be written down."""
+    entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "feature": current.feature, "task": current.task,
+             "tool": tool, **({"path": path} if path else {}), "reason": reason}
+    with contextlib.suppress(OSError), (repo / REFUSED).open("a", encoding="utf-8") as out:
+        out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def refusals(root: Path, feature: str, task: str) -> list[dict[str, Any]]:
+    """What the Claude Code hook denied for FEATURE/TASK since `lane task start`, oldest first."""
+    try:
+        lines = (root / REFUSED).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and (entry.get("feature"), entry.get("task")) == (feature, task):
+                found.append({k: entry[k] for k in ("at", "tool", "path", "reason") if k in entry})
+    return found
 
 
 def _decision(decision: str, reason: str) -> dict[str, Any]:

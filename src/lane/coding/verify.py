@@ -91,6 +91,7 @@ class Verification:
     contents: dict[str, str] = field(default_factory=dict)  # what each change left, by path: a refused commit names what changed
     tree: str = ""  # the tree a commit would hold: the base's, plus the changed paths
     validated_in: str = ""  # where VALIDATE ran, in words
+    refused: list[dict[str, str]] = field(default_factory=list)  # what the Claude Code hook denied during the task
 
     @property
     def changed(self) -> bool:
@@ -115,7 +116,7 @@ def verify(project: Path, feature: str, name: str, base: str | None = None, time
 
     `base` defaults to the commit the task started from (`lane task start`), else HEAD: every commit made since
     counts as the task's change, so work committed past the hooks (`git commit --no-verify`) is verified too."""
-    from lane.coding.hooks import task_base
+    from lane.coding.hooks import refusals, task_base
 
     root = repo_root(project)
     task = load_task(root, feature, name)
@@ -140,7 +141,7 @@ def verify(project: Path, feature: str, name: str, base: str | None = None, time
         timestamp=datetime.now(UTC).isoformat(timespec="seconds"), changes=changes, checks=checks, commands=commands,
         fingerprint=fingerprint(changes, before, skip=task.own_files[1]),
         contents={path: value for path, value in before.items() if path != task.own_files[1]},
-        tree=tree, validated_in=f"a clean checkout of {sha[:12]} plus the {len(paths)} changed path{'s' if len(paths) != 1 else ''}",
+        refused=refusals(root, feature, name), tree=tree, validated_in=f"a clean checkout of {sha[:12]} plus the {len(paths)} changed path{'s' if len(paths) != 1 else ''}",
     )
     write_atomically(evidence, json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
     return result

@@ -70,3 +70,24 @@ def audit(events: list[Event]) -> list[dict[str, Any]]:
 def _hash(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def refused_calls(events: list[Event], step_id: str) -> list[dict[str, Any]]:
+    """The calls of one step refused before they ran, in its latest attempt: the tool, the path it named, and why.
+
+    What a reviewer reads beside the step's answer: the writes an agent tried outside its lane."""
+    requested: dict[str | None, dict[str, Any]] = {}
+    found: list[dict[str, Any]] = []
+    for event in events:
+        if event.type == "run_retried" and step_id in event.data.get("steps", ()):
+            requested, found = {}, []
+        elif event.step_id != step_id:
+            continue
+        elif event.type == "tool_call_requested":
+            requested[event.ref] = event.data
+        elif event.type == "tool_call_refused":
+            call = requested.get(event.ref, {})
+            args = call.get("args")
+            path = args.get("path") if isinstance(args, dict) else None
+            found.append({"tool": call.get("tool"), **({"path": path} if isinstance(path, str) else {}), "reason": event.data.get("reason")})
+    return found

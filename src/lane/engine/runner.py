@@ -28,8 +28,12 @@ Handler = Callable[[RunState, StepSpec], Awaitable[tuple[Any, dict[str, Any]]]]
 
 
 async def _agent(state: RunState, step: StepSpec) -> tuple[Any, dict[str, Any]]:
+    from lane.engine.audit import refused_calls
+
     agent = AgentStep(state, step)
-    return await agent.run(), {"turns": agent.turn}  # where a feedback loop takes its conversation up again
+    output = await agent.run()
+    # `turns`: where a feedback loop takes its conversation up again; `refused`: what a reviewer reads beside the answer
+    return output, {"turns": agent.turn, "refused": refused_calls(state.journal.events, step.id)}
 
 
 async def _group(state: RunState, step: StepSpec) -> tuple[Any, dict[str, Any]]:

@@ -4,7 +4,7 @@ The syntax is Jinja2's expression language (as in Ansible's `when:`), evaluated
 in Jinja2's immutable sandbox (sandbox.py): no Python `eval`, no attribute
 access to internals, no mutation, and nothing built past a bound. Names in
 scope: `inputs`, `steps` (each step's `output`, `status` and, for human and
-tool steps, `edited` and `approved_by`) and `run` (`id`).
+tool steps, `edited` and `approved_by`; for agent steps, `refused`) and `run` (`id`).
 
 The common case, a plain lookup such as `steps.draft.output.body`, is read as
 dict lookups without Jinja2 at all; Jinja2 is imported for the first expression

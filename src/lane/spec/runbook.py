@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from lane.spec.project import ProjectSpec
 
 CHECK_OUTPUT = {"type": "object", "properties": {k: {} for k in ("exit_code", "stdout", "stderr", "seconds", "timed_out", "truncated")}}
-STEP_FIELDS = {"output": "any step", "status": "any step", "edited": "human and tool steps", "approved_by": "human and tool steps"}
+STEP_FIELDS = {"output": "any step", "status": "any step", "edited": "human and tool steps", "approved_by": "human and tool steps",
+               "refused": "agent steps"}
 EDITABLE = ("human", "tool")  # steps whose value a person may edit before it is used
 _DECIDED = ("edited", "approved_by")  # what a person's decision on a human or tool step adds
 RUN_FIELDS = ("id",)
@@ -442,8 +443,12 @@ def _check_ref(ref: Ref, book: RunbookSpec, scope: Scope, *, at_end: bool = Fals
     if len(ref) < 3:
         return None
     field_name = str(ref[2])
-    if field_name not in STEP_FIELDS or (field_name in _DECIDED and target.kind not in EDITABLE):
-        has = [f for f in STEP_FIELDS if f not in _DECIDED or target.kind in EDITABLE]
+
+    def offered(name: str) -> bool:
+        return (name not in _DECIDED or target.kind in EDITABLE) and (name != "refused" or target.kind == "agent")
+
+    if field_name not in STEP_FIELDS or not offered(field_name):
+        has = [f for f in STEP_FIELDS if offered(f)]
         return f"steps.{step_id} has no '{field_name}' (it has {', '.join(has)})"
     if field_name == "output":
         return _check_property(ref[3:], _output_schema(target), f"steps.{step_id}.output")
