@@ -108,6 +108,9 @@ def main() -> int:
         if proc.returncode != 3:
             break
         show = json.loads(lane("show", run_id, "--json").stdout)
+        if not show["pending"]:  # paused with nothing to decide: e.g. a server that could not be reached
+            print(f"  paused without a decision to make: {show.get('reason')}")
+            break
         pending = show["pending"][0]
         call = pending["call_id"]
         if call == "sign_off":

@@ -112,6 +112,8 @@ def _skipped(relative: Path) -> bool:
 
 
 def validate(project: Path, as_json: bool) -> None:
+    import sys
+
     from lane.spec.project import check_project
 
     with errors(as_json):
@@ -123,6 +125,8 @@ def validate(project: Path, as_json: bool) -> None:
                 problems = loaded.version_problems()
         if problems:
             raise ProjectInvalid(problems)
+        for warning in spec.warnings if spec is not None else []:
+            print(f"warning: {warning}", file=sys.stderr)
         if as_json:
             emit_json([])
         else:

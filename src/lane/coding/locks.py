@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from lane.coding import signing
+from lane.coding import markdown, signing
 from lane.errors import LaneError, UsageError
 
 LOCK_FILE = "LOCK.md"
@@ -82,8 +82,6 @@ Fill every gate before building: replace each [bracketed] hint with the real thi
 [YYYY-MM-DD]
 """
 FEATURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-HEADING = re.compile(r"(#{1,6})\s+(.*?)\s*#*\s*$")
-FENCE = re.compile(r"\s*(```|~~~)")
 BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])(?:\s+|$)")
 TBD = re.compile(r"\bTBD\b|\bT\.B\.D\.?|\bTODO\b|\bFIXME\b|\bXXX\b|\?\?\?", re.IGNORECASE)  # undecided, in any spelling
 ELLIPSIS = {"...", "…", ". . ."}  # an item that is only an ellipsis says nothing
@@ -268,7 +266,7 @@ def sign_lock(root: Path, feature: str, by: str, *, today: date | None = None, n
 
 def find_holes(text: str, shown: str, today: date, root: Path | None = None) -> list[Hole]:
     """The holes in a lock's text, in gate order; `root` (the repository) to check that cited canon files exist."""
-    sections = _sections(text.splitlines())
+    sections = _sections(text)
     holes: list[Hole] = []
     for gate, level, title in GATES:
         found = sections.get((level, title))
@@ -279,28 +277,23 @@ def find_holes(text: str, shown: str, today: date, root: Path | None = None) -> 
     return holes
 
 
-Section = tuple[int, list[tuple[int, str, bool]]]  # heading line, [(line, text, inside a code fence)]
+Section = tuple[int, list[tuple[int, str, bool]], int]  # heading line, [(line, text, is code)], top-level list items
 
 
-def _sections(lines: list[str]) -> dict[tuple[int, str], Section]:
-    """Each heading (level, normalized title) with the lines under it, up to the next heading of its level or above."""
-    headings: list[tuple[int, int, str]] = []
-    body: list[tuple[int, str, bool]] = []
-    fenced = False
-    for number, line in enumerate(lines, 1):
-        if FENCE.match(line):
-            fenced = not fenced
-            body.append((number, line, True))
-            continue
-        match = None if fenced else HEADING.match(line)
-        if match:
-            headings.append((number, len(match.group(1)), _normal(match.group(2))))
-        else:
-            body.append((number, line, fenced))
+def _sections(text: str) -> dict[tuple[int, str], Section]:
+    """Each heading (level, normalized title) with the lines under it, up to the next heading of its level or above,
+    read as a Markdown renderer reads them (markdown-it): a heading in a code fence is code, a setext heading
+    is a heading, and a list nested in an item is part of that item."""
+    doc = markdown.parse(text)
+    heads = doc.headings()
+    taken = {n for head in heads for n in range(head.line, head.after)}
+    code = doc.code_lines()
+    body = [(n, line, n in code) for n, line in enumerate(doc.lines, 1) if n not in taken]
     sections: dict[tuple[int, str], Section] = {}
-    for i, (number, level, title) in enumerate(headings):
-        end = next((n for n, lv, _ in headings[i + 1 :] if lv <= level), len(lines) + 1)
-        sections.setdefault((level, title), (number, [b for b in body if number < b[0] < end]))
+    for i, head in enumerate(heads):
+        end = next((h.line for h in heads[i + 1 :] if h.level <= head.level), len(doc.lines) + 1)
+        items = sum(1 for item in doc.items(head.after, end) if item.depth == 0 and item.text.strip())
+        sections.setdefault((head.level, _normal(head.title)), (head.line, [b for b in body if head.line < b[0] < end], items))
     return sections
 
 
@@ -308,7 +301,8 @@ def _normal(title: str) -> str:
     return " ".join(title.replace("-", " ").rstrip(":").lower().split())
 
 
-def _gate_holes(shown: str, gate: str, heading: int, body: list[tuple[int, str, bool]], today: date, root: Path | None = None) -> list[Hole]:
+def _gate_holes(shown: str, gate: str, heading: int, body: list[tuple[int, str, bool]], bullets: int, today: date,
+                root: Path | None = None) -> list[Hole]:
     items = [(n, BULLET.sub("", t, count=1).strip(), code) for n, t, code in body]
     filled = [(n, t, code) for n, t, code in items if t and not EMPTY_LINE.fullmatch(t)]
     if not filled:
@@ -327,7 +321,6 @@ def _gate_holes(shown: str, gate: str, heading: int, body: list[tuple[int, str, 
             holes.append(Hole(shown, number, gate, f"is a placeholder [{hint}]: replace it with the real thing"))
         for match in ANGLE.finditer(prose):
             holes.append(Hole(shown, number, gate, f"is a placeholder <{match.group(1)}>: replace it with the real thing"))
-    bullets = sum(1 for _, t, code in body if not code and BULLET.match(t) and BULLET.sub("", t, count=1).strip())
     return holes or _specific_holes(shown, gate, heading, filled, bullets, today, root)
 
 

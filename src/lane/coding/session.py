@@ -210,13 +210,10 @@ def latest_resume(text: str) -> ResumeBlock | None:
 
 
 def _headings(lines: list[str]) -> list[tuple[int, int, str]]:
-    found, fenced = [], False
-    for i, line in enumerate(lines):
-        if _FENCE.match(line):
-            fenced = not fenced
-        elif not fenced and (m := _HEADING.match(line)):
-            found.append((i, len(m.group(1)), (m.group(2) or "").strip()))
-    return found
+    """(0-based line, level, title) of each heading, as a Markdown renderer reads them (markdown-it)."""
+    from lane.coding import markdown
+
+    return [(head.line - 1, head.level, head.title.strip()) for head in markdown.parse("\n".join(lines)).headings()]
 
 
 def _escape_headings(note: str) -> list[str]:

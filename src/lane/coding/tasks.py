@@ -1,7 +1,7 @@
 """Task runbooks: `features/FEATURE/tasks/TASK.md` with five blocks.
 
-FILES is the allowlist of paths (globs: `*` within a folder, `**` across folders,
-a trailing `/` for everything under a folder); TYPES and SKELETON are for the
+FILES is the allowlist of paths (globs in git's dialect, spec/globs.py: `*` within a
+folder, `**` across folders, a trailing `/` for everything under a folder); TYPES and SKELETON are for the
 person and the coding agent; PROHIBITED holds rules in words plus `forbid: REGEX`
 lines checked against added lines; VALIDATE holds ```sh blocks, one command a line.
 `load_task` and `Task.in_scope` are what hooks import: keep those names stable.
@@ -12,17 +12,16 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path, PurePath
 
+from lane.coding import markdown
 from lane.errors import UsageError
+from lane.spec.globs import matches
 
 BLOCKS = ("FILES", "TYPES", "SKELETON", "PROHIBITED", "VALIDATE")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-HEADING = re.compile(r"##\s+([A-Za-z]+)\b")
-FENCE = re.compile(r" {0,3}(`{3,}|~{3,})\s*(.*)")
-BULLET = re.compile(r"\s*[-*+]\s+(.*\S)")
-FORBID = re.compile(r"\s*(?:[-*+]\s+)?forbid:\s*(.*\S)", re.IGNORECASE)
+HEADING = re.compile(r"([A-Za-z]+)\b")  # a block's name: the first word of its heading
+FORBID = re.compile(r"\s*forbid:\s*(.*\S)", re.IGNORECASE)
 TIMEOUT = re.compile(r"\btimeout\s*[:=]\s*(\S+)")
 PLACEHOLDER = re.compile(r"<.*>")
 
@@ -37,9 +36,9 @@ Goal: <one or two sentences: what is true when this task is done>
 ## FILES
 
 The only paths this task may change, add, delete or rename: one bullet each,
-relative to the repository's root. `*` matches within one folder, `**` across
-folders, and a trailing `/` means everything under a folder. This file and its
-evidence file are always allowed.
+relative to the repository's root, in .gitignore's dialect: `*` matches within
+one folder, `**` across folders, and a folder (`docs/`) means everything under
+it. A nested bullet is a note. This file and its evidence file are always allowed.
 
 - <a path or glob, e.g. src/app/cart.py>
 - <another, e.g. tests/test_cart*.py>
@@ -125,7 +124,7 @@ class Task:
         rel = _normalize(path)
         if rel is None:
             return False
-        return rel in self.own_files or any(glob_regex(g).fullmatch(rel) for g in self.files)
+        return rel in self.own_files or any(matches(g, rel) for g in self.files)
 
 
 def records_work(path: str) -> bool:
@@ -167,39 +166,32 @@ def load_task(root: Path, feature: str, task: str) -> Task:
         raise UsageError(f"no task file {path}; `lane task new {feature} {task}` writes one") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read the task file {path}: {exc}") from None
-    sections = _sections(path, text)
+    doc = markdown.parse(text)
+    sections = _sections(path, doc)
     return Task(
         feature=feature, name=task, path=path,
-        files=_files(path, sections["FILES"]),
-        forbid=_forbid(path, sections["PROHIBITED"]),
-        validate=_validate(path, sections["VALIDATE"]),
-        blocks={name: "\n".join(line for _, line in lines).strip() for name, lines in sections.items()},
+        files=_files(path, doc, *sections["FILES"]),
+        forbid=_forbid(path, doc, *sections["PROHIBITED"]),
+        validate=_validate(path, doc, *sections["VALIDATE"]),
+        blocks={name: "\n".join(doc.lines[start - 1 : end - 1]).strip() for name, (start, end) in sections.items()},
         text=text,
     )
 
 
-Lines = list[tuple[int, str]]  # (1-based line number, text)
-
-
-def _sections(path: Path, text: str) -> dict[str, Lines]:
-    """The lines under each `## BLOCK` heading (headings inside fenced code do not count)."""
-    sections: dict[str, Lines] = {}
-    current: Lines | None = None
-    fence = ""
-    for number, line in enumerate(text.splitlines(), 1):
-        opened = FENCE.match(line)
-        if opened and (not fence or (opened[1][0] == fence[0] and len(opened[1]) >= len(fence) and not opened[2])):
-            fence = "" if fence else opened[1]
-        elif not fence and (heading := HEADING.match(line)):
-            name = heading[1].upper()
-            if name in sections:
-                raise UsageError(f"{path}:{number}: a second `## {name}` block; a task has one of each")
-            current = None
-            if name in BLOCKS:
-                current = sections[name] = []
+def _sections(path: Path, doc: markdown.Document) -> dict[str, tuple[int, int]]:
+    """The lines (first, after the last) under each block's level-2 heading, `## FILES` or FILES over `-----`,
+    up to the next heading of level 1 or 2. A heading inside fenced code is code."""
+    heads = [h for h in doc.headings() if h.level <= 2]
+    sections: dict[str, tuple[int, int]] = {}
+    for i, head in enumerate(heads):
+        named = HEADING.match(head.title) if head.level == 2 else None
+        if not named:
             continue
-        if current is not None:
-            current.append((number, line))
+        name = named[1].upper()
+        if name in sections:
+            raise UsageError(f"{path}:{head.line}: a second `## {name}` block; a task has one of each")
+        if name in BLOCKS:
+            sections[name] = (head.after, heads[i + 1].line if i + 1 < len(heads) else len(doc.lines) + 1)
     missing = [name for name in BLOCKS if name not in sections]
     if missing:
         raise UsageError(f"{path}: no {', '.join(f'`## {m}`' for m in missing)} block; a task has {', '.join(BLOCKS)} "
@@ -207,27 +199,26 @@ def _sections(path: Path, text: str) -> dict[str, Lines]:
     return sections
 
 
-def _files(path: Path, lines: Lines) -> list[str]:
+def _files(path: Path, doc: markdown.Document, start: int, end: int) -> list[str]:
+    """One pattern per top-level list item: the text in its leading backticks, else its first word. A nested
+    item is a note on the one above it."""
     files: list[str] = []
-    fence = False
-    for number, line in lines:
-        if FENCE.match(line):
-            fence = not fence
-        bullet = None if fence else BULLET.match(line)
-        if not bullet:
+    for item in doc.items(start, end):
+        text = item.text.strip()
+        if item.depth > 0 or not text:
             continue
-        item = bullet[1]
-        if PLACEHOLDER.fullmatch(item):
-            raise UsageError(f"{path}:{number}: FILES still holds the template's placeholder {item}; "
+        if PLACEHOLDER.fullmatch(text):
+            raise UsageError(f"{path}:{item.line}: FILES still holds the template's placeholder {text}; "
                              "replace it with a path or glob this task may change")
-        pattern = item[1:].split("`", 1)[0] if item.startswith("`") else item.split()[0]
+        pattern = text[1:].split("`", 1)[0] if text.startswith("`") else text.split()[0]
         files.append(pattern.removeprefix("./").lstrip("/"))
     return files
 
 
-def _forbid(path: Path, lines: Lines) -> list[Forbid]:
+def _forbid(path: Path, doc: markdown.Document, start: int, end: int) -> list[Forbid]:
+    """A `forbid: REGEX` line of prose (a list item or a paragraph; not code), the regex optionally in backticks."""
     rules: list[Forbid] = []
-    for number, line in lines:
+    for number, line in doc.text_lines(start, end):
         found = FORBID.fullmatch(line)
         if not found:
             continue
@@ -241,34 +232,27 @@ def _forbid(path: Path, lines: Lines) -> list[Forbid]:
     return rules
 
 
-def _validate(path: Path, lines: Lines) -> list[Command]:
+def _validate(path: Path, doc: markdown.Document, start: int, end: int) -> list[Command]:
     commands: list[Command] = []
-    fence, timeout = "", None
-    pending: list[str] = []
-    start = 0
-    for number, line in lines:
-        opened = FENCE.match(line)
-        if not fence and opened:
-            fence, info = opened[1], opened[2].strip()
-            if info.split(maxsplit=1)[:1] != ["sh"]:
-                label = f"```{info}" if info else "unlabelled"
-                raise UsageError(f"{path}:{number}: VALIDATE runs only ```sh blocks, and this one is {label}; "
-                                 "label it ```sh or move it out of VALIDATE")
-            timeout = _timeout(path, number, info)
-            continue
-        if not fence:
-            continue
-        if opened and opened[1][0] == fence[0] and len(opened[1]) >= len(fence) and not opened[2]:
-            fence = ""
-            continue
-        if not pending and (not line.strip() or line.strip().startswith("#")):
-            continue
-        start = start if pending else number
-        pending.append(line.strip() if not pending else line)
-        if line.rstrip().endswith("\\"):
-            continue  # a continued line: sh -c reads the backslash-newline itself
-        commands.append(_command(path, start, "\n".join(pending), timeout))
-        pending = []
+    for fence in doc.fences(start, end):
+        if fence.info.split(maxsplit=1)[:1] != ["sh"]:
+            label = f"```{fence.info}" if fence.info else "unlabelled"
+            raise UsageError(f"{path}:{fence.line}: VALIDATE runs only ```sh blocks, and this one is {label}; "
+                             "label it ```sh or move it out of VALIDATE")
+        timeout = _timeout(path, fence.line, fence.info)
+        pending: list[str] = []
+        first = 0
+        for number, line in enumerate(fence.content.splitlines(), fence.line + 1):
+            if not pending and (not line.strip() or line.strip().startswith("#")):
+                continue
+            first = first if pending else number
+            pending.append(line.strip() if not pending else line)
+            if line.rstrip().endswith("\\"):
+                continue  # a continued line: sh -c reads the backslash-newline itself
+            commands.append(_command(path, first, "\n".join(pending), timeout))
+            pending = []
+        if pending:  # the block ends on a continued line
+            commands.append(_command(path, first, "\n".join(pending), timeout))
     return commands
 
 
@@ -298,29 +282,3 @@ def _normalize(path: str | PurePath) -> str | None:
         return None
     rel = posixpath.normpath(text)
     return None if rel in (".", "..") or rel.startswith("../") else rel
-
-
-@lru_cache(maxsize=512)
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A FILES glob as a regular expression: `*` and `?` stay within a folder, `**` crosses folders."""
-    folder = pattern.endswith("/")  # everything under it, and the folder itself (a nested repository shows as one)
-    pattern = pattern.rstrip("/") if folder else pattern
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] in "*?":
-            out.append("[^/]*" if pattern[i] == "*" else "[^/]")
-            i += 1
-        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end].replace("\\", "\\\\")
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + ("(?:/.*)?" if folder else ""))

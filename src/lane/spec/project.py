@@ -19,6 +19,7 @@ from lane.models.registry import HOSTED, PROVIDERS, missing_extra, model_id, pro
 from lane.secrets import remember
 from lane.spec.files import AgentFile, LaneFile, ModelSpec, Rules, RunbookFile, check_model
 from lane.spec.gates import first_gate
+from lane.spec.globs import fnmatch_difference
 from lane.spec.runbook import RunbookSpec, check_children, check_runbook
 from lane.spec.script import check_script
 from lane.spec.skills import SkillSpec
@@ -62,6 +63,7 @@ class ProjectSpec:
     secrets: frozenset[str] = frozenset()  # names of environment variables whose values are never stored
     files: dict[str, str] = field(default_factory=dict)  # a kept version's files (path -> text), read instead of the disk's
     skills: dict[str, SkillSpec] = field(default_factory=dict)  # skills/NAME/SKILL.md (spec/skills.py)
+    warnings: list[Problem] = field(default_factory=list)  # valid, but worth a look: `lane validate` shows them
 
     def read(self, file: str) -> str:
         """A project file's text (an agent's context file), as the version being run has it."""
@@ -290,6 +292,9 @@ def _load_agent(project: ProjectSpec, source: Source, stem: str) -> list[Problem
     else:
         problems += project.check_role(agent.name, source, ("name",), kind="agent")
     problems += _check_agent(project, agent, source)
+    for i, pattern in enumerate(agent.paths):
+        if (changed := fnmatch_difference(pattern)) is not None:
+            project.warnings.append(source.at(("paths", i), changed))
     rules, found = _check_rules(project, agent.rules, source, ("rules",))
     problems += found
     project.agents[agent.name] = AgentSpec(agent, source.body, source, rules)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lane.errors import ToolError
+from lane.spec.globs import matches
 from lane.spec.schema import schema_errors
 from lane.tools.base import Effect, Lane, Tool, ToolArgsInvalid, ToolContext
 
@@ -144,7 +145,7 @@ def _relative(paths: tuple[Path, ...], project: Path) -> list[str] | None:
 
 def _outside_globs(raw: str, rels: list[str] | None, lane: Lane) -> str | None:
     """Why a path matches none of the lane's globs, or None."""
-    if lane.paths and (rels is None or not all(any(_matches(r, g) for g in lane.paths) for r in rels)):
+    if lane.paths and (rels is None or not all(any(matches(g, r) for g in lane.paths) for r in rels)):
         return f"path {raw!r} is outside this agent's lane ({', '.join(lane.paths)}); use a path matching one of them"
     return None
 
@@ -153,21 +154,16 @@ def _outside_task(raw: str, rels: list[str] | None, lane: Lane) -> str | None:
     """Why a write lands outside the FILES of the agent's coding task, or None."""
     if lane.task is None:
         return None
-    from lane.coding.tasks import glob_regex, records_work
+    from lane.coding.tasks import records_work
 
     if "\\" in raw:  # git and FILES read a backslash as a folder separator; a file tool would not
         return f"path {raw!r} holds a backslash; write folders with / and name files without \\"
     if rels is not None and any(records_work(r) for r in rels):
         return f"path {raw!r} is a lock, task or evidence file: it defines or records the work, so a person changes it, not the agent"
-    if rels is None or not all(any(glob_regex(g).fullmatch(r) for g in lane.writes) for r in rels):
+    if rels is None or not all(any(matches(g, r) for g in lane.writes) for r in rels):
         files = ", ".join(lane.writes) or "none"
         return f"path {raw!r} is not in the FILES of task {lane.task} ({files}); write only those, or ask the person to widen the task"
     return None
-
-
-def _matches(rel: str, glob: str) -> bool:
-    """fnmatch, where `*` crosses `/` and `dir/**` also matches `dir` itself."""
-    return fnmatch.fnmatchcase(rel, glob) or (glob.endswith("/**") and fnmatch.fnmatchcase(rel, glob[:-3]))
 
 
 def _object(required: list[str], **props: dict[str, Any]) -> dict[str, Any]:
