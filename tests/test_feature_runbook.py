@@ -119,6 +119,10 @@ PROJECT = {
 
 CART = "def add_item(cart, sku, price):\n    return [*cart, (sku, price)]\n"
 TOTAL = "def total(cart):\n    return sum(price for _, price in cart)\n"
+TOTAL_TURNS = [  # task 2, done right the first time
+    {"tool_calls": [{"name": "repo.write", "args": {"path": "src/total.py", "content": TOTAL}}]},
+    {"output": {"summary": "total"}},
+]
 
 
 def git(repo: Path, *args: str, input_text: str | None = None) -> str:
@@ -481,10 +485,7 @@ def test_an_edit_made_during_review_is_verified_again_and_one_that_breaks_the_ta
             {"tool_calls": [{"name": "repo.write", "args": {"path": "src/cart.py", "content": fixed}}]},
             {"output": {"summary": "add_item again, beside the reviewer's count"}},
         ],
-        "task2_work": [
-            {"tool_calls": [{"name": "repo.write", "args": {"path": "src/total.py", "content": TOTAL}}]},
-            {"output": {"summary": "total"}},
-        ],
+        "task2_work": TOTAL_TURNS,
     }
     repo = make_repo(tmp_path / "shop", script)
     plan_and_commit(repo)
@@ -525,10 +526,7 @@ def test_a_failed_feature_run_goes_on_from_the_failed_task_after_a_person_fixes_
             {"output": {"summary": "again"}},
             {"output": {"summary": "once more"}},
         ],
-        "task2_work": [
-            {"tool_calls": [{"name": "repo.write", "args": {"path": "src/total.py", "content": TOTAL}}]},
-            {"output": {"summary": "total"}},
-        ],
+        "task2_work": TOTAL_TURNS,
     }
     repo = make_repo(tmp_path / "shop", script)
     plan_and_commit(repo)
