@@ -529,3 +529,16 @@ def test_a_verify_killed_midway_leaves_no_checkout_behind_the_next(repo: Path) -
     assert not orphan.exists()
     listed = git(repo, "worktree", "list", "--porcelain")
     assert "lane-verify-" not in listed and str(other) in listed
+
+
+def test_paths_with_glob_characters_or_a_leading_dash_are_verified_and_committed_as_named(repo: Path) -> None:
+    task(repo, extra_files="- src/app/*")
+    do_the_work(repo)
+    write(repo, "src/app/-n.py", "A = 1\n")
+    write(repo, "src/app/[ab].py", "B = 1\n")
+    result, evidence = verify(repo)
+    assert result.exit_code == 0, result.output
+    committed = CliRunner().invoke(task_cli.app, ["commit", "cart", "add-item", "--project", str(repo)])
+    assert committed.exit_code == 0, committed.output
+    assert {"src/app/-n.py", "src/app/[ab].py"} <= set(git(repo, "show", "--name-only", "--format=", "HEAD").split("\n"))
+    assert git(repo, "status", "--porcelain") == ""

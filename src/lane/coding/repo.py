@@ -11,16 +11,20 @@ from pathlib import Path
 from lane.errors import UsageError
 
 
-def run_git(root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess[bytes]:
-    """git without a shell or stdin, whatever its exit code; raises OSError or TimeoutExpired when it cannot run."""
-    return subprocess.run(["git", "-c", "core.quotePath=false", *args], cwd=root, capture_output=True,
-                          stdin=subprocess.DEVNULL, timeout=timeout, env={**os.environ, **env} if env else None)
+def run_git(root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120.0,
+            given: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """git without a shell, whatever its exit code, its stdin `given` (else none); raises OSError or
+    TimeoutExpired when it cannot run."""
+    command, where, environment = ["git", "-c", "core.quotePath=false", *args], root, {**os.environ, **env} if env else None
+    if given is not None:
+        return subprocess.run(command, cwd=where, capture_output=True, timeout=timeout, env=environment, input=given)
+    return subprocess.run(command, cwd=where, capture_output=True, timeout=timeout, env=environment, stdin=subprocess.DEVNULL)
 
 
-def git(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
+def git(root: Path, *args: str, env: dict[str, str] | None = None, given: bytes | None = None) -> str:
     """What git prints; UsageError, with git's own words, when it fails or cannot run."""
     try:
-        done = run_git(root, *args, env=env)
+        done = run_git(root, *args, env=env, given=given)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UsageError(f"git could not run in {root}: {exc}") from None
     if done.returncode != 0:
@@ -66,10 +70,10 @@ def tree_with(root: Path, base: str, paths: list[str], *, forced: tuple[str, ...
         env = {"GIT_INDEX_FILE": str(Path(folder) / "index")}
         git(root, "read-tree", base, env=env)
         plain = [p for p in paths if p not in forced]
-        if plain:
-            git(root, "add", "-A", "--", *plain, env=env)
-        if forced:
-            git(root, "add", "-A", "--force", "--", *forced, env=env)
+        for chosen, force in ((plain, ()), (list(forced), ("--force",))):
+            if chosen:  # on stdin: any number of paths, any names (a leading '-', a newline)
+                git(root, "add", "-A", *force, "--pathspec-from-file=-", "--pathspec-file-nul", env=env,
+                    given="\0".join(f":(literal){p}" for p in chosen).encode())
         return git(root, "write-tree", env=env).strip()
 
 
@@ -85,5 +89,6 @@ def commit_paths(root: Path, paths: list[str], message: str, *, forced: tuple[st
         raise UsageError(f"nothing to commit: {', '.join(paths)} are as HEAD has them")
     commit = git(root, "commit-tree", tree, "-p", head, "-m", message).strip()
     git(root, "update-ref", "-m", f"commit: {message.splitlines()[0]}", "HEAD", commit, head)
-    git(root, "reset", "-q", commit, "--", *paths)
+    git(root, "reset", "-q", commit, "--pathspec-from-file=-", "--pathspec-file-nul",
+        given="\0".join(f":(literal){p}" for p in paths).encode())
     return commit
