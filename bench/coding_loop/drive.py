@@ -140,10 +140,15 @@ def main() -> int:
             print(f"  {call}: approved (unexpected pause: {pending.get('question')})")
         proc = lane("resume", run_id, "--no-ask", timed=f"resume after {call}")
     print()
-    report(d, run_id, lane, timings, Path(env["LANE_GEN_LOG"]))
+    show = report(d, run_id, lane, timings, Path(env["LANE_GEN_LOG"]))
     if takeovers:
         print("\n== the person took over: " + "; ".join(takeovers))
-    return 0
+    taken = {t.split(":")[0].split()[1] for t in takeovers}
+    tasks = sorted({m.group(1) for s in show["steps"] if (m := re.match(r"task(\d+)_", s["id"]))})
+    by_agent = [n for n in tasks if n not in taken and any(s["id"] == f"task{n}_commit" and s["status"] == "completed" for s in show["steps"])]
+    print(f"\nOUTCOME: run {show['status']}; tasks the agent's own work got committed: {len(by_agent)} of {len(tasks)}"
+          f"; tasks a person took over: {len(taken)}")
+    return 0 if show["status"] == "completed" and len(by_agent) == len(tasks) else 1
 
 
 def take_over(d: Path, run_id: str, lane, takeovers: list[str]):  # type: ignore[no-untyped-def]
@@ -230,6 +235,7 @@ def report(d: Path, run_id: str, lane, timings, gen_log: Path) -> None:  # type:
             print(f"  {g['at']} {g['seconds']:6.1f} s  {u.get('prompt_tokens')} in / {u.get('completion_tokens')} out  "
                   f"finish={g.get('finish')}  {_short(g.get('text') or g.get('error'), 160)}")
     print(f"\nfull timeline: cd {d} && lane show {run_id}")
+    return show
 
 
 def _short(value, limit: int = 100) -> str:  # type: ignore[no-untyped-def]

@@ -46,4 +46,8 @@ until curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null; do
   sleep 1
 done
 echo "server: pid $SERVER_PID, http://127.0.0.1:$PORT/v1, log $LOG"
-"$PY" "$HERE/drive.py" "$DIR" --python "$PY" --model gemma270m --base-url "http://127.0.0.1:$PORT/v1" "$@"
+rc=0
+"$PY" "$HERE/drive.py" "$DIR" --python "$PY" --model gemma270m --base-url "http://127.0.0.1:$PORT/v1" "$@" || rc=$?
+kill $SERVER_PID 2>/dev/null || true
+wait $SERVER_PID 2>/dev/null || true
+exit $rc
