@@ -231,13 +231,17 @@ def test_a_schema_llama_cpp_cannot_convert_fails_the_step_clearly(tmp_path: Path
     assert "internal error" not in (run.reason or "")
 
 
-def test_a_reply_cut_off_at_max_tokens_is_an_error_not_a_loop(tmp_path: Path) -> None:
-    root = _one_step(tmp_path / "p", "{type: object, properties: {tags: {type: array, items: {enum: [billing, bug]}}}, required: [tags]}")
+def test_a_reply_cut_off_at_max_tokens_is_a_failed_attempt_on_the_record(tmp_path: Path) -> None:
+    """An unbounded list of enums runs to the token limit: the cut-off reply is a turn on the record, with its
+    tokens, and counts against the step's repairs (none here: one reply, then the step fails, saying what to do)."""
+    root = _one_step(tmp_path / "p", "{type: object, properties: {tags: {type: array, items: {enum: [billing, bug]}}}, required: [tags]}",
+                     extra="repairs: 0")
     with lane.Project.load(root) as proj:
         run = proj.run("one", {"email": EMAILS[0]})
         assert run.status == "failed"
-        assert "the reply was cut off at 512 tokens" in (run.reason or "")
-        assert len(proj.show(run.run_id)["steps"][0]["turns"]) == 0
+        assert "the reply was cut off at 512 tokens" in (run.reason or "") and "bound the output schema" in (run.reason or "")
+        step = proj.show(run.run_id)["steps"][0]
+        assert len(step["turns"]) == 1 and step["usage"]["output_tokens"] == 512
 
 
 def test_a_tool_with_enum_and_model_arguments_works_on_the_local_model(tmp_path: Path) -> None:
@@ -310,3 +314,26 @@ def test_the_demo_inbox_is_classified_right_with_the_examples_nearest_each_email
     ran = run_lane("test", "support-triage", "--json", cwd=root, timeout=900)
     summary = json.loads(ran.stdout or "{}")
     assert summary.get("passed", 0) >= 7, ran.stdout + ran.stderr
+
+
+def test_a_long_feedback_loop_keeps_the_task_and_its_latest_turns_within_the_window() -> None:
+    """A feedback loop's turns pile up past the 4,096-token window: the oldest are left out, saying so, and the
+    model still sees the task, its examples and the latest feedback (it used to fail the run at attempt 6)."""
+    import asyncio
+
+    from lane.models.base import ModelRequest, Settings, Task
+    from lane.models.local import N_CTX, LocalModel
+    from lane.models.weights import default_weights
+
+    model = LocalModel("local", default_weights())
+    feedback = [{"role": "user", "content": f"Attempt {i}: the check failed. " + "The file does not parse. " * 120} for i in range(8)]
+    request = ModelRequest(
+        messages=[{"role": "system", "content": "You fix code."}, {"role": "user", "content": "Fix the cart."}, *feedback],
+        output_schema={"type": "object", "properties": {"summary": {"type": "string", "maxLength": 20}}, "required": ["summary"]},
+        task=Task("You fix code.", "Fix the cart.", {"task": "add add_item"}), settings=Settings(max_tokens=24),
+    )
+    response = asyncio.run(model.request(request))
+    prompt = response.prompt or ""
+    assert "of this step are left out to fit the model's window" in prompt
+    assert "Attempt 7:" in prompt and "Attempt 0:" not in prompt and "Task: Fix the cart." in prompt
+    assert response.usage.input_tokens + 24 <= N_CTX

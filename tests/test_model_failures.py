@@ -414,12 +414,19 @@ def test_an_output_named_value_is_kept_as_it_is(tmp_path: Path, provider: Provid
     assert project.show(run.run_id)["steps"][0]["output"] == {"value": "x"}
 
 
-def test_a_structured_reply_cut_off_at_max_tokens_fails_the_step(tmp_path: Path, provider: Provider) -> None:
-    provider.plan = [reply_with({"tool_calls": [call("final_output", {"category": "bil"})]}, finish="length")]
+def test_a_structured_reply_cut_off_at_max_tokens_is_asked_for_again_then_fails_the_step(tmp_path: Path, provider: Provider) -> None:
+    cut = reply_with({"tool_calls": [call("final_output", {"category": "bil"})]}, finish="length")
+    provider.plan = [cut]
     project = lane.Project.load(make_project(tmp_path, provider.url))
     run = project.run("classify", {"email": "hi"})
+    assert run.status == "completed", run.reason  # the second reply, whole, is the output
+    told = json.dumps(provider.requests[-1]["body"]["messages"])
+    assert "Your reply was cut off at" in told and "Reply again, shorter" in told
+    assert project.show(run.run_id)["steps"][0]["usage"]["input_tokens"] > 0
+    provider.plan = [cut] * 3  # the agent's 2 repairs, and one more: the step fails, saying what to change
+    run = project.run("classify", {"email": "hi"})
     assert run.status == "failed"
-    assert "cut off at the agent's max_tokens" in (run.reason or "")
+    assert "the reply was cut off at" in (run.reason or "") and "raise `settings: max_tokens:`" in (run.reason or "")
 
 
 def test_other_keys_never_go_to_a_server_by_base_url(tmp_path: Path, provider: Provider, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,6 +79,9 @@ class AgentStep:
             self.messages.append(_assistant(response))
             self.sent = len(self.messages)
             self.turn += 1
+            if response.cut_off is not None:
+                self.ask_shorter(response)
+                continue
             if response.tool_calls:
                 await self.run_tool_calls(response.tool_calls)
                 continue
@@ -269,6 +272,19 @@ class AgentStep:
         self.allowlists += ((f"skill {name}'s allowed-tools", [*kept, *self.skill_tools]),)
         narrowed = await self.state.toolbox.allowed(self.allowlists)
         self.tools = tuple(ToolSpec(t.name, t.description, t.parameters) for t in narrowed)
+
+    def ask_shorter(self, response: ModelResponse) -> None:
+        """A reply cut off at the token limit is a failed attempt, like an output that does not fit the schema: the
+        model is asked again, shorter, while repairs last; then the step fails, saying what to change."""
+        self.rejected += 1
+        error = f"the reply was cut off at {response.cut_off} tokens, before it was complete"
+        self.state.journal.once("handoff_rejected", self.step.id, f"turn:{self.turn - 1}", errors=[error], output=response.text,
+                                attempt=self.rejected)
+        if self.rejected > self.repairs:
+            raise StepFailed(f"step {self.step.id}: {error} ({self.rejected} replies in all); raise `settings: max_tokens:` in "
+                             f"agents/{self.agent.name}.md, bound the output schema (maxLength, maxItems), or make the step ask for less")
+        self.messages.append({"role": "user", "content": f"Your reply was cut off at {response.cut_off} tokens, before it was "
+                              "complete. Reply again, shorter: a tool call with short arguments, or a short output."})
 
     def take_handoff(self, response: ModelResponse) -> tuple[bool, Any]:
         if self.schema is None:

@@ -53,6 +53,7 @@ class ModelResponse:
     output: Any = NO_OUTPUT
     usage: Usage = Usage()
     prompt: str | None = None  # the exact text sent, from providers that render their own prompt
+    cut_off: int | None = None  # the reply stopped at this many tokens before it was complete: the agent asks again
 
     @property
     def has_output(self) -> bool:
@@ -65,6 +66,8 @@ class ModelResponse:
         data["usage"] = self.usage.to_json()
         if self.prompt is not None:
             data["prompt"] = self.prompt
+        if self.cut_off is not None:
+            data["cut_off"] = self.cut_off
         return data
 
     @classmethod
@@ -75,6 +78,7 @@ class ModelResponse:
             output=data["output"] if "output" in data else NO_OUTPUT,
             usage=Usage.from_json(data.get("usage")),
             prompt=data.get("prompt"),
+            cut_off=data.get("cut_off"),
         )
 
 

@@ -159,7 +159,7 @@ class HostedModel:
         try:
             with self._mapped_errors():
                 answer = await self._answer(client.model, request, messages, params, settings)
-            return from_answer(answer, wire, wrapped=wrapped, where=self.where, structured=request.output_schema is not None)
+            return from_answer(answer, wire, wrapped=wrapped, structured=request.output_schema is not None)
         finally:
             client.in_flight -= 1
 
@@ -326,7 +326,7 @@ def _delta_text(event: Any) -> str:
     return ""
 
 
-def from_answer(answer: Any, wire: WireNames, *, wrapped: bool, where: str, structured: bool) -> ModelResponse:
+def from_answer(answer: Any, wire: WireNames, *, wrapped: bool, structured: bool) -> ModelResponse:
     from pydantic_ai import messages as m
 
     cut = answer.finish_reason == "length"
@@ -342,11 +342,10 @@ def from_answer(answer: Any, wire: WireNames, *, wrapped: bool, where: str, stru
                 has_output, output = True, args
             elif part.tool_name != OUTPUT_TOOL:
                 calls.append(ToolCall(wire.lane(part.tool_name), args))
-    if cut and (structured or calls or has_output):
-        raise ModelError(f"{where}: the reply was cut off at the agent's max_tokens; raise `settings: max_tokens:` "
-                         "in the agent, or make the step ask for less")
     usage = Usage(int(answer.usage.input_tokens or 0), int(answer.usage.output_tokens or 0), _cost(answer))
     text = "".join(texts) or None
+    if cut and (structured or calls or has_output):  # an unfinished call or output: the agent step asks again
+        return ModelResponse(text=text, usage=usage, cut_off=usage.output_tokens)
     if has_output and not calls:
         if wrapped and isinstance(output, dict) and "value" in output:
             output = output["value"]

@@ -125,9 +125,9 @@ class LocalModel:
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         schema = reply_schema(request)
-        prompt = render_prompt(request, schema)
-        grammar = self._grammar(schema) if schema is not None else None
         max_tokens = request.settings.max_tokens or self.max_tokens
+        prompt = self._fitted(request, schema, max_tokens)
+        grammar = self._grammar(schema) if schema is not None else None
         temperature = self.temperature if request.settings.temperature is None else request.settings.temperature
         options = {"grammar": grammar, "max_tokens": max_tokens, "temperature": temperature, "stop": None if grammar else ["\n"]}
         # Generation runs on this thread: in a worker thread it measured 5-30% slower, and one
@@ -138,10 +138,22 @@ class LocalModel:
         usage = result.get("usage", {})
         choice = result["choices"][0]
         text = choice["text"]
-        if grammar is not None and choice.get("finish_reason") == "length":
-            raise ModelError(f"local model {self.id}: the reply was cut off at {max_tokens} tokens; "
-                             "bound the output schema (maxLength, maxItems) or make the step ask for less")
-        return parse_reply(text, request, Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))), prompt)
+        spent = Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        if grammar is not None and choice.get("finish_reason") == "length":  # unfinished JSON: the agent step asks again
+            return ModelResponse(text=text, usage=spent, prompt=prompt, cut_off=max_tokens)
+        return parse_reply(text, request, spent, prompt)
+
+    def _fitted(self, request: ModelRequest, schema: dict[str, Any] | None, max_tokens: int) -> str:
+        """The prompt, with the step's oldest turns left out while it and the reply would not fit the window: in a
+        long feedback loop the model sees the task, the examples and the latest turns."""
+        turns = max(0, len(request.messages) - 2)
+        for skip in range(turns + 1):
+            prompt = render_prompt(request, schema, skip=skip)
+            with self._lock:
+                needed = len(self._llm.tokenize(prompt.encode())) + max_tokens
+            if needed <= N_CTX or request.task is None:
+                return prompt
+        return prompt  # even with no turn it does not fit: llama.cpp says so, and the step fails with its words
 
     def _complete(self, prompt: str, options: dict[str, Any], on_stream: Any) -> dict[str, Any]:
         with self._lock:  # one llama.cpp context: one generation at a time
@@ -220,8 +232,10 @@ def reply_schema(request: ModelRequest) -> dict[str, Any] | None:
     return {"anyOf": [*calls, output]}
 
 
-def render_prompt(request: ModelRequest, schema: dict[str, Any] | None) -> str:
-    """Few-shot text a base model can continue: direction, task, tools, examples, this input, what happened, a cue."""
+def render_prompt(request: ModelRequest, schema: dict[str, Any] | None, *, skip: int = 0) -> str:
+    """Few-shot text a base model can continue: direction, task, tools, examples, this input, what happened, a cue.
+
+    `skip` leaves out the step's first turns (to fit the window), saying so."""
     task = request.task
     if task is None:
         return "\n\n".join(str(m.get("content") or "") for m in request.messages) + "\n\nOutput:"
@@ -232,7 +246,9 @@ def render_prompt(request: ModelRequest, schema: dict[str, Any] | None) -> str:
     for inputs, output in nearest(task.examples, task.inputs, EXAMPLES_SHOWN):
         lines += [f"Input: {_json(inputs)}", f"Output: {_json(output)}", ""]
     lines.append(f"Input: {_json(task.inputs)}")
-    for message in request.messages[2:]:  # after the system and task messages: this step's turns
+    if skip:
+        lines.append(f"Note: the first {skip} turn{'s' if skip != 1 else ''} of this step are left out to fit the model's window.")
+    for message in request.messages[2 + skip :]:  # after the system and task messages: this step's turns
         lines.append(_turn_text(message))
     lines.append("Call:" if request.tool_choice == "required" and request.tools else "Output:")
     return "\n".join(lines)
