@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from pg import Cluster, postgres  # noqa: F401 - the session's throw-away PostgreSQL cluster, a fixture
+
 LANE = [sys.executable, "-m", "lane"]
 MCP_SERVERS = Path(__file__).parent / "mcp_servers"  # the npm MCP servers, pinned in its package.json
 TIME_SERVER = Path(sys.executable).parent / "mcp-server-time"  # the time MCP server, from PyPI
@@ -81,6 +83,37 @@ def on_a_terminal(args: list[str], cwd: Path) -> str:
 @pytest.fixture
 def project_dir(tmp_path: Path) -> Path:
     return tmp_path / "project"
+
+
+@dataclass(frozen=True)
+class Backing:
+    """Where a test's store lives: a SQLite file in the project, or a fresh database of the throw-away cluster."""
+
+    kind: str  # sqlite | postgresql
+    url: str  # what lane.yaml's store: says
+    cluster: Cluster | None = None
+
+    def open(self, root: Path) -> Any:
+        from lane.store.url import open_store
+
+        return open_store(self.url, root)
+
+    def fresh(self) -> Backing:
+        """Another store of the same kind, empty (for SQLite: the same URL in another project)."""
+        return self if self.cluster is None else Backing(self.kind, self.cluster.new_database(), self.cluster)
+
+    def project_yaml(self, text: str) -> str:
+        """`text` (a lane.yaml) with this store."""
+        return textwrap.dedent(text).rstrip("\n") + f"\nstore: '{self.url}'\n"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backing(request: pytest.FixtureRequest) -> Backing:
+    """Each store that keeps runs across processes, in turn: the test runs once on each."""
+    if request.param == "sqlite":
+        return Backing("sqlite", "sqlite:///.lane/lane.db")
+    cluster: Cluster = request.getfixturevalue("postgres")
+    return Backing("postgresql", cluster.new_database(), cluster)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""The store: real SQLite files (and the memory store) as lane opens, migrates, writes and reads them.
+"""The store: real SQLite files, real PostgreSQL databases (a throw-away cluster, tests/pg.py) and the
+memory store, as lane opens, migrates, writes and reads them.
 
-What a user would notice: a file from a newer lane refused and left alone; a
+What a user would notice: a store from a newer lane refused and left alone; a
 batch of events written whole or not at all; short run ids that resolve, or say
 why not; a run held by a live process refused to another; `store: memory`
-carrying a whole run; a bad `store:` URL explained; and a store that still
-reads after the process writing it was killed with SIGKILL.
+carrying a whole run; a bad `store:` URL explained; a password never shown; and
+a store that still reads after the process writing it was killed with SIGKILL.
+Every test that is not about one kind of store by nature runs on each.
 """
 
 from __future__ import annotations
@@ -15,27 +17,34 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 import lane
 import lane.store.migrations
-from conftest import LANE, lane_json, write_project
+import lane.store.migrations_pg
+from conftest import LANE, Backing, lane_json, write_project
 from conftest import lane as lane_cli
-from lane.errors import RunBusy, RunNotFound, UsageError
+from lane.errors import RunBusy, RunNotFound, StoreUnavailable, UsageError
 from lane.store.memory import MemoryStore
+from lane.store.postgres import PostgresStore
 from lane.store.records import Event, now
 from lane.store.sqlite import SQLiteStore, _migrations, process_owner
 from lane.store.url import open_store
 from lane.testing import ScriptedModel
+from pg import PASSWORD, ROLE, Cluster
 
 MIGRATIONS = Path(lane.store.migrations.__file__).parent
+MIGRATIONS_PG = Path(lane.store.migrations_pg.__file__).parent
 LATEST = max(int(p.name.split("_", 1)[0]) for p in MIGRATIONS.glob("*.sql"))
+AnyStore = SQLiteStore | MemoryStore | PostgresStore
 
 
 def event(seq: int, type_: str = "step_started", **data: Any) -> Event:
@@ -51,9 +60,35 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore | MemoryStore]:
-    opened = SQLiteStore(tmp_path / "lane.db") if request.param == "sqlite" else MemoryStore()
+def query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """What another client of a PostgreSQL store reads (lane's tables are in the schema lane)."""
+    with psycopg.connect(url, autocommit=True, options="-c search_path=lane") as db:
+        return db.execute(sql.encode(), args or None).fetchall()
+
+
+def schema_of(backing: Backing, root: Path) -> Any:
+    """Every table, column and index of the store, as its database describes them."""
+    if backing.kind == "sqlite":
+        with closing(sqlite3.connect(root / ".lane" / "lane.db")) as db:
+            return db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    return (query(backing.url, "SELECT table_schema, table_name, column_name, data_type, collation_name, is_nullable "
+                               "FROM information_schema.columns WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2, 3"),
+            query(backing.url, "SELECT schemaname, indexname, indexdef FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog') ORDER BY 1, 2"))
+
+
+def version_of(backing: Backing, root: Path) -> int:
+    if backing.kind == "sqlite":
+        return int(pragma(root / ".lane" / "lane.db", "user_version"))
+    return int(query(backing.url, "SELECT max(version) FROM lane.schema_version")[0][0])
+
+
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyStore]:
+    if request.param == "postgresql":
+        cluster: Cluster = request.getfixturevalue("postgres")
+        opened: AnyStore = open_store(cluster.new_database(), tmp_path)
+    else:
+        opened = SQLiteStore(tmp_path / "lane.db") if request.param == "sqlite" else MemoryStore()
     yield opened
     opened.close()
 
@@ -61,6 +96,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStor
 # -- schema -----------------------------------------------------------------------------------------------------
 
 def test_a_new_file_is_in_wal_mode_at_the_latest_schema(tmp_path: Path) -> None:
+    # SQLite only: WAL is SQLite's; a new PostgreSQL database is the test below
     path = tmp_path / "not" / "yet" / "lane.db"
     SQLiteStore(path).close()
     assert pragma(path, "journal_mode") == "wal"
@@ -70,24 +106,37 @@ def test_a_new_file_is_in_wal_mode_at_the_latest_schema(tmp_path: Path) -> None:
     assert {"runs", "events"} <= tables
 
 
-def test_migrations_are_listed_in_number_order_one_per_file(tmp_path: Path) -> None:
-    listed = _migrations()
-    files = sorted(MIGRATIONS.glob("*.sql"), key=lambda p: int(p.name.split("_", 1)[0]))
+def test_a_new_database_is_at_the_latest_schema_in_lanes_own_schema(postgres: Cluster) -> None:
+    # PostgreSQL only: a shared database keeps lane's tables apart, in the schema `lane`
+    url = postgres.new_database()
+    open_store(url, Path(".")).close()
+    assert query(url, "SELECT max(version) FROM lane.schema_version") == [(LATEST,)]
+    tables = {name for (name,) in query(url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'lane'")}
+    assert {"runs", "events", "schema_version"} <= tables
+    assert query(url, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == [(0,)]
+
+
+@pytest.mark.parametrize("folder", [MIGRATIONS, MIGRATIONS_PG], ids=["sqlite", "postgresql"])
+def test_migrations_are_listed_in_number_order_one_per_file(folder: Path) -> None:
+    listed = _migrations(f"lane.store.{folder.name}")
+    files = sorted(folder.glob("*.sql"), key=lambda p: int(p.name.split("_", 1)[0]))
     assert [n for n, _ in listed] == [int(p.name.split("_", 1)[0]) for p in files]
     assert [n for n, _ in listed] == list(range(1, len(files) + 1)), "migration numbers must be 1, 2, 3... without gaps or repeats"
     assert [script for _, script in listed] == [p.read_text(encoding="utf-8") for p in files]
 
 
-def test_reopening_a_current_file_changes_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "lane.db"
-    first = SQLiteStore(path)
+def test_both_stores_have_the_same_migrations_so_the_same_schema_version() -> None:
+    assert sorted(p.name for p in MIGRATIONS.glob("*.sql")) == sorted(p.name for p in MIGRATIONS_PG.glob("*.sql"))
+
+
+def test_reopening_a_current_file_changes_nothing(backing: Backing, tmp_path: Path) -> None:
+    first = backing.open(tmp_path)
     first.create_run("r1", "book", 2, {"x": 1}, "someone")
     first.append("r1", [event(1), event(2)], status="paused", reason="waiting")
     first.close()
-    with closing(sqlite3.connect(path)) as db:
-        schema = db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    schema = schema_of(backing, tmp_path)
 
-    again = SQLiteStore(path)
+    again = backing.open(tmp_path)
     try:
         run = again.run("r1")
         assert (run.runbook, run.version, run.status, run.reason, run.inputs) == ("book", 2, "paused", "waiting", {"x": 1})
@@ -95,32 +144,44 @@ def test_reopening_a_current_file_changes_nothing(tmp_path: Path) -> None:
         assert again.check() == "ok"
     finally:
         again.close()
-    with closing(sqlite3.connect(path)) as db:
-        assert db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == schema
-    assert pragma(path, "user_version") == LATEST
+    assert schema_of(backing, tmp_path) == schema
+    assert version_of(backing, tmp_path) == LATEST
 
 
-def test_a_file_from_a_newer_lane_is_refused_and_left_exactly_as_it_was(tmp_path: Path) -> None:
-    path = tmp_path / "lane.db"
-    with closing(sqlite3.connect(path)) as db:  # what a future lane might have written, in rollback-journal mode
-        db.execute("CREATE TABLE future (x)")
-        db.execute(f"PRAGMA user_version = {LATEST + 1}")
-        db.commit()
-    before = digest(path)
+def test_a_file_from_a_newer_lane_is_refused_and_left_exactly_as_it_was(backing: Backing, tmp_path: Path) -> None:
+    path = tmp_path / ".lane" / "lane.db"
+    if backing.kind == "sqlite":
+        path.parent.mkdir()
+        with closing(sqlite3.connect(path)) as db:  # what a future lane might have written, in rollback-journal mode
+            db.execute("CREATE TABLE future (x)")
+            db.execute(f"PRAGMA user_version = {LATEST + 1}")
+            db.commit()
+        before: Any = digest(path)
+    else:
+        with psycopg.connect(backing.url, autocommit=True) as db:
+            db.execute(b"CREATE SCHEMA lane")
+            db.execute(b"CREATE TABLE lane.schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            db.execute(b"CREATE TABLE lane.future (x TEXT)")
+            db.execute(b"INSERT INTO lane.schema_version VALUES (%s, 'then')", (LATEST + 1,))
+        before = schema_of(backing, tmp_path)
 
     with pytest.raises(UsageError) as caught:
-        SQLiteStore(path)
+        backing.open(tmp_path)
     message = str(caught.value)
-    assert str(path) in message and f"schema {LATEST + 1}" in message and "upgrade lane" in message
+    where = str(path) if backing.kind == "sqlite" else backing.url
+    assert where in message and f"schema {LATEST + 1}" in message and "upgrade lane" in message
 
-    assert digest(path) == before, "refusing the file must not change it (not even to WAL mode)"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lane.db"], "no -wal or -shm left behind"
-    assert pragma(path, "user_version") == LATEST + 1
+    if backing.kind == "sqlite":
+        assert digest(path) == before, "refusing the file must not change it (not even to WAL mode)"
+        assert sorted(p.name for p in path.parent.iterdir()) == ["lane.db"], "no -wal or -shm left behind"
+    else:
+        assert schema_of(backing, tmp_path) == before, "refusing the database must not change it"
+    assert version_of(backing, tmp_path) == LATEST + 1
 
 
 # -- writing ----------------------------------------------------------------------------------------------------
 
-def test_append_writes_a_batch_whole_or_not_at_all(store: SQLiteStore | MemoryStore, tmp_path: Path) -> None:
+def test_append_writes_a_batch_whole_or_not_at_all(store: AnyStore, tmp_path: Path) -> None:
     store.create_run("r1", "book", 1, {}, "me")
     store.append("r1", [event(1), event(2)])
 
@@ -135,11 +196,15 @@ def test_append_writes_a_batch_whole_or_not_at_all(store: SQLiteStore | MemorySt
         with closing(sqlite3.connect(tmp_path / "lane.db")) as db:
             assert db.execute("SELECT seq FROM events ORDER BY seq").fetchall() == [(1,), (2,), (3,)]
             assert db.execute("SELECT status FROM runs").fetchall() == [("paused",)]
+    if isinstance(store, PostgresStore):
+        url = store._conninfo
+        assert query(url, "SELECT seq FROM events ORDER BY seq") == [(1,), (2,), (3,)]
+        assert query(url, "SELECT status FROM runs") == [("paused",)]
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
 
-def test_a_run_id_prefix_resolves_only_when_it_names_one_run(store: SQLiteStore | MemoryStore) -> None:
+def test_a_run_id_prefix_resolves_only_when_it_names_one_run(store: AnyStore) -> None:
     for run_id in ("abc12345", "abd67890", "f0f0f0f0"):
         store.create_run(run_id, "book", 1, {}, "me")
     store.append("abc12345", [event(1)])
@@ -153,7 +218,7 @@ def test_a_run_id_prefix_resolves_only_when_it_names_one_run(store: SQLiteStore 
         assert f"no run {ambiguous_or_absent!r}" in str(caught.value) and "`lane runs`" in str(caught.value)
 
 
-def test_an_empty_run_id_names_no_run_even_when_there_is_only_one(store: SQLiteStore | MemoryStore) -> None:
+def test_an_empty_run_id_names_no_run_even_when_there_is_only_one(store: AnyStore) -> None:
     store.create_run("abc12345", "book", 1, {}, "me")
     with pytest.raises(RunNotFound):
         store.run("")
@@ -167,47 +232,106 @@ def owner_for(pid: int, token: str = "feedbeef") -> str:
     return f"{host}:{pid}:{token}"
 
 
-def test_claim_refuses_a_run_a_live_process_holds_and_takes_over_once_it_is_dead(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "lane.db")
-    holder = subprocess.Popen(["sleep", "60"])
+HOLDER = """
+import sys, time
+from pathlib import Path
+from lane.store.sqlite import process_owner
+from lane.store.url import open_store
+
+url, root, run_id, owner = sys.argv[1:]
+store = open_store(url, Path(root))
+store.claim(run_id, owner if owner != "-" else process_owner("feedbeef"))
+print(store.run(run_id).owner, flush=True)
+time.sleep(60)
+"""
+
+
+def hold(backing: Backing, root: Path, run_id: str, owner: str = "-") -> tuple[subprocess.Popen[str], str]:
+    """Another real process that claims the run (as `owner`, or as itself) and keeps executing it; and its owner string."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, backing.url, str(root), run_id, owner], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    return holder, holder.stdout.readline().strip()
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Kill the process (if it lives), reap it and close its pipe."""
+    if process.poll() is None:
+        process.kill()
+    if process.stdout is not None and not process.stdout.closed:
+        process.communicate()
+    process.wait()
+
+
+def claim_within(store: AnyStore, run_id: str, owner: str, seconds: float = 10) -> None:
+    """Claim, retrying while RunBusy: a dead owner's session ends on the server a moment after the process."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            store.claim(run_id, owner)
+            return
+        except RunBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_claim_refuses_a_run_a_live_process_holds_and_takes_over_once_it_is_dead(backing: Backing, tmp_path: Path) -> None:
+    store = backing.open(tmp_path)
+    store.create_run("r1", "book", 1, {}, process_owner("0000"))
+    store.release("r1", process_owner("0000"))
+    holder, held_by = hold(backing, tmp_path, "r1")
     try:
-        store.create_run("r1", "book", 1, {}, owner_for(holder.pid))
         mine = process_owner("cafe")
         with pytest.raises(RunBusy) as caught:
             store.claim("r1", mine)
-        assert owner_for(holder.pid) in str(caught.value) and caught.value.run_id == "r1"
-        assert store.run("r1").owner == owner_for(holder.pid), "a refused claim must not change the owner"
+        assert held_by == owner_for(holder.pid)
+        assert f"run r1 is being executed by process {held_by}; wait for it or stop it" == str(caught.value) and caught.value.run_id == "r1"
+        assert store.run("r1").owner == held_by, "a refused claim must not change the owner"
 
-        holder.kill()
-        holder.wait()
+        stop(holder)
         store.claim("r1", mine)
         assert store.run("r1").owner == mine
         store.claim("r1", mine)  # claiming again as the same owner is fine
     finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
+        stop(holder)
         store.close()
 
 
-def test_a_killed_but_unreaped_owner_counts_as_dead_and_another_host_as_alive(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "lane.db")
-    zombie = subprocess.Popen(["sleep", "60"])
+def test_a_killed_but_unreaped_owner_counts_as_dead_and_another_host_as_alive(backing: Backing, tmp_path: Path) -> None:
+    store = backing.open(tmp_path)
+    store.create_run("r1", "book", 1, {}, process_owner("0000"))
+    store.release("r1", process_owner("0000"))
+    zombie, held_by = hold(backing, tmp_path, "r1")
     try:
         zombie.kill()
         deadline = time.monotonic() + 5
         while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        store.create_run("r1", "book", 1, {}, owner_for(zombie.pid))
+        assert store.run("r1").owner == held_by
         store.claim("r1", process_owner("cafe"))
         assert store.run("r1").owner == process_owner("cafe")
+    finally:
+        stop(zombie)
 
-        store.create_run("r2", "book", 1, {}, "another-machine:1:beef")
+    store.create_run("r2", "book", 1, {}, "another-machine:1:beef")
+    if backing.kind == "sqlite":
+        # SQLite cannot see another machine's processes: its owner must release it
         with pytest.raises(RunBusy):
             store.claim("r2", process_owner("cafe"))
+        store.close()
+        return
+    # PostgreSQL sees whether another machine's owner is alive: its session holds the run's lease
+    store.release("r2", "another-machine:1:beef")
+    remote, held_by = hold(backing, tmp_path, "r2", "another-machine:1:beef")
+    try:
+        with pytest.raises(RunBusy, match="being executed by process another-machine:1:beef"):
+            store.claim("r2", process_owner("cafe"))
+        stop(remote)
+        claim_within(store, "r2", process_owner("cafe"))  # its session ended with it: the run is taken over
+        assert store.run("r2").owner == process_owner("cafe")
     finally:
-        zombie.wait()
+        stop(remote)
         store.close()
 
 
@@ -269,7 +393,7 @@ def test_a_memory_store_carries_a_whole_run_in_this_process_and_writes_no_file(t
 
 
 @pytest.mark.parametrize(("url", "says"), [
-    ("postgres://db/lane", "only sqlite:///PATH and memory stores are available"),
+    ("mysql://db/lane", "write sqlite:///PATH, postgresql://USER@HOST/DB or memory"),
     ("sqlite://", "names no file; write sqlite:///.lane/lane.db"),
     ("sqlite:///runs.db?synchronous=sometimes", "synchronous must be normal or full"),
 ])
@@ -288,6 +412,7 @@ def test_a_bad_store_url_is_a_usage_error_that_says_what_to_write(tmp_path: Path
 
 
 def test_sqlite_urls_are_relative_to_the_project_or_absolute(tmp_path: Path) -> None:
+    # SQLite only: files and folders are SQLite's
     root = tmp_path / "project"
     relative = open_store("sqlite:///state/runs.db", root)
     absolute = open_store(f"sqlite:///{tmp_path}/elsewhere/runs.db?synchronous=full", root)
@@ -299,17 +424,58 @@ def test_sqlite_urls_are_relative_to_the_project_or_absolute(tmp_path: Path) -> 
         absolute.close()
 
 
+def test_postgresql_and_postgres_urls_open_a_postgresql_store(postgres: Cluster, tmp_path: Path) -> None:
+    url = postgres.new_database()
+    for written in (url, url.replace("postgresql://", "postgres://")):
+        opened = open_store(written, tmp_path)
+        try:
+            assert isinstance(opened, PostgresStore) and opened.check() == "ok"
+            assert opened.shown == written
+        finally:
+            opened.close()
+    assert not list(tmp_path.iterdir()), "a PostgreSQL store writes no file"
+
+
+def test_a_password_in_a_postgresql_url_is_never_shown(postgres: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGPASSFILE")  # only the URL's password
+    database = postgres.new_database().rsplit("/", 1)[1]
+    with_password = postgres.url(database, password=PASSWORD)
+    opened = open_store(with_password, tmp_path)
+    try:
+        opened.create_run("r1", "book", 1, {}, "me")
+        assert PASSWORD not in opened.shown and opened.shown == postgres.url(database)
+        assert PASSWORD not in repr(query(with_password, "SELECT * FROM runs")), "the URL is never stored"
+    finally:
+        opened.close()
+
+    for wrong, says in ((postgres.url("nosuchdb", password=PASSWORD), 'database "nosuchdb" does not exist'),
+                        (postgres.url(database, password=PASSWORD + "x"), "password authentication failed"),
+                        (postgres.url(database, password=PASSWORD) + "?sslmode=sometimes", "sslmode")):
+        with pytest.raises((StoreUnavailable, UsageError)) as caught:
+            open_store(wrong, tmp_path)
+        message = str(caught.value)
+        assert says in message and PASSWORD not in message and "\n" not in message, message
+        assert f"postgresql://{ROLE}@127.0.0.1:{postgres.port}/" in message
+
+
+def test_a_postgresql_store_without_psycopg_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed: importing it fails
+    with pytest.raises(UsageError) as caught:
+        open_store("postgresql://lane:hunter2@db.example/lane", tmp_path)
+    assert str(caught.value) == "store 'postgresql://lane@db.example/lane': a PostgreSQL store needs psycopg; pip install 'lane[postgres]'"
+
+
 # -- a crash ----------------------------------------------------------------------------------------------------
 
-def test_runs_still_reads_the_store_after_the_writer_was_sigkilled_mid_run(tmp_path: Path) -> None:
+def test_runs_still_reads_the_store_after_the_writer_was_sigkilled_mid_run(backing: Backing, tmp_path: Path) -> None:
     root = write_project(tmp_path / "project", {
-        "lane.yaml": """
+        "lane.yaml": backing.project_yaml("""
             project: killed
             roles:
               op: {kind: human}
             toolsets:
               slow: {python: tools/slow.py}
-        """,
+        """),
         "runbooks/slow.yaml": """
             runbook: slow
             autonomy: auto
@@ -343,7 +509,8 @@ def test_runs_still_reads_the_store_after_the_writer_was_sigkilled_mid_run(tmp_p
             writer.kill()
         writer.communicate()
     db = root / ".lane" / "lane.db"
-    assert (root / ".lane" / "lane.db-wal").exists(), "the scenario needs the killed writer's un-checkpointed WAL"
+    if backing.kind == "sqlite":
+        assert (root / ".lane" / "lane.db-wal").exists(), "the scenario needs the killed writer's un-checkpointed WAL"
 
     [listed] = lane_json("runs", cwd=root)
     assert (listed["runbook"], listed["status"]) == ("slow", "running")
@@ -351,9 +518,12 @@ def test_runs_still_reads_the_store_after_the_writer_was_sigkilled_mid_run(tmp_p
     first, nap = view["steps"]
     assert first["status"] == "completed" and nap["status"] == "running"
     assert nap["tool_calls"][0]["executions"][0]["status"] == "interrupted"
-    with closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        types = [t for (t,) in conn.execute("SELECT type FROM events ORDER BY seq")]
+    if backing.kind == "sqlite":
+        with closing(sqlite3.connect(db)) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            types = [t for (t,) in conn.execute("SELECT type FROM events ORDER BY seq")]
+    else:
+        types = [t for (t,) in query(backing.url, "SELECT type FROM events ORDER BY seq")]
     assert types[0] == "run_started" and types[-1] == "tool_started"
 
     resumed = lane_cli("resume", listed["run_id"], "--json", cwd=root)  # the dead writer no longer holds the run

@@ -665,11 +665,11 @@ def test_run_on_a_broken_project_exits_2_and_runs_nothing(tmp_path: Path) -> Non
 def test_a_bad_store_url_is_a_validate_problem(tmp_path: Path) -> None:
     root = tmp_path / "p"
     root.mkdir()
-    (root / "lane.yaml").write_text("project: x\nroles: {me: {kind: human}}\nstore: postgres://db/lane\n")
+    (root / "lane.yaml").write_text("project: x\nroles: {me: {kind: human}}\nstore: mysql://db/lane\n")
     result = lane("validate", cwd=root)
     assert result.returncode == 2
     assert result.stdout.splitlines() == [
-        "lane.yaml:3:8: store 'postgres://db/lane': only sqlite:///PATH and memory stores are available in this version of lane (lane.yaml: store)"
+        "lane.yaml:3:8: store 'mysql://db/lane': write sqlite:///PATH, postgresql://USER@HOST/DB or memory (lane.yaml: store)"
     ]
 
 

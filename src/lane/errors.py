@@ -19,6 +19,7 @@
     │   │       ├── ModelAuthFailed        401/403, or no API key set           (not retried)
     │   │       └── ModelRequestRejected   400/404/422, quota, context window   (not retried)
     │   └── ToolError              a tool could not be loaded or run
+    ├── StoreUnavailable           the store's database cannot be reached; what was committed stays, nothing more is written
     └── ControlSignal              not failures: the engine's own flow
         ├── PauseRun               the run waits for a person
         └── StopRun                a budget or the repeat detector stopped the run
@@ -85,6 +86,13 @@ class RunError(LaneError):
 
 class RunBusy(RunError):
     """Another live process is executing this run."""
+
+
+class StoreUnavailable(LaneError):
+    """The store's database server cannot be reached (stopped, restarting, the network down).
+
+    Everything committed before stays; a run that needed to write stops where it was and
+    `lane resume` carries it on once the database is back."""
 
 
 class ModelError(RunError):

@@ -134,11 +134,14 @@ def validate(project: Path, as_json: bool) -> None:
 
 
 def _store_exists(spec: Any) -> bool:
-    """Whether the project's store has been made (validating never makes one)."""
-    from lane.store.url import parse_store_url
+    """Whether the project's store has been made (validating never makes one). A PostgreSQL store is the team's
+    shared database: it is there to check against (and opening it makes only lane's tables)."""
+    from lane.store.url import PostgresURL, SQLiteURL, parse_store_url
 
     parsed = parse_store_url(spec.config.store)
-    return parsed is not None and (parsed[0] if parsed[0].is_absolute() else spec.root / parsed[0]).is_file()
+    if isinstance(parsed, PostgresURL):
+        return True
+    return isinstance(parsed, SQLiteURL) and (parsed.path if parsed.path.is_absolute() else spec.root / parsed.path).is_file()
 
 
 def run(project: Path, runbook: str, pairs: list[str], input_file: Path | None, as_json: bool, quiet: bool, ask: bool = True) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 from collections.abc import Callable, Iterable
 from importlib import resources
@@ -17,15 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from lane.errors import RunBusy, RunNotFound, UsageError
+from lane.store.owners import alive as _alive
+from lane.store.owners import process_owner
 from lane.store.records import Event, ReleaseMoved, RunRecord, now
 from lane.store.values import encode, storable
 
-_HOST = socket.gethostname()
+__all__ = ["SQLiteStore", "process_owner"]  # process_owner: imported from here by the engine
 
 
-def _migrations() -> list[tuple[int, str]]:
+def _migrations(package: str = "lane.store.migrations") -> list[tuple[int, str]]:
+    """The numbered .sql files of `package` (SQLite's, or lane.store.migrations_pg), in number order."""
     found = []
-    for entry in resources.files("lane.store.migrations").iterdir():
+    for entry in resources.files(package).iterdir():
         if entry.name.endswith(".sql"):
             found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
     return sorted(found)
@@ -336,29 +338,3 @@ def _private(path: Path) -> None:
 def _run(row: tuple[Any, ...]) -> RunRecord:
     run_id, runbook, version, status, reason, inputs, started, updated, owner, parent_id, parent_step, snapshot = row
     return RunRecord(run_id, runbook, version, status, reason, json.loads(inputs), started, updated, owner, parent_id, parent_step, snapshot)
-
-
-def process_owner(token: str) -> str:
-    return f"{_HOST}:{os.getpid()}:{token}"
-
-
-def _alive(owner: str) -> bool:
-    """Whether the process named by an owner string still runs on this host."""
-    host, _, rest = owner.partition(":")
-    pid_text, _, _ = rest.partition(":")
-    if host != _HOST or not pid_text.isdigit():
-        return True  # another machine: assume alive; its owner must release it
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")

@@ -2,37 +2,85 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
 from lane.errors import UsageError
 from lane.store.memory import MemoryStore
 from lane.store.sqlite import SQLiteStore
 
-Store = SQLiteStore | MemoryStore
+if TYPE_CHECKING:
+    from lane.store.postgres import PostgresStore
+
+Store: TypeAlias = "SQLiteStore | MemoryStore | PostgresStore"
+INSTALL = "pip install 'lane[postgres]'"
+
+
+@dataclass(frozen=True)
+class SQLiteURL:
+    path: Path  # as written: relative to the project unless absolute
+    synchronous: str
+
+
+@dataclass(frozen=True)
+class PostgresURL:
+    conninfo: str  # as written, for libpq
+    shown: str  # without the password: the only form lane prints
+    secret: str | None = None  # the password, if the URL holds one (better: ~/.pgpass or PGPASSWORD)
 
 
 def open_store(url: str, root: Path) -> Store:
-    """`memory` keeps runs in this process only; `sqlite:///REL/PATH.db` (relative to the project), `sqlite:////ABS/PATH.db`; `?synchronous=full` for power-loss durability."""
+    """`memory` keeps runs in this process only; `sqlite:///REL/PATH.db` (relative to the project), `sqlite:////ABS/PATH.db`;
+    `?synchronous=full` for power-loss durability; `postgresql://USER@HOST[:PORT]/DB` for several processes or machines."""
     parsed = parse_store_url(url)
     if parsed is None:
         return MemoryStore()
-    path, sync = parsed
-    return SQLiteStore(path if path.is_absolute() else root / path, synchronous=sync)
+    if isinstance(parsed, PostgresURL):
+        from lane.store.postgres import PostgresStore  # psycopg is imported only here
+
+        return PostgresStore(parsed.conninfo, shown=parsed.shown, secret=parsed.secret)
+    path = parsed.path
+    return SQLiteStore(path if path.is_absolute() else root / path, synchronous=parsed.synchronous)
 
 
-def parse_store_url(url: str) -> tuple[Path, str] | None:
-    """The SQLite file and synchronous mode, or None for `memory`; raises UsageError saying what to write."""
+def parse_store_url(url: str) -> SQLiteURL | PostgresURL | None:
+    """What `store:` names, or None for `memory`; raises UsageError saying what to write."""
     if url == "memory":
         return None
     parts = urlsplit(url)
+    if parts.scheme in ("postgresql", "postgres"):
+        return _postgres(url)
     if parts.scheme != "sqlite":
-        raise UsageError(f"store {url!r}: only sqlite:///PATH and memory stores are available in this version of lane (lane.yaml: store)")
+        raise UsageError(f"store {url!r}: write sqlite:///PATH, postgresql://USER@HOST/DB or memory (lane.yaml: store)")
     raw = parts.path[1:] if parts.path.startswith("/") else parts.path
     if not raw:
         raise UsageError(f"store {url!r} names no file; write sqlite:///.lane/lane.db")
-    path = Path(raw)
     sync = parse_qs(parts.query).get("synchronous", ["normal"])[0].lower()
     if sync not in ("normal", "full"):
         raise UsageError(f"store {url!r}: synchronous must be normal or full")
-    return path, sync
+    return SQLiteURL(Path(raw), sync)
+
+
+def _postgres(url: str) -> PostgresURL:
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.username + '@' if parts.username else ''}{parts.hostname or ''}"
+    try:
+        shown += f":{parts.port}" if parts.port else ""
+    except ValueError:
+        raise UsageError(f"store {shown + parts.path!r}: the port is not a number (lane.yaml: store)") from None
+    shown += parts.path
+    try:
+        import psycopg  # noqa: F401 - only to say what to install
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise UsageError(f"store {shown!r}: a PostgreSQL store needs psycopg; {INSTALL}") from None
+    try:
+        options = conninfo_to_dict(url)
+    except Exception as exc:  # noqa: BLE001 - psycopg's ProgrammingError for a malformed URL or an unknown parameter
+        said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"store {shown!r}: {said.replace(parts.password or chr(0), '***')} (lane.yaml: store)") from None
+    secret = options.get("password")
+    return PostgresURL(url, shown, str(secret) if secret else None)
+

@@ -1,0 +1,399 @@
+"""The PostgreSQL store (`store: postgresql://USER@HOST/DB`): several lane processes and `lane serve`
+workers, on one machine or several, share one database.
+
+The same interface and journal semantics as the SQLite store: `append` commits
+a batch of events (and the run's status) in one transaction before the effect
+that follows it. Where SQLite takes the file's write lock, this store locks
+rows: `claim` locks the run's row (FOR UPDATE) and takes the run's lease
+(leases.py); a commit for a run this store executes checks, under a share lock
+on the row, that its owner is still this store's, so a process that lost its
+connection while another took its run over writes nothing more for it.
+
+lane's tables live in the schema `lane` of the database, migrated by lane
+itself from the numbered files in migrations_pg/ (the same numbers as
+SQLite's) under an advisory lock; the version is kept in lane.schema_version.
+
+Only this module and leases.py import psycopg, and only when such a store is
+opened: lane runs without the `postgres` extra installed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from lane.errors import RunBusy, RunNotFound, StoreUnavailable, UsageError
+from lane.store.leases import Leases, lock_key
+from lane.store.owners import alive
+from lane.store.records import Event, ReleaseMoved, RunRecord, now
+from lane.store.sqlite import _migrations
+from lane.store.values import encode, storable
+
+Connection = psycopg.Connection[TupleRow]
+
+SCHEMA = "lane"
+WAIT = 10.0  # seconds a call waits for the database (a restart) before the store says it cannot be reached
+TAKEOVER_WAIT = 5.0  # seconds a claim waits for a dead owner's session to end on the server
+POOL_SIZE = 8
+_RUN = "run_id, runbook, version, status, reason, inputs, started_at, updated_at, owner, parent_id, parent_step, snapshot"
+_EVENT = "INSERT INTO events (run_id, seq, type, step_id, ref, at, data) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+_LOST = ("08", "57P01", "57P02", "57P03")  # SQLSTATEs of a lost connection or a server shutting down or starting
+
+
+class PostgresStore:
+    def __init__(self, conninfo: str, *, shown: str, secret: str | None = None) -> None:
+        """`conninfo`: a libpq URL; `shown`: the same without its password, the only form put in a message;
+        `secret`: the password, scrubbed from any server message as well."""
+        self.shown = shown
+        self._secret = secret
+        options = {"application_name": "lane", "options": f"-c search_path={SCHEMA}"}
+        if "connect_timeout" not in conninfo:
+            options["connect_timeout"] = str(int(WAIT))
+        self._conninfo = psycopg.conninfo.make_conninfo(conninfo, **options)
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True) as first:
+                self._migrate(first)
+        except psycopg.OperationalError as exc:
+            if exc.sqlstate and not exc.sqlstate.startswith(_LOST):
+                raise UsageError(f"the store {shown} cannot be migrated: {self._said(exc)}") from None
+            raise StoreUnavailable(f"cannot open the store {shown}: {self._said(exc)}") from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise UsageError(f"the store {shown}: {self._said(exc)}; lane keeps its tables in the schema {SCHEMA}: "
+                             f"grant the role CREATE on the database, or create that schema owned by it") from None
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            self._conninfo, min_size=1, max_size=POOL_SIZE, open=True, timeout=WAIT, name="lane-store",
+            kwargs={"autocommit": True}, check=ConnectionPool.check_connection)
+        self._leases = Leases(lambda: psycopg.connect(self._conninfo, autocommit=True))
+
+    def close(self) -> None:
+        self._leases.close()
+        self._pool.close()
+
+    # -- schema ---------------------------------------------------------------
+
+    def _migrate(self, db: Connection) -> None:
+        migrations = _migrations("lane.store.migrations_pg")
+        latest = migrations[-1][0]
+        if self._version(db) == latest:  # checked before anything is written: a newer lane's database is left as it is
+            return
+        self._refuse_newer(db, latest)
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("migrations"),))
+            self._refuse_newer(db, latest)  # again, now that no other lane migrates
+            if db.execute("SELECT to_regnamespace(%s)", (SCHEMA,)).fetchone() == (None,):
+                db.execute(f"CREATE SCHEMA {SCHEMA}")
+            db.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            current = self._version(db)
+            for number, script in migrations:
+                if number > current:
+                    db.execute(script.encode())  # bytes: a whole file, run as it is written
+                    db.execute(f"INSERT INTO {SCHEMA}.schema_version (version, applied_at) VALUES (%s, %s)", (number, now()))
+
+    def _refuse_newer(self, db: Connection, latest: int) -> None:
+        current = self._version(db)
+        if current > latest:
+            raise UsageError(f"the store {self.shown} was written by a newer lane (schema {current}, this lane knows {latest}); upgrade lane")
+
+    @staticmethod
+    def _version(db: Connection) -> int:
+        if db.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.schema_version",)).fetchone() == (None,):
+            return 0
+        row = db.execute(f"SELECT COALESCE(MAX(version), 0) FROM {SCHEMA}.schema_version").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- connections ----------------------------------------------------------
+
+    @contextmanager
+    def _db(self) -> Iterator[Connection]:
+        """A connection of the pool; a lost server is StoreUnavailable, said in one line."""
+        try:
+            with self._pool.connection() as db:
+                yield db
+        except PoolTimeout:
+            raise self._unavailable(f"no connection within {WAIT:g} seconds") from None
+        except psycopg.OperationalError as exc:
+            if exc.sqlstate is None or exc.sqlstate.startswith(_LOST):
+                raise self._unavailable(self._said(exc)) from None
+            raise
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self._db() as db, db.transaction():
+            yield db
+
+    def _unavailable(self, why: str) -> StoreUnavailable:
+        return StoreUnavailable(f"the store {self.shown} cannot be reached ({why}); what was committed is kept: "
+                                f"once PostgreSQL is back, `lane resume` carries on a run this stopped")
+
+    def _said(self, exc: Exception) -> str:
+        """The first line of a server's or libpq's message, without the password should it appear."""
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return text.replace(self._secret, "***") if self._secret else text
+
+    # -- writing --------------------------------------------------------------
+
+    def create_run(self, run_id: str, runbook: str, version: int, inputs: dict[str, Any], owner: str,
+                   parent: tuple[str, str] | None = None, snapshot: str | None = None, first: Event | None = None,
+                   routed_at: int | None = None) -> None:
+        """As SQLiteStore.create_run; the new run's lease is taken before it is committed, so no other
+        worker can take it for an abandoned one."""
+        at = now()
+        if not self._leases.take(run_id, owner):
+            raise RunBusy(f"run {run_id} is being executed by another process", run_id=run_id)
+        try:
+            with self._tx() as db:
+                if routed_at is not None:  # shared: runs are created side by side; a release entry waits for them
+                    db.execute("SELECT pg_advisory_xact_lock_shared(%s)", (lock_key(f"releases:{runbook}"),))
+                    if _last_release(db, runbook) != routed_at:
+                        raise ReleaseMoved(runbook)
+                db.execute(f"INSERT INTO runs ({_RUN}) VALUES (%s, %s, %s, 'running', NULL, %s, %s, %s, %s, %s, %s, %s)",
+                           (run_id, runbook, version, encode(inputs), at, at, owner, *(parent or (None, None)), snapshot))
+                if first is not None:
+                    db.execute(_EVENT, _row(run_id, first))
+        except BaseException:
+            self._leases.drop(run_id)
+            raise
+
+    def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
+        """Commit events, and optionally the run's new status, in one transaction."""
+        rows = [_row(run_id, e) for e in events]
+        with self._tx() as db:
+            self._fence(db, [run_id])
+            _insert(db, rows)
+            if status is not None:
+                owner_sql = ", owner = NULL" if release else ""
+                db.execute(f"UPDATE runs SET status = %s, reason = %s, updated_at = %s{owner_sql} WHERE run_id = %s",
+                           (status, _text(storable(reason)), now(), run_id))
+        if release:
+            self._leases.drop(run_id)
+
+    def append_many(self, batches: list[tuple[str, list[Event]]]) -> None:
+        """Commit the events of several runs in one transaction (runs executing at once share commits)."""
+        rows = [_row(run_id, e) for run_id, events in batches for e in events]
+        with self._tx() as db:
+            self._fence(db, [run_id for run_id, _ in batches])
+            _insert(db, rows)
+
+    def append_checked(self, run_id: str, make: Callable[[RunRecord, list[Event]], list[Event]]) -> list[Event]:
+        """Under the run's row lock: read the run and its journal, let `make` say what to add (or raise), commit it."""
+        with self._tx() as db:
+            run = _find(db, run_id, lock=True)
+            events = make(run, _events(db, run.run_id))
+            _insert(db, [_row(run.run_id, e) for e in events])
+        return events
+
+    def _fence(self, db: Connection, run_ids: list[str]) -> None:
+        """Refuse to commit for a run this store executes whose owner changed: another worker took it over
+        while this one could not reach the database. The row stays share-locked until the commit."""
+        held = {run_id: owner for run_id in run_ids if (owner := self._leases.holder(run_id)) is not None}
+        if not held:
+            return
+        self._leases.renew()
+        rows = db.execute("SELECT run_id, owner FROM runs WHERE run_id = ANY(%s) ORDER BY run_id FOR SHARE", (sorted(held),)).fetchall()
+        for run_id, owner in rows:
+            if owner != held[run_id]:
+                self._leases.drop(run_id)
+                raise RunBusy(f"run {run_id} was taken over by {f'process {owner}' if owner else 'another process'} while this "
+                              f"process could not reach the store; it goes on there (`lane show {run_id}`)", run_id=run_id)
+
+    def claim(self, run_id: str, owner: str, check: Callable[[RunRecord], None] | None = None) -> RunRecord:
+        """Make `owner` the process executing the run (status `running`); refuses while another live one is,
+        and when `check` raises on the run as it is now (read under the row lock: no other process slips in).
+        An owner is live while its session holds the run's lease, on whatever machine it runs."""
+        taken: str | None = None
+        try:
+            with self._tx() as db:
+                run = _find(db, run_id, lock=True)
+                mine = self._leases.holder(run.run_id)
+                if mine is not None and mine != owner:  # another Project of this process executes it
+                    raise _busy(run.run_id, mine)
+                if mine is None:
+                    # a dead owner on this host, or a release not yet let go: its session is ending, give it a moment
+                    gone = run.owner is None or run.owner == owner or not alive(run.owner)
+                    if not self._leases.take(run.run_id, owner, wait=TAKEOVER_WAIT if gone else 0.0):
+                        raise _busy(run.run_id, run.owner or "another process")
+                    taken = run.run_id
+                if check is not None:
+                    check(run)
+                db.execute("UPDATE runs SET owner = %s, status = 'running', reason = NULL, updated_at = %s WHERE run_id = %s",
+                           (owner, now(), run.run_id))
+        except BaseException:
+            if taken is not None:
+                self._leases.drop(taken)
+            raise
+        return run
+
+    def release(self, run_id: str, owner: str) -> None:
+        """`owner` stops executing the run and leaves its status as it is (interrupted: resumable)."""
+        with self._db() as db:
+            db.execute("UPDATE runs SET owner = NULL WHERE run_id = %s AND owner = %s", (run_id, owner))
+        if self._leases.holder(run_id) == owner:
+            self._leases.drop(run_id)
+
+    # -- kept versions --------------------------------------------------------
+
+    def keep_snapshot(self, digest: str, runbook: str, version: int, manifest: dict[str, Any], texts: dict[str, str]) -> None:
+        """Keep a version's files (`texts`: digest -> text) and its manifest under `digest`; what is kept already stays."""
+        with self._tx() as db:
+            db.cursor().executemany("INSERT INTO blobs (digest, content) VALUES (%s, %s) ON CONFLICT DO NOTHING", list(texts.items()))
+            db.execute("INSERT INTO snapshots (digest, runbook, version, manifest, created_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                       (digest, runbook, version, json.dumps(manifest, sort_keys=True), now()))
+
+    def snapshots(self, runbook: str) -> list[tuple[str, int, dict[str, Any], str]]:
+        """The kept versions of `runbook`, oldest first: (digest, version, manifest, created_at)."""
+        with self._db() as db:
+            rows = db.execute("SELECT digest, version, manifest, created_at FROM snapshots WHERE runbook = %s ORDER BY created_at, digest",
+                              (runbook,)).fetchall()
+        return [(digest, version, json.loads(manifest), at) for digest, version, manifest, at in rows]
+
+    def snapshot(self, digest: str) -> dict[str, Any] | None:
+        row = self._one("SELECT manifest FROM snapshots WHERE digest = %s", (digest,))
+        return json.loads(row[0]) if row else None
+
+    def blob(self, digest: str) -> str | None:
+        row = self._one("SELECT content FROM blobs WHERE digest = %s", (digest,))
+        return str(row[0]) if row else None
+
+    def snapshot_used(self, digest: str) -> bool:
+        """Whether any run runs on the kept version `digest`."""
+        return self._one("SELECT 1 FROM runs WHERE snapshot = %s LIMIT 1", (digest,)) is not None
+
+    def runs_of(self, runbook: str) -> list[RunRecord]:
+        """The runs of `runbook` (not those it started), oldest first."""
+        return self._runs(f"SELECT {_RUN} FROM runs WHERE runbook = %s ORDER BY started_at, run_id", (runbook,))
+
+    # -- releases -------------------------------------------------------------
+
+    def release_log(self, runbook: str) -> list[dict[str, Any]]:
+        """The release journal of `runbook`, oldest first: {seq, type, at, data}."""
+        with self._db() as db:
+            rows = db.execute("SELECT seq, type, at, data FROM releases WHERE runbook = %s ORDER BY seq", (runbook,)).fetchall()
+        return [{"seq": seq, "type": kind, "at": at, "data": json.loads(data)} for seq, kind, at, data in rows]
+
+    def append_release(self, runbook: str, kind: str, data: dict[str, Any], *, after: int) -> int | None:
+        """Append to `runbook`'s release journal if its last entry is still `after` (0: none); the new seq, or None
+        when another process wrote first (read the journal again and decide again)."""
+        with self._tx() as db:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(f"releases:{runbook}"),))
+            if _last_release(db, runbook) != after:
+                return None
+            row = db.execute("INSERT INTO releases (runbook, type, at, data) VALUES (%s, %s, %s, %s) RETURNING seq",
+                             (runbook, kind, now(), json.dumps(data, sort_keys=True))).fetchone()
+        return int(row[0]) if row else None
+
+    # -- reading --------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunRecord:
+        with self._db() as db:
+            return _find(db, run_id)
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        sql = f"SELECT {_RUN} FROM runs ORDER BY started_at DESC, run_id"
+        return self._runs(sql + (f" LIMIT {int(limit)}" if limit else ""), ())
+
+    def changed_since(self, at: str) -> list[RunRecord]:
+        """The runs whose status changed after `at` (an ISO time from `now()`), by any process: what a console shows live."""
+        return self._runs(f"SELECT {_RUN} FROM runs WHERE updated_at > %s ORDER BY updated_at", (at,))
+
+    def children(self, run_id: str) -> list[RunRecord]:
+        """The runs the steps of `run_id` started, oldest first."""
+        return self._runs(f"SELECT {_RUN} FROM runs WHERE parent_id = %s ORDER BY started_at, run_id", (run_id,))
+
+    def events(self, run_id: str) -> list[Event]:
+        with self._db() as db:
+            return _events(db, _find(db, run_id).run_id)
+
+    def add_token(self, digest: str, person: str) -> None:
+        """Keep a sign-in token's hash (never the token) for `person`."""
+        with self._db() as db:
+            db.execute("INSERT INTO tokens (hash, person, created_at) VALUES (%s, %s, %s)", (digest, person, now()))
+
+    def person_of(self, digest: str) -> str | None:
+        """Whose sign-in token has this hash, if anyone's."""
+        row = self._one("SELECT person FROM tokens WHERE hash = %s", (digest,))
+        return str(row[0]) if row else None
+
+    def reserve(self, key: str, run_id: str) -> str | None:
+        """Reserve `key` (a delivery, a slot, a file) for `run_id`; None if it is new, else the run it started before."""
+        with self._tx() as db:
+            if db.execute("INSERT INTO deliveries (key, run_id, created_at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+                          (key, run_id, now())).fetchone():
+                return None
+            row = db.execute("SELECT run_id FROM deliveries WHERE key = %s", (key,)).fetchone()
+        return str(row[0] if row else None)
+
+    def check(self) -> str:
+        """'ok' when the database answers at the schema this lane writes."""
+        with self._db() as db:
+            version, latest = self._version(db), _migrations("lane.store.migrations_pg")[-1][0]
+        return "ok" if version == latest else f"schema {version}, this lane writes {latest}"
+
+    def _one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        with self._db() as db:
+            return db.execute(sql, args).fetchone()
+
+    def _runs(self, sql: str, args: tuple[Any, ...]) -> list[RunRecord]:
+        with self._db() as db:
+            return [_run(r) for r in db.execute(sql, args).fetchall()]
+
+
+def _find(db: Connection, run_id: str, *, lock: bool = False) -> RunRecord:
+    """The run `run_id` names, or the one run whose id starts with it; `lock`: its row, FOR UPDATE."""
+    if not run_id:
+        raise RunNotFound(run_id)  # an empty prefix names no run
+    row = db.execute(f"SELECT {_RUN} FROM runs WHERE run_id = %s", (run_id,)).fetchone()
+    if row is None:
+        # ids sort byte by byte ("C"): the ids starting with the prefix are the first ones from it on
+        following = db.execute(f"SELECT {_RUN} FROM runs WHERE run_id >= %s ORDER BY run_id LIMIT 2", (run_id,)).fetchall()
+        matches = [r for r in following if str(r[0]).startswith(run_id)]
+        if len(matches) != 1:
+            raise RunNotFound(run_id)
+        row = matches[0]
+    if lock:
+        row = db.execute(f"SELECT {_RUN} FROM runs WHERE run_id = %s FOR UPDATE", (row[0],)).fetchone()
+        assert row is not None  # runs are never deleted
+    return _run(row)
+
+
+def _events(db: Connection, run_id: str) -> list[Event]:
+    rows = db.execute("SELECT seq, type, step_id, ref, at, data FROM events WHERE run_id = %s ORDER BY seq", (run_id,)).fetchall()
+    return [Event(seq, type_, step, ref, at, json.loads(data)) for seq, type_, step, ref, at, data in rows]
+
+
+def _insert(db: Connection, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    try:
+        db.cursor().executemany(_EVENT, rows)
+    except psycopg.errors.UniqueViolation as exc:
+        detail = exc.diag.message_detail or ""
+        raise ValueError(f"an event of run {rows[0][0]} is already recorded ({detail.strip()})") from None
+
+
+def _last_release(db: Connection, runbook: str) -> int:
+    row = db.execute("SELECT COALESCE(MAX(seq), 0) FROM releases WHERE runbook = %s", (runbook,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _busy(run_id: str, owner: str) -> RunBusy:
+    return RunBusy(f"run {run_id} is being executed by process {owner}; wait for it or stop it", run_id=run_id)
+
+
+def _row(run_id: str, e: Event) -> tuple[Any, ...]:
+    return (run_id, e.seq, e.type, e.step_id, e.ref, e.at, encode(e.data))
+
+
+def _text(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL: it is kept as the characters \\x00 (JSON columns escape it already)."""
+    return value.replace("\x00", "\\x00") if isinstance(value, str) else value
+
+
+def _run(row: tuple[Any, ...]) -> RunRecord:
+    run_id, runbook, version, status, reason, inputs, started, updated, owner, parent_id, parent_step, snapshot = row
+    return RunRecord(run_id, runbook, version, status, reason, json.loads(inputs), started, updated, owner, parent_id, parent_step, snapshot)
