@@ -4,7 +4,8 @@ Tools append a line per execution to effects.log (sleeping around the write so
 kills land before, during and after effects). Asserted at the end: the run
 completed with the right outputs; no non-idempotent call ran twice; every
 execution of an idempotent call saw the same idempotency key; the store was
-sound after every kill.
+sound after every kill. Each test runs on a SQLite file and on a PostgreSQL
+database (the `backing` fixture).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from conftest import LANE, lane, lane_json, write_project
+from conftest import LANE, Backing, lane, lane_json, write_project
 
 FILES = {
     "lane.yaml": """
@@ -115,7 +117,14 @@ def _effects(root: Path) -> list[tuple[str, str, str]]:
     return [tuple(line.split()[:3]) for line in path.read_text().splitlines() if line.strip()]  # type: ignore[misc]
 
 
-def _store_sound(root: Path, run_id: str | None) -> None:
+def _store_sound(root: Path, run_id: str | None, backing: Backing) -> None:
+    if backing.kind == "postgresql":
+        with psycopg.connect(backing.url, autocommit=True, options="-c search_path=lane") as db:
+            rows = db.execute("SELECT seq, data FROM events WHERE run_id = %s ORDER BY seq", (run_id,)).fetchall() if run_id else []
+        assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1)), "the journal has gaps"
+        for _, data in rows:
+            json.loads(data)
+        return
     db = root / ".lane" / "lane.db"
     if not db.exists():
         return
@@ -129,6 +138,10 @@ def _store_sound(root: Path, run_id: str | None) -> None:
                 json.loads(data)
     finally:
         con.close()
+
+
+def _project(root: Path, backing: Backing, files: dict[str, str] = FILES) -> Path:
+    return write_project(root, {**files, "lane.yaml": backing.project_yaml(files["lane.yaml"])})
 
 
 def _settle_in_doubt(root: Path, run_id: str, decisions: list[str]) -> None:
@@ -147,7 +160,7 @@ def _settle_in_doubt(root: Path, run_id: str, decisions: list[str]) -> None:
         assert answer.returncode == 0, answer.stderr
 
 
-def _run_with_kills(root: Path, rng: random.Random, kills_wanted: int) -> tuple[str, int, list[str]]:
+def _run_with_kills(root: Path, backing: Backing, rng: random.Random, kills_wanted: int) -> tuple[str, int, list[str]]:
     run_id: str | None = None
     kills = 0
     decisions: list[str] = []
@@ -170,22 +183,23 @@ def _run_with_kills(root: Path, rng: random.Random, kills_wanted: int) -> tuple[
             _settle_in_doubt(root, run_id, decisions)
         listed = lane_json("runs", cwd=root)
         run_id = listed[0]["run_id"] if listed else None
-        _store_sound(root, run_id)
+        _store_sound(root, run_id, backing)
         if listed and listed[0]["status"] == "completed":  # killed on its way out
             return listed[0]["run_id"], kills, decisions
     raise AssertionError("the run did not complete after 200 attempts")
 
 
 @pytest.mark.slow
-def test_sigkill_at_many_points_loses_and_repeats_nothing(tmp_path: Path) -> None:
+def test_sigkill_at_many_points_loses_and_repeats_nothing(backing: Backing, tmp_path: Path) -> None:
     rng = random.Random(20261121)
     total_kills = 0
     attempt = 0
     while total_kills < 32:
         attempt += 1
         assert attempt <= 20, f"only {total_kills} kills landed in {attempt - 1} runs"
-        root = write_project(tmp_path / f"p{attempt}", FILES)
-        run_id, kills, decisions = _run_with_kills(root, rng, kills_wanted=6)
+        store = backing.fresh()  # each attempt its own store: `lane runs` lists only its run
+        root = _project(tmp_path / f"p{attempt}", store)
+        run_id, kills, decisions = _run_with_kills(root, store, rng, kills_wanted=6)
         total_kills += kills
         print(f"run {attempt}: {kills} kills; in doubt: {decisions or 'none'}")
 
@@ -209,14 +223,14 @@ def test_sigkill_at_many_points_loses_and_repeats_nothing(tmp_path: Path) -> Non
         for tag, seen in keys.items():
             assert len(seen) == 1, f"idempotent call {tag} saw different keys {seen}"
             assert seen == {e["idempotency_key"] for e in shown[tag]["executions"] if e["idempotency_key"]}
-        _store_sound(root, run_id)
+        _store_sound(root, run_id, store)
 
 
-def test_a_resumed_run_reuses_recorded_model_responses(project_dir: Path) -> None:
+def test_a_resumed_run_reuses_recorded_model_responses(backing: Backing, project_dir: Path) -> None:
     """Changing the script after a pause changes nothing already recorded."""
     files = dict(FILES)
     files["agents/worker.md"] = FILES["agents/worker.md"].replace("autonomy: auto", "autonomy: ask")
-    root = write_project(project_dir, files)
+    root = _project(project_dir, backing, files)
     first = lane("run", "crash", "--json", cwd=root)
     assert first.returncode == 3
     run_id = json.loads(first.stdout)["run_id"]
