@@ -20,6 +20,7 @@ opened: lane runs without the `postgres` extra installed.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +37,9 @@ from lane.store.sqlite import _migrations
 from lane.store.values import encode, storable
 
 Connection = psycopg.Connection[TupleRow]
+# The pool reports each failed reconnection by logging; a library prints nothing on its own (it still reaches
+# the handlers an application configures): the failure is told once, by StoreUnavailable.
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 SCHEMA = "lane"
 WAIT = 10.0  # seconds a call waits for the database (a restart) before the store says it cannot be reached
@@ -116,7 +120,7 @@ class PostgresStore:
             with self._pool.connection() as db:
                 yield db
         except PoolTimeout:
-            raise self._unavailable(f"no connection within {WAIT:g} seconds") from None
+            raise self._unavailable(self._why_unreachable()) from None
         except psycopg.OperationalError as exc:
             if exc.sqlstate is None or exc.sqlstate.startswith(_LOST):
                 raise self._unavailable(self._said(exc)) from None
@@ -130,6 +134,14 @@ class PostgresStore:
     def _unavailable(self, why: str) -> StoreUnavailable:
         return StoreUnavailable(f"the store {self.shown} cannot be reached ({why}); what was committed is kept: "
                                 f"once PostgreSQL is back, `lane resume` carries on a run this stopped")
+
+    def _why_unreachable(self) -> str:
+        """What connecting says now (the pool only says it waited in vain)."""
+        try:
+            psycopg.connect(self._conninfo, connect_timeout=2).close()
+        except psycopg.Error as exc:
+            return self._said(exc).removeprefix("connection failed: ")
+        return f"no connection free within {WAIT:g} seconds"
 
     def _said(self, exc: Exception) -> str:
         """The first line of a server's or libpq's message, without the password should it appear."""

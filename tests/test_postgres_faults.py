@@ -1,0 +1,156 @@
+"""Faults of a PostgreSQL store, with real `lane` processes and a real server (tests/pg.py).
+
+What a user would notice: PostgreSQL stopped in the middle of a run and started
+again a moment later, and the run just goes on; stopped for longer, and the run
+stops with one line saying why and what to do, and `lane resume` finishes it
+once the database is back; two processes resuming one run at once, and exactly
+one executes it. Each time, every effect happens once.
+
+These tests stop and start the session's cluster: every other test's store is
+closed by then, and the cluster is running again when each ends.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import LANE, Backing, lane, lane_json, write_project
+from pg import Cluster
+
+FILES = {
+    "lane.yaml": """
+        project: faults
+        roles:
+          op: {kind: human}
+        toolsets:
+          desk: {python: tools/desk.py}
+    """,
+    "runbooks/file.yaml": """
+        runbook: file
+        autonomy: auto
+        steps:
+          - {id: first, tool: desk.file, args: {tag: a}}
+          - {id: second, tool: desk.file, args: {tag: b}}
+    """,
+    "runbooks/race.yaml": """
+        runbook: race
+        autonomy: ask
+        steps:
+          - {id: only, tool: desk.file, args: {tag: r}, approver: op}
+    """,
+    "tools/desk.py": '''
+        import os
+        import time
+        from pathlib import Path
+
+        from lane import tool
+
+        ROOT = Path(__file__).resolve().parent.parent
+
+
+        @tool(effect="external")
+        def file(tag: str) -> dict:
+            """File a letter once: it starts, waits for the test's go, then takes effect."""
+            with open(ROOT / "effects.log", "a") as log:
+                log.write(f"start {tag} {os.getpid()}\\n")
+            while not (ROOT / f"go-{tag}").exists():
+                time.sleep(0.02)
+            with open(ROOT / "effects.log", "a") as log:
+                log.write(f"done {tag} {os.getpid()}\\n")
+            return {"filed": tag}
+    ''',
+}
+
+
+@pytest.fixture
+def project(postgres: Cluster, tmp_path: Path) -> Iterator[Path]:
+    store = Backing("postgresql", postgres.new_database(), postgres)
+    yield write_project(tmp_path / "project", {**FILES, "lane.yaml": store.project_yaml(FILES["lane.yaml"])})
+    if not (postgres.data / "postmaster.pid").exists():
+        postgres.start()  # a failed test leaves the server as the next test needs it
+
+
+def effects(root: Path) -> list[str]:
+    path = root / "effects.log"
+    return [" ".join(line.split()[:2]) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_for(what: str, condition: object, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not (callable(condition) and condition()):
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
+        time.sleep(0.05)
+
+
+def start(root: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*LANE, *args, "--json"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+
+
+def test_a_run_waits_through_a_short_stop_of_postgresql_and_goes_on(project: Path, postgres: Cluster) -> None:
+    running = start(project, "run", "file")
+    wait_for("the first call", lambda: effects(project) == ["start a"])
+    postgres.stop("immediate")  # as a crash of the server: no goodbye to its clients
+    time.sleep(1)
+    postgres.start()
+    (project / "go-a").touch()
+    (project / "go-b").touch()
+    out, err = running.communicate(timeout=120)
+
+    assert running.returncode == 0, err
+    assert json.loads(out)["status"] == "completed"
+    assert effects(project) == ["start a", "done a", "start b", "done b"]
+
+
+def test_a_run_stopped_by_postgresql_says_why_in_one_line_and_resumes_when_it_is_back(project: Path, postgres: Cluster) -> None:
+    running = start(project, "run", "file")
+    wait_for("the first call", lambda: effects(project) == ["start a"])
+    postgres.stop("immediate")
+    (project / "go-a").touch()  # the call takes effect; its result cannot be committed
+    out, err = running.communicate(timeout=120)
+
+    assert running.returncode == 1 and "Traceback" not in err, err
+    [said] = err.strip().splitlines()
+    assert "the store postgresql://lane@127.0.0.1:" in said and "cannot be reached" in said and "lane resume" in said, said
+    assert effects(project) == ["start a", "done a"]
+
+    postgres.start()
+    [listed] = lane_json("runs", cwd=project)
+    assert listed["status"] == "running"  # as committed before the server stopped: nobody executes it now
+    resumed = lane("resume", listed["run_id"], "--json", cwd=project)
+    assert resumed.returncode == 3, resumed.stderr  # the call in flight took effect or not: a person says which
+    [pending] = lane_json("show", listed["run_id"], cwd=project)["pending"]
+    assert pending["kind"] == "in_doubt" and pending["args"] == {"tag": "a"}
+    told = lane("approve", listed["run_id"], "--call", pending["call_id"], "--result", '{"filed": "a"}', cwd=project)
+    assert told.returncode == 0, told.stderr
+    (project / "go-b").touch()
+    done = lane("resume", listed["run_id"], "--json", cwd=project)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "completed"
+    assert effects(project) == ["start a", "done a", "start b", "done b"], "nothing executed twice"
+
+
+def test_two_processes_resuming_one_run_at_once_execute_it_once(project: Path) -> None:
+    paused = lane("run", "race", "--json", cwd=project)
+    assert paused.returncode == 3, paused.stderr
+    run_id = json.loads(paused.stdout)["run_id"]
+    assert lane("approve", run_id, cwd=project).returncode == 0
+
+    racers = [start(project, "resume", run_id), start(project, "resume", run_id)]
+    wait_for("one to start the call", lambda: effects(project) == ["start r"])
+    wait_for("the other to give up", lambda: any(r.poll() is not None for r in racers))
+    (project / "go-r").touch()
+    results = sorted(((r.communicate(timeout=120), r.returncode) for r in racers), key=lambda result: result[1])
+
+    assert [code for _, code in results] == [0, 1], results
+    (won, _), (_, refused) = results[0][0], results[1][0]
+    assert json.loads(won)["status"] == "completed"
+    assert f"run {run_id} is being executed by process " in refused and "Traceback" not in refused
+    assert effects(project) == ["start r", "done r"], "exactly one process executed the call"
