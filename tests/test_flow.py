@@ -348,6 +348,8 @@ def test_when_the_attempts_run_out_a_person_grants_more_or_fails_the_run(tmp_pat
         run = run.resume()
         assert run.status == "completed", run.reason
         assert step(run.show(), "write")["output"] == {"n": 4}
+        # the attempt that waited for the person is behind it now: it failed, it does not still wait
+        assert [a["status"] for a in step(run.show(), "verify")["previous_attempts"]] == ["failed"] * 3
     with make(root, {"runbooks/tries.yaml": book}, turns) as project:
         run = project.run("tries")
         run.reject(as_role="lead", reason="this is going nowhere")

@@ -114,6 +114,8 @@ def _retry(steps: dict[str, dict[str, Any]], calls: dict[str, dict[str, Any]], a
         if old is None:
             continue
         history = old.pop("previous_attempts", [])
+        if old["status"] == "waiting":  # what it waited for is behind it: it failed, or never finished
+            old["status"] = "failed" if old.get("error") else "not finished"
         if old["status"] != "pending":
             history.append(old)
         steps[step_id] = {**_blank(step_id, old["kind"]), "previous_attempts": history}
