@@ -5,7 +5,7 @@ The same interface and journal semantics as the SQLite store: `append` commits
 a batch of events (and the run's status) in one transaction before the effect
 that follows it. Where SQLite takes the file's write lock, this store locks
 rows: `claim` locks the run's row (FOR UPDATE) and takes the run's lease
-(leases.py); a commit for a run this store executes checks, under a share lock
+(leases.py); a commit for a run this store executes checks, under a lock
 on the row, that its owner is still this store's, so a process that lost its
 connection while another took its run over writes nothing more for it.
 
@@ -202,12 +202,13 @@ class PostgresStore:
 
     def _fence(self, db: Connection, run_ids: list[str]) -> None:
         """Refuse to commit for a run this store executes whose owner changed: another worker took it over
-        while this one could not reach the database. The row stays share-locked until the commit."""
+        while this one could not reach the database. The row stays locked until the commit (not shared: the
+        status update that may follow would otherwise wait on another commit's share)."""
         held = {run_id: owner for run_id in run_ids if (owner := self._leases.holder(run_id)) is not None}
         if not held:
             return
         self._leases.renew()
-        rows = db.execute("SELECT run_id, owner FROM runs WHERE run_id = ANY(%s) ORDER BY run_id FOR SHARE", (sorted(held),)).fetchall()
+        rows = db.execute("SELECT run_id, owner FROM runs WHERE run_id = ANY(%s) ORDER BY run_id FOR NO KEY UPDATE", (sorted(held),)).fetchall()
         for run_id, owner in rows:
             if owner != held[run_id]:
                 self._leases.drop(run_id)
