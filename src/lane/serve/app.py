@@ -18,17 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from lane.engine.decisions import UNSET
 from lane.errors import DecisionError, LaneError, RunNotFound, UsageError
 from lane.project import Project, new_run_id
 from lane.secrets import Redactor
 from lane.serve.openapi import OPENAPI
+from lane.serve.people import Forbidden, decide_as, roles_of
 from lane.serve.sessions import LOCAL
 from lane.serve.worker import Worker
-
-
-class Forbidden(Exception):
-    """The person's roles may not do this (403)."""
 
 
 class TooLarge(Exception):
@@ -79,26 +75,12 @@ class Api:
         return self.project.person_of(token.strip()) if scheme.lower() == "bearer" else None
 
     def roles(self, person: str) -> list[str]:
-        if person == LOCAL and not self.project.spec.config.people:  # the local user of a loopback server: every human role
-            return list(self.project.spec.human_roles)
-        entry = self.project.spec.config.people.get(person)
-        return list(entry.roles) if entry else []
+        return roles_of(self.project, person)
 
     def decide_for(self, person: str, run_id: str, call: str | None, approve: bool, data: dict[str, Any]) -> Any:
         """`person` decides as the first of their roles allowed for it; Forbidden if none is. The run goes on by itself
         once nothing is left to decide."""
-        waiting = [p for p in self.project.pending(run_id) if call is None or p.call_id == call]
-        roles = [r for r in self.roles(person) if any(r in p.roles for p in waiting)]
-        if waiting and not roles:
-            raise Forbidden(f"{person} has no role that may decide this (their roles: {', '.join(self.roles(person)) or 'none'})")
-        as_role = roles[0] if roles else None
-        local = person == LOCAL and not self.project.spec.config.people
-        who = None if local else person  # the local user of a loopback server is recorded as the account lane runs under
-        if approve:
-            decision = self.project.approve(run_id, call, as_role=as_role, edit=data.get("edit", UNSET), patch=data.get("patch", UNSET),
-                                            result=data.get("result", UNSET), person=who)
-        else:
-            decision = self.project.reject(run_id, call, reason=str(data.get("reason") or ""), as_role=as_role, person=who)
+        decision = decide_as(self.project, person, run_id, call, approve, data)
         self.worker.resume_if_decided(decision.run_id)
         return decision
 

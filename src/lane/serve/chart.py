@@ -17,16 +17,7 @@ COLOURS = {"agent": "#dbe8ff", "tool": "#e6f4ea", "human": "#fff1cc", "check": "
 
 def work_chart(project: ProjectSpec, book: RunbookSpec) -> str:
     """One box per step, top to bottom in the order they run, the steps inside groups indented."""
-    rows: list[tuple[int, StepSpec, str]] = []
-
-    def walk(steps: list[StepSpec], depth: int, prefix: str) -> None:
-        for step in steps:
-            rows.append((depth, step, prefix))
-            walk(step.body, depth + 1, f"{step.step.id}[item].")
-            for name, branch in step.branches.items():
-                walk(branch, depth + 1, f"{step.step.id}.{name}.")
-
-    walk(book.steps, 0, "")
+    rows = chart_rows(book)
     height = ROW * len(rows) + 10
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="workchart" width="{WIDTH}" height="{height}" '
              f'viewBox="0 0 {WIDTH} {height}" font-family="system-ui, sans-serif" font-size="12">',
@@ -47,6 +38,21 @@ def work_chart(project: ProjectSpec, book: RunbookSpec) -> str:
             parts.append(f'<line x1="{x + 14}" y1="{y + ROW - 10}" x2="{x + 14}" y2="{y + ROW}" stroke="#8a93a3"/>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def chart_rows(book: RunbookSpec) -> list[tuple[int, StepSpec, str]]:
+    """Each step in the order they run, with its depth and the prefix of its name inside a group: (depth, step, prefix)."""
+    rows: list[tuple[int, StepSpec, str]] = []
+
+    def walk(steps: list[StepSpec], depth: int, prefix: str) -> None:
+        for step in steps:
+            rows.append((depth, step, prefix))
+            walk(step.body, depth + 1, f"{step.step.id}[item].")
+            for name, branch in step.branches.items():
+                walk(branch, depth + 1, f"{step.step.id}.{name}.")
+
+    walk(book.steps, 0, "")
+    return rows
 
 
 def describe(project: ProjectSpec, book: RunbookSpec, step: StepSpec) -> tuple[str, str, bool]:

@@ -158,7 +158,7 @@ class Console:
         return sorted(found, key=lambda p: p["requested_at"])
 
     async def decide(self, request: Request) -> Response:
-        from lane.serve.app import Forbidden
+        from lane.serve.people import Forbidden
 
         session = self.session(request)
         if session is None:

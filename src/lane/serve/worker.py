@@ -23,22 +23,24 @@ class Worker:
         self.on_change = on_change  # called with (run_id, status) when a run this worker executes ends or pauses
         self.on_event = on_event  # given a run's id, what to call with each of its events as it is recorded
 
-    def execute(self, run_id: str, work: Coroutine[Any, Any, Run]) -> None:
-        """Execute a started run in the background."""
-        self._spawn(run_id, work)
+    def execute(self, run_id: str, work: Coroutine[Any, Any, Run]) -> asyncio.Task[Any]:
+        """Execute a started run in the background; the task, to await when a caller waits for it."""
+        return self._spawn(run_id, work)
 
-    def resume_if_decided(self, run_id: str) -> None:
-        """Resume a paused run in the background once nothing is left for a person to decide."""
+    def resume_if_decided(self, run_id: str) -> asyncio.Task[Any] | None:
+        """Resume a paused run in the background once nothing is left for a person to decide; the task, if it resumed."""
         record = self.project.store.run(run_id)
         root = self.project._root(record)
         if root.status == "paused" and not self.project.pending(root.run_id):
             on_event = self.on_event(root.run_id) if self.on_event is not None else None
-            self._spawn(root.run_id, self.project.resume_async(root.run_id, on_event=on_event))
+            return self._spawn(root.run_id, self.project.resume_async(root.run_id, on_event=on_event))
+        return None
 
-    def _spawn(self, run_id: str, work: Coroutine[Any, Any, Run]) -> None:
+    def _spawn(self, run_id: str, work: Coroutine[Any, Any, Run]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(self._run(run_id, work))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     async def _run(self, run_id: str, work: Coroutine[Any, Any, Run]) -> None:
         try:

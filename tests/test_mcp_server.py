@@ -1,0 +1,332 @@
+"""`lane mcp` as a real subprocess, driven by real MCP clients: the official Python client over stdio and over
+streamable HTTP, and the MCP Inspector's CLI (from npm, pinned in tests/node/package.json, installed on first use).
+
+The project is `lane init`'s support-triage example on its rehearsal script, so no model is needed; lena is its
+support lead, sam approves refunds only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import httpx2
+import mcp
+import pytest
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CallToolResult
+
+from conftest import lane
+
+T = TypeVar("T")
+NODE = Path(__file__).parent / "node"  # the MCP Inspector, pinned in its package.json
+SECRET = "acme-live-key-7f3a9c2e41"
+PEOPLE = """
+people:
+  lena: {roles: [support-lead]}
+  sam: {roles: [finance]}
+secrets: [env:ACME_KEY]
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "desk"
+    assert lane("init", str(root), cwd=tmp_path).returncode == 0
+    config = (root / "lane.yaml").read_text().replace("  default: local\n", "  default: rehearsal\n")
+    config = config.replace("roles:                                  # the work chart: who does what\n",
+                            "roles:\n  finance: {kind: human, description: Approves refunds.}\n")
+    (root / "lane.yaml").write_text(config + PEOPLE)
+    email = (root / "inbox/01-double-charge.eml").read_text()
+    (root / "inbox/99-key.eml").write_text(email.rstrip("\n") + f"\n\nMy key is {SECRET}, in case you need it.\n")
+    assert lane("validate", cwd=root).returncode == 0
+    return root
+
+
+def server_env() -> dict[str, str]:
+    return {**os.environ, "ACME_KEY": SECRET}
+
+
+def run(work: Callable[[], Awaitable[T]]) -> T:
+    return anyio.run(work)
+
+
+@contextlib.asynccontextmanager
+async def stdio(project: Path, *args: str) -> AsyncIterator[mcp.Client]:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "lane", "mcp", "--project", str(project), *args],
+                                   env=server_env(), cwd=str(project))
+    with open(os.devnull, "w") as errlog:
+        async with mcp.Client(stdio_client(params, errlog=errlog), cache=None) as client:
+            yield client
+
+
+def answer(result: CallToolResult) -> Any:
+    assert not result.is_error, result.content
+    return json.loads(result.content[0].text)  # type: ignore[union-attr]
+
+
+def refusal(result: CallToolResult) -> str:
+    assert result.is_error
+    message: str = result.content[0].text  # type: ignore[union-attr]
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_stdio_lists_runbooks_as_tools_runs_one_and_decides_as_a_person_of_the_role(project: Path) -> None:
+    async def work() -> None:
+        async with stdio(project, "--as", "lena") as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert {"run_support-triage", "run_inbox", "run_status", "pending", "show_run", "decide", "task_verify",
+                    "context_check", "lock_check", "session_start", "killdates_check"} <= set(tools)
+            triage = tools["run_support-triage"]
+            assert triage.input_schema["required"] == ["email"] and set(triage.input_schema["properties"]) == {"email", "_wait"}
+            assert triage.annotations is not None and triage.annotations.read_only_hint is False
+            assert triage.annotations.destructive_hint is True and triage.annotations.open_world_hint is True  # outbox.send: external
+            shown = tools["show_run"].annotations
+            assert shown is not None and (shown.read_only_hint, shown.destructive_hint) == (True, False)
+
+            started = answer(await client.call_tool("run_support-triage", {"email": "inbox/01-double-charge.eml", "_wait": 60}))
+            assert started["status"] == "paused" and started["waiting_for"] == ["support-lead"]
+            run_id = started["run_id"]
+            [item] = answer(await client.call_tool("pending", {"run_id": run_id}))["pending"]
+            assert (item["tool"], item["roles"], item["you_may_decide"]) == ("outbox.send", ["support-lead"], True)
+            timeline = answer(await client.call_tool("show_run", {"run_id": run_id}))
+            assert [s["id"] for s in timeline["steps"]][:2] == ["read", "classify"] and timeline["status"] == "paused"
+
+            decided = answer(await client.call_tool("decide", {"run_id": run_id, "approve": True, "wait": 60}))
+            assert decided["decision"]["decision"] == "approved" and decided["status"] == "completed"
+            assert (project / "outbox").is_dir()
+            status = answer(await client.call_tool("run_status", {"run_id": run_id[:6]}))
+            assert status["status"] == "completed" and status["run_id"] == run_id
+
+            resources = {r.uri for r in (await client.list_resources()).resources}
+            assert {"lane://runbooks/support-triage/chart", f"lane://runs/{run_id}"} <= resources
+            chart = json.loads((await client.read_resource("lane://runbooks/support-triage/chart")).contents[0].text)  # type: ignore[union-attr]
+            assert chart["roles"]["support-lead"]["kind"] == "human"
+            assert next(s for s in chart["steps"] if s["id"] == "send")["person_signs_off"] is True
+            read = json.loads((await client.read_resource(f"lane://runs/{run_id}")).contents[0].text)  # type: ignore[union-attr]
+            assert read["status"] == "completed"
+            with pytest.raises(mcp.MCPError, match="no runbook 'nope'"):
+                await client.read_resource("lane://runbooks/nope/chart")
+
+    run(work)
+
+
+def test_a_person_without_the_role_cannot_decide_and_without_as_there_is_no_decide(project: Path) -> None:
+    async def work() -> None:
+        async with stdio(project, "--as", "sam") as client:
+            run_id = answer(await client.call_tool("run_support-triage", {"email": "inbox/01-double-charge.eml", "_wait": 60}))["run_id"]
+            message = refusal(await client.call_tool("decide", {"run_id": run_id, "approve": True}))
+            assert message == "sam has no role that may decide this (their roles: finance)"
+            assert answer(await client.call_tool("run_status", {"run_id": run_id}))["status"] == "paused"  # nothing recorded
+        async with stdio(project) as client:
+            assert "decide" not in {t.name for t in (await client.list_tools()).tools}
+            assert refusal(await client.call_tool("decide", {"run_id": run_id, "approve": True})).startswith("no tool 'decide'")
+
+    run(work)
+
+
+def test_bad_calls_are_one_line_tool_errors_and_secrets_never_reach_an_answer(project: Path) -> None:
+    async def work() -> None:
+        async with stdio(project, "--as", "lena") as client:
+            assert "'email' is a required property" in refusal(await client.call_tool("run_support-triage", {}))
+            assert "_wait must be a number" in refusal(await client.call_tool("run_support-triage", {"email": "x", "_wait": "soon"}))
+            assert refusal(await client.call_tool("run_status", {})).startswith("give run_id as text")
+            assert "no run 'nope'" in refusal(await client.call_tool("show_run", {"run_id": "nope"}))
+            assert refusal(await client.call_tool("run_nothing", {})).startswith("no tool 'run_nothing'")
+            assert "approve: true or false" in refusal(await client.call_tool("decide", {"run_id": "x", "approve": "yes"}))
+
+            started = answer(await client.call_tool("run_support-triage", {"email": "inbox/99-key.eml", "_wait": 60}))
+            assert started["status"] == "paused"
+            for result in [await client.call_tool("show_run", {"run_id": started["run_id"]}),
+                           await client.call_tool("pending", {})]:
+                shown = result.content[0].text  # type: ignore[union-attr]
+                assert SECRET not in shown and SECRET not in json.dumps(result.structured_content)
+            assert "[secret:ACME_KEY]" in json.dumps(answer(await client.call_tool("show_run", {"run_id": started["run_id"]})))
+            timeline = (await client.read_resource(f"lane://runs/{started['run_id']}")).contents[0].text  # type: ignore[union-attr]
+            assert SECRET not in timeline
+
+    run(work)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def http_server(project: Path, *args: str) -> Any:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "lane", "mcp", "--project", str(project), "--http", "--port", str(port), *args],
+                            env=server_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def token(project: Path, person: str) -> str:
+    made = lane("token", "create", person, "--project", str(project), cwd=project)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+def test_streamable_http_on_loopback_with_the_persons_token(project: Path) -> None:
+    lena = token(project, "lena")
+    with http_server(project, "--as", "lena") as url:
+        assert httpx2.post(url, json={}).status_code == 401  # no token
+        assert httpx2.post(url, json={}, headers={"Authorization": f"Bearer {token(project, 'sam')}"}).status_code == 401
+
+        async def work() -> None:
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {lena}"}, timeout=httpx2.Timeout(30, read=120)) as http, \
+                    mcp.Client(streamable_http_client(url, http_client=http), cache=None) as client:
+                assert "run_support-triage" in {t.name for t in (await client.list_tools()).tools}
+                started = answer(await client.call_tool("run_support-triage", {"email": "inbox/01-double-charge.eml", "_wait": 60}))
+                assert started["status"] == "paused" and started["waiting_for"] == ["support-lead"]
+                decided = answer(await client.call_tool("decide", {"run_id": started["run_id"], "approve": False, "reason": "Not now."}))
+                assert decided["status"] == "rejected" and decided["decision"]["decision"] == "rejected"
+                assert f"lane://runs/{started['run_id']}" in {r.uri for r in (await client.list_resources()).resources}
+
+        run(work)
+        port = int(url.split(":")[2].split("/")[0])
+        bound = {line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                 if line.split()[3] == "0A" and line.split()[1].endswith(f":{port:04X}")}
+        assert bound == {f"0100007F:{port:04X}"}  # listening on 127.0.0.1 alone
+
+
+@pytest.fixture(scope="session")
+def inspector() -> list[str]:
+    """The MCP Inspector's CLI, installed from tests/node/package.json's lock on first use (npm must reach the registry)."""
+    npm, node = shutil.which("npm"), shutil.which("node")
+    assert npm and node, "the Inspector test needs node and npm on PATH"
+    installed = NODE / "node_modules" / ".package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < (NODE / "package-lock.json").stat().st_mtime:
+        done = subprocess.run([npm, "ci", "--prefix", str(NODE), "--no-audit", "--no-fund"], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            if os.environ.get("CI"):
+                pytest.fail(f"npm could not install the MCP Inspector: {done.stderr[-2000:]}")
+            pytest.skip(f"npm could not install the MCP Inspector (no registry?): {done.stderr.strip().splitlines()[-1:]}")
+    return [node, str(NODE / "node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"), "--cli"]
+
+
+def test_the_mcp_inspector_cli_lists_and_calls_the_tools(project: Path, inspector: list[str], tmp_path: Path) -> None:
+    server = [sys.executable, "-m", "lane", "mcp", "--project", str(project), "--as", "lena"]
+    env = {**server_env(), "HOME": str(tmp_path)}  # the Inspector's catalog file goes there
+
+    def inspect(*args: str) -> Any:
+        done = subprocess.run([*inspector, *server, *args], capture_output=True, text=True, timeout=120, env=env, cwd=project)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout)
+
+    listed = inspect("--method", "tools/list")
+    tools = {t["name"]: t for t in listed["tools"]}
+    assert tools["run_support-triage"]["inputSchema"]["required"] == ["email"]
+    assert tools["show_run"]["annotations"]["readOnlyHint"] is True
+    called = inspect("--method", "tools/call", "--tool-name", "run_support-triage", "--tool-arg", "email=inbox/01-double-charge.eml")
+    assert called["structuredContent"]["status"] == "paused"
+    assert called["structuredContent"]["waiting_for"] == ["support-lead"]
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+TASK = """# Task greet (feature hello)
+
+## FILES
+
+- hello.py
+
+## TYPES
+
+```python
+def greet() -> str: ...
+```
+
+## SKELETON
+
+```python
+def greet(): return "hi"
+```
+
+## PROHIBITED
+
+- forbid: breakpoint
+
+## VALIDATE
+
+```sh
+grep -q greet hello.py
+```
+"""
+
+
+def test_the_coding_tools_report_on_a_git_repository(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "features/hello/tasks").mkdir(parents=True)
+    git(repo, "init", "-q")
+    git(repo, "config", "user.email", "dev@example.com")
+    git(repo, "config", "user.name", "Dev")
+    (repo / "log.md").write_text("# Log\n")
+    (repo / "canon").mkdir()
+    (repo / "canon/product.md").write_text("---\ntier: 1\n---\n# Hello\n\nThe app greets.\n")
+    (repo / "features/hello/tasks/greet.md").write_text(TASK)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "start")
+    (repo / "hello.py").write_text("def greet():\n    return 'hi'\n")
+    (repo / "other.py").write_text("X = 1\n")
+
+    async def work() -> None:
+        async with stdio(repo) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert set(tools) == {"task_verify", "context_check", "lock_check", "session_start", "killdates_check"}  # no lane.yaml
+            verify = tools["task_verify"].annotations
+            assert verify is not None and (verify.read_only_hint, verify.destructive_hint) == (False, False)  # writes its evidence
+            verified = answer(await client.call_tool("task_verify", {"feature": "hello", "task": "greet"}))
+            assert verified["passed"] is False
+            files = next(c for c in verified["checks"] if c["name"] == "files")
+            assert [v["path"] for v in files["violations"]] == ["other.py"]
+            (repo / "other.py").unlink()
+            assert answer(await client.call_tool("task_verify", {"feature": "hello", "task": "greet"}))["passed"] is True
+            session = answer(await client.call_tool("session_start", {}))
+            assert session["git"]["branch"] and "hello.py" in json.dumps(session["git"])
+            assert answer(await client.call_tool("killdates_check", {}))["ok"] is True
+            context = answer(await client.call_tool("context_check", {}))
+            assert context["ok"] is False and "AGENTS.md" in {f["path"] for f in context["findings"]}  # never built
+            assert "hello" in refusal(await client.call_tool("lock_check", {"feature": "hello"}))
+            assert refusal(await client.call_tool("run_status", {"run_id": "x"})).startswith("no tool 'run_status'")
+
+    run(work)
+
+
+def test_without_the_extra_or_with_a_bad_person_it_says_how_to_fix_it(project: Path, tmp_path: Path) -> None:
+    refused = lane("mcp", "--project", str(project), "--as", "nobody", cwd=tmp_path)
+    assert refused.returncode == 2 and "--as 'nobody' is not one of the people" in refused.stderr
+    hidden = tmp_path / "hide"
+    hidden.mkdir()
+    (hidden / "mcp.py").write_text("raise ImportError('hidden for this test')\n")
+    (hidden / "sitecustomize.py").write_text(
+        "import importlib.util as u\n_f = u.find_spec\nu.find_spec = lambda n, *a: None if n == 'mcp' else _f(n, *a)\n")
+    missing = lane("mcp", "--project", str(project), cwd=tmp_path, env={"PYTHONPATH": str(hidden)})
+    assert missing.returncode == 2 and "pip install 'lane[mcp]'" in missing.stderr and "Traceback" not in missing.stderr
