@@ -54,8 +54,8 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def server_env() -> dict[str, str]:
-    return {**os.environ, "ACME_KEY": SECRET}
+def server_env(**extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if k != "LANE_TOKEN"}, "ACME_KEY": SECRET, **extra}
 
 
 def run(work: Callable[[], Awaitable[T]]) -> T:
@@ -63,9 +63,12 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def stdio(project: Path, *args: str) -> AsyncIterator[mcp.Client]:
+async def stdio(project: Path, *args: str, env: dict[str, str] | None = None) -> AsyncIterator[mcp.Client]:
+    """`lane mcp` over stdio; `--as NAME` gets NAME's sign-in token in LANE_TOKEN unless `env` says otherwise."""
+    if env is None:
+        env = {"LANE_TOKEN": token(project, args[args.index("--as") + 1])} if "--as" in args else {}
     params = StdioServerParameters(command=sys.executable, args=["-m", "lane", "mcp", "--project", str(project), *args],
-                                   env=server_env(), cwd=str(project))
+                                   env=server_env(**env), cwd=str(project))
     with open(os.devnull, "w") as errlog:
         async with mcp.Client(stdio_client(params, errlog=errlog), cache=None) as client:
             yield client
@@ -167,10 +170,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def http_server(project: Path, *args: str) -> Any:
+def http_server(project: Path, *args: str, env: dict[str, str] | None = None) -> Any:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "lane", "mcp", "--project", str(project), "--http", "--port", str(port), *args],
-                            env=server_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=server_env(**(env or {})), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -231,7 +234,7 @@ def inspector() -> list[str]:
 
 
 def test_the_mcp_inspector_cli_lists_and_calls_the_tools(project: Path, inspector: list[str], tmp_path: Path) -> None:
-    server = [sys.executable, "-m", "lane", "mcp", "--project", str(project), "--as", "lena"]
+    server = ["-e", f"LANE_TOKEN={token(project, 'lena')}", sys.executable, "-m", "lane", "mcp", "--project", str(project), "--as", "lena"]
     env = {**server_env(), "HOME": str(tmp_path)}  # the Inspector's catalog file goes there
 
     def inspect(*args: str) -> Any:
@@ -330,3 +333,51 @@ def test_without_the_extra_or_with_a_bad_person_it_says_how_to_fix_it(project: P
         "import importlib.util as u\n_f = u.find_spec\nu.find_spec = lambda n, *a: None if n == 'mcp' else _f(n, *a)\n")
     missing = lane("mcp", "--project", str(project), cwd=tmp_path, env={"PYTHONPATH": str(hidden)})
     assert missing.returncode == 2 and "pip install 'lane[mcp]'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_http_is_refused_without_people_and_never_serves_a_request_without_a_token(project: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    refused = lane("mcp", "--project", str(bare), "--http", "--port", str(free_port()), cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    [line] = refused.stderr.strip().splitlines()
+    assert "add people: to lane.yaml in" in line and "lane token create NAME" in line
+    (project / "lane.yaml").write_text((project / "lane.yaml").read_text().replace(PEOPLE, "\nsecrets: [env:ACME_KEY]\n"))
+    assert lane("validate", cwd=project).returncode == 0
+    refused = lane("mcp", "--project", str(project), "--http", "--port", str(free_port()), cwd=tmp_path)
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()
+    assert f"add people: to {project / 'lane.yaml'}" in line and "lane token create NAME" in line
+
+
+def test_http_without_as_takes_a_token_of_any_person_and_nothing_else(project: Path) -> None:
+    sam = token(project, "sam")
+    with http_server(project) as url:
+        assert httpx2.post(url, json={}).status_code == 401
+        assert httpx2.post(url, json={}, headers={"Authorization": "Bearer lane_forged"}).status_code == 401
+
+        async def work() -> None:
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {sam}"}, timeout=httpx2.Timeout(30, read=120)) as http, \
+                    mcp.Client(streamable_http_client(url, http_client=http), cache=None) as client:
+                tools = {t.name for t in (await client.list_tools()).tools}
+                assert "run_support-triage" in tools and "decide" not in tools
+
+        run(work)
+
+
+def test_as_a_person_over_stdio_needs_that_persons_token_in_lane_token(project: Path, tmp_path: Path) -> None:
+    for env, said in [({}, "--as lena needs lena's sign-in token"),
+                      ({"LANE_TOKEN": "lane_forged"}, "LANE_TOKEN is not a sign-in token of lena"),
+                      ({"LANE_TOKEN": token(project, "sam")}, "LANE_TOKEN is not a sign-in token of lena")]:
+        refused = subprocess.run([sys.executable, "-m", "lane", "mcp", "--project", str(project), "--as", "lena"],
+                                 env=server_env(**env), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        [line] = refused.stderr.strip().splitlines()
+        assert said in line and "lane token create lena" in line and '"env": {"LANE_TOKEN": "${LANE_TOKEN}"}' in line
+        assert "Traceback" not in refused.stderr
+
+    async def work() -> None:
+        async with stdio(project, "--as", "sam") as client:  # sam's own token: sam decides, as finance only
+            assert "decide" in {t.name for t in (await client.list_tools()).tools}
+
+    run(work)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lane.cli import render
+
+if TYPE_CHECKING:
+    from lane.project import Project
+
+TOKEN_VAR = "LANE_TOKEN"  # where `--as NAME` over stdio finds NAME's sign-in token
 
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="The project folder (holds lane.yaml), or a repository "
                                           "for the coding tools alone.", show_default="current folder")]
@@ -40,13 +46,12 @@ def mcp(
             loaded = Project.load(project)
         elif not project.is_dir():
             raise UsageError(f"no folder {project}: pass the project with --project DIR")
-        if as_person is not None:
-            people = loaded.spec.config.people if loaded else {}
-            if as_person not in people:
-                if loaded is not None:
-                    loaded.close()
-                raise UsageError(f"--as {as_person!r} is not one of the people in {project / 'lane.yaml'} "
-                                 f"(people: {', '.join(sorted(people)) or 'none; add them under people:'})")
+        try:
+            _check_who(project, loaded, http, as_person)
+        except BaseException:
+            if loaded is not None:
+                loaded.close()
+            raise
     import anyio
 
     from lane.mcp.desk import Desk
@@ -63,3 +68,30 @@ def mcp(
             pass
     else:
         anyio.run(serve_stdio, desk)
+
+
+def _check_who(project: Path, loaded: Project | None, http: bool, as_person: str | None) -> None:
+    """Refuse (UsageError) what would serve without a sign-in: `--http` with no `people:` to take tokens from, and
+    `--as NAME` over stdio without NAME's token in LANE_TOKEN (over HTTP each request's token says who it is)."""
+    from lane.errors import UsageError
+
+    people = loaded.spec.config.people if loaded else {}
+    if http and not people:
+        where = f"lane.yaml in {project}" if loaded is None else f"{project / 'lane.yaml'}"
+        raise UsageError(f"lane mcp --http serves only people with a sign-in token: add people: to {where} "
+                         "(people: {NAME: {roles: [ROLE]}}), then give each client a token of `lane token create NAME`")
+    if as_person is None:
+        return
+    if as_person not in people:
+        raise UsageError(f"--as {as_person!r} is not one of the people in {project / 'lane.yaml'} "
+                         f"(people: {', '.join(sorted(people)) or 'none; add them under people:'})")
+    if http:
+        return  # every request carries a bearer token, which must be as_person's
+    assert loaded is not None
+    token = os.environ.get(TOKEN_VAR, "").strip()
+    how = (f"make one with `lane token create {as_person}` and pass it to lane mcp in the environment variable {TOKEN_VAR} "
+           f'(the client\'s env block: "env": {{"{TOKEN_VAR}": "${{{TOKEN_VAR}}}"}} in .mcp.json; see docs/mcp.md)')
+    if not token:
+        raise UsageError(f"--as {as_person} needs {as_person}'s sign-in token: {how}")
+    if loaded.person_of(token) != as_person:
+        raise UsageError(f"--as {as_person}: {TOKEN_VAR} is not a sign-in token of {as_person}: {how}")

@@ -3,8 +3,8 @@ streamable HTTP on loopback.
 
 Every answer is JSON text (and the same data as structured content), redacted as `lane show --json` is. A call the
 caller got wrong is a tool error with a one-line message; a defect of lane's own is one too, never a traceback.
-Over HTTP, when lane.yaml names `people:`, every request carries `Authorization: Bearer TOKEN` (`lane token create
-NAME`) of the person the server runs as (`--as`), or of any of them when it runs as nobody.
+Over HTTP every request carries `Authorization: Bearer TOKEN` (`lane token create NAME`) of the person the server runs
+as (`--as`), or of any of lane.yaml's `people:` when it runs as nobody; `lane mcp` refuses `--http` without people.
 """
 
 from __future__ import annotations
@@ -101,8 +101,7 @@ async def serve_http(desk: Desk, port: int) -> None:
     import uvicorn
 
     app = build(desk).streamable_http_app(host="127.0.0.1")
-    guarded = _Tokens(app, desk) if desk.project is not None and desk.project.spec.config.people else app
-    config = uvicorn.Config(guarded, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2,
+    config = uvicorn.Config(_Tokens(app, desk), host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2,
                             proxy_headers=False, lifespan="on")
     server = uvicorn.Server(config)
     try:
@@ -112,17 +111,21 @@ async def serve_http(desk: Desk, port: int) -> None:
 
 
 class _Tokens:
-    """Lets through only requests with a sign-in token of the person the server runs as (any of `people:` without one)."""
+    """Lets through only requests with a sign-in token of the person the server runs as (any of `people:` without one);
+    nothing without a token, whatever lane.yaml says."""
 
     def __init__(self, app: Any, desk: Desk) -> None:
         self.app, self.desk = app, desk
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":  # not a transport of MCP's: refused before it is accepted
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] == "http":
             headers = dict(scope.get("headers") or ())
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-            assert self.desk.project is not None
-            person = self.desk.project.person_of(token.strip()) if scheme.lower() == "bearer" else None
+            project = self.desk.project
+            person = project.person_of(token.strip()) if project is not None and scheme.lower() == "bearer" else None
             if person is None or (self.desk.person is not None and person != self.desk.person):
                 who = self.desk.person or "one of the people in lane.yaml"
                 body = json.dumps({"error": f"send Authorization: Bearer TOKEN of {who} (lane token create NAME)"}).encode()
