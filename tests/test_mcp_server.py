@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
 from conftest import lane
+from lane.mcp.desk import tool_names
 
 T = TypeVar("T")
 NODE = Path(__file__).parent / "node"  # the MCP Inspector, pinned in its package.json
@@ -379,5 +381,35 @@ def test_as_a_person_over_stdio_needs_that_persons_token_in_lane_token(project: 
     async def work() -> None:
         async with stdio(project, "--as", "sam") as client:  # sam's own token: sam decides, as finance only
             assert "decide" in {t.name for t in (await client.list_tools()).tools}
+
+    run(work)
+
+
+STATUS_RUNBOOK = """runbook: status
+version: 1
+description: A runbook named like a fixed tool.
+steps:
+  - id: list
+    tool: inbox.emails
+"""
+
+
+def test_a_runbook_named_like_a_fixed_tool_never_takes_its_name(project: Path) -> None:
+    fixed = ["status", "pending", "show_run", "decide", "task_verify", "status_2"]
+    assert tool_names(fixed) == {"run_status_2": "status", "run_status_2_2": "status_2", "run_pending": "pending",
+                                 "run_show_run": "show_run", "run_decide": "decide", "run_task_verify": "task_verify"}
+    (project / "runbooks/status.yaml").write_text(STATUS_RUNBOOK)
+    assert lane("validate", cwd=project).returncode == 0
+
+    async def work() -> None:
+        async with stdio(project, "--as", "lena") as client:
+            names = [t.name for t in (await client.list_tools()).tools]
+            assert len(names) == len(set(names)) and {"run_status", "run_status_2"} <= set(names)
+            assert all(re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", name) for name in names)  # the spec's characters for a tool name
+            started = answer(await client.call_tool("run_status_2", {"_wait": 60}))
+            assert (started["runbook"], started["status"]) == ("status", "completed")
+            status = answer(await client.call_tool("run_status", {"run_id": started["run_id"]}))  # the fixed tool still
+            assert (status["run_id"], status["status"]) == (started["run_id"], "completed")
+            assert "no run" in refusal(await client.call_tool("run_status", {"run_id": "nope"}))
 
     run(work)

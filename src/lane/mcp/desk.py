@@ -2,8 +2,8 @@
 
 `lane.mcp.server` turns these into the MCP protocol. A runbook's tool is `run_` and the runbook's name with
 every character outside letters, digits, `_` and `-` made `_`, cut to 64 characters (what Claude, OpenAI and
-Cursor accept); a name that two runbooks would share gets `_2`, `_3`... Runs started here are executed by this
-process, as `lane serve` executes them; a decision resumes its run here too.
+Cursor accept); a name that two runbooks would share, or that a fixed tool has (`run_status`), gets `_2`, `_3`...
+Runs started here are executed by this process, as `lane serve` executes them; a decision resumes its run here too.
 """
 
 from __future__ import annotations
@@ -41,12 +41,14 @@ class Resource:
 
 
 def tool_names(runbooks: list[str]) -> dict[str, str]:
-    """Each runbook's tool name -> the runbook (see the module's docstring)."""
+    """Each runbook's tool name -> the runbook (see the module's docstring). The fixed tools' names are taken first,
+    whether or not this server offers them: a runbook named `status` is `run_status_2`, never `run_status`."""
+    fixed = {tool.name for tool in [*RUN_TOOLS, DECIDE, *coding.TOOLS]}
     names: dict[str, str] = {}
     for runbook in sorted(runbooks):
         base = ("run_" + re.sub(r"[^A-Za-z0-9_-]", "_", runbook))[:64]
         name, n = base, 2
-        while name in names:
+        while name in names or name in fixed:
             name, n = f"{base[: 64 - len(str(n)) - 1]}_{n}", n + 1
         names[name] = runbook
     return names
