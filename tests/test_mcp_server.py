@@ -30,6 +30,7 @@ from mcp_types import CallToolResult
 
 from conftest import lane
 from lane.mcp.desk import tool_names
+from pg import Cluster
 
 T = TypeVar("T")
 NODE = Path(__file__).parent / "node"  # the MCP Inspector, pinned in its package.json
@@ -172,16 +173,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def http_server(project: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+def http_server(project: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None) -> Any:
+    """`lane mcp --http` in a subprocess, its URL once it listens; its stderr goes to `log` when given."""
     port = free_port()
+    errors = open(log, "w") if log else subprocess.PIPE  # noqa: SIM115 - closed below, with the server
     proc = subprocess.Popen([sys.executable, "-m", "lane", "mcp", "--project", str(project), "--http", "--port", str(port), *args],
-                            env=server_env(**(env or {})), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=server_env(**(env or {})), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
                 break
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else log.read_text() if log else ""
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
@@ -189,6 +192,8 @@ def http_server(project: Path, *args: str, env: dict[str, str] | None = None) ->
         proc.wait(timeout=20)
         if proc.stderr:
             proc.stderr.close()
+        if log:
+            errors.close()  # type: ignore[union-attr]
 
 
 def token(project: Path, person: str) -> str:
@@ -413,3 +418,25 @@ def test_a_runbook_named_like_a_fixed_tool_never_takes_its_name(project: Path) -
             assert "no run" in refusal(await client.call_tool("run_status", {"run_id": "nope"}))
 
     run(work)
+
+
+def test_a_store_out_of_reach_while_a_token_is_checked_is_a_503_in_one_json_line(project: Path, postgres: Cluster,
+                                                                                 tmp_path: Path) -> None:
+    url = postgres.new_database()
+    config = (project / "lane.yaml").read_text()
+    assert "\nstore: sqlite:///.lane/lane.db\n" in config
+    (project / "lane.yaml").write_text(config.replace("\nstore: sqlite:///.lane/lane.db\n", f"\nstore: '{url}'\n"))
+    lena, log = token(project, "lena"), tmp_path / "server.log"
+    database = url.rsplit("/", 1)[1]
+    with http_server(project, log=log) as served:
+        headers = {"Authorization": f"Bearer {lena}"}
+        assert httpx2.post(served, json={}, headers=headers, timeout=30).status_code != 401  # let in: the MCP app answers
+        postgres.admin(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+        postgres.admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+        refused = httpx2.post(served, json={}, headers=headers, timeout=60)
+        assert refused.status_code == 503 and refused.headers["content-type"] == "application/json"
+        [line] = refused.text.strip().splitlines()
+        assert "cannot be reached" in json.loads(line)["error"]
+        assert httpx2.post(served, json={}, timeout=60).status_code in (401, 503)  # still nothing without a token
+    said = log.read_text()
+    assert "Traceback" not in said and "Exception in ASGI application" not in said

@@ -17,6 +17,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
+from lane.errors import LaneError
 from lane.mcp.desk import Desk, answer_text
 from lane.mcp.tooling import Refused, ToolDef
 
@@ -125,12 +126,25 @@ class _Tokens:
             headers = dict(scope.get("headers") or ())
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
             project = self.desk.project
-            person = project.person_of(token.strip()) if project is not None and scheme.lower() == "bearer" else None
+            try:
+                person = project.person_of(token.strip()) if project is not None and scheme.lower() == "bearer" else None
+            except LaneError as exc:  # the store cannot be reached (or the like): said in one line, as the CLI says it
+                await _reply(send, 503, str(exc))
+                return
+            except Exception as exc:  # a defect of lane's own: one line too, never a traceback  # noqa: BLE001
+                await _reply(send, 500, f"internal error: {type(exc).__name__}: {exc} (a defect of lane's, please report it)")
+                return
             if person is None or (self.desk.person is not None and person != self.desk.person):
                 who = self.desk.person or "one of the people in lane.yaml"
-                body = json.dumps({"error": f"send Authorization: Bearer TOKEN of {who} (lane token create NAME)"}).encode()
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
-                await send({"type": "http.response.body", "body": body})
+                await _reply(send, 401, f"send Authorization: Bearer TOKEN of {who} (lane token create NAME)",
+                             [(b"www-authenticate", b"Bearer")])
                 return
         await self.app(scope, receive, send)
+
+
+async def _reply(send: Any, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer `{"error": message}` (one line, secrets scrubbed) with `status`."""
+    body = json.dumps({"error": _one_line(message)}, ensure_ascii=False).encode() + b"\n"
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
