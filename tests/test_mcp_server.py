@@ -440,3 +440,33 @@ def test_a_store_out_of_reach_while_a_token_is_checked_is_a_503_in_one_json_line
         assert httpx2.post(served, json={}, timeout=60).status_code in (401, 503)  # still nothing without a token
     said = log.read_text()
     assert "Traceback" not in said and "Exception in ASGI application" not in said
+
+
+def test_a_server_keeps_no_task_of_a_run_that_ended(project: Path) -> None:
+    """In the process (the task table is not visible over MCP), on the real project: each run's task is dropped once
+    the run completes or waits for a person, and again once the decision's resumption ends."""
+    import asyncio
+
+    from lane.mcp.desk import Desk
+    from lane.project import Project
+
+    (project / "runbooks/status.yaml").write_text(STATUS_RUNBOOK)
+
+    async def work() -> None:
+        desk = Desk(project, Project.load(project), "lena")
+        try:
+            for _ in range(3):
+                done = await desk.call("run_status_2", {"_wait": 60})
+                assert done["status"] == "completed"
+            paused = await desk.call("run_support-triage", {"email": "inbox/01-double-charge.eml", "_wait": 60})
+            assert paused["status"] == "paused"
+            await asyncio.sleep(0)  # the tasks' done-callbacks run
+            assert desk.executing == {}
+            decided = await desk.call("decide", {"run_id": paused["run_id"], "approve": True, "wait": 60})
+            assert decided["status"] == "completed"
+            await asyncio.sleep(0)
+            assert desk.executing == {}
+        finally:
+            await desk.close()
+
+    run(work)

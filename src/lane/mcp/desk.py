@@ -64,7 +64,7 @@ class Desk:
         self.root, self.project, self.person = root, project, person
         self.redact = Redactor(project.spec.secrets if project else ())
         self.runbooks = tool_names(list(project.spec.runbooks)) if project else {}
-        self.executing: dict[str, asyncio.Task[Any]] = {}  # run id -> the task executing it in this process
+        self.executing: dict[str, asyncio.Task[Any]] = {}  # run id -> the task executing it in this process, until it ends
         self._worker: Any = None
         self._calls: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "run_status": self.run_status, "pending": self.pending, "show_run": self.show_run, "decide": self.decide}
@@ -140,8 +140,18 @@ class Desk:
             wait = number(inputs, WAIT_KEY, WAIT)
             inputs.pop(WAIT_KEY, None)
         run_id, work = self._project.start(runbook, inputs)
-        self.executing[run_id] = self.worker.execute(run_id, work)
+        self._executing(run_id, self.worker.execute(run_id, work))
         return await self._settled(run_id, wait)
+
+    def _executing(self, run_id: str, task: asyncio.Task[Any]) -> None:
+        """Keep `task` as the one executing `run_id` until it ends: a server that runs for weeks keeps no finished task."""
+        self.executing[run_id] = task
+
+        def ended(done: asyncio.Task[Any]) -> None:
+            if self.executing.get(run_id) is done:  # not a later task of the same run (resumed after a decision)
+                del self.executing[run_id]
+
+        task.add_done_callback(ended)
 
     async def run_status(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self._settled(text(args, "run_id"), number(args, "wait", 0))
@@ -180,7 +190,7 @@ class Desk:
         task = self.worker.resume_if_decided(decision.run_id)
         root = self._project._root(self._project.store.run(decision.run_id)).run_id  # a child's decision goes on in its parent
         if task is not None:
-            self.executing[root] = task
+            self._executing(root, task)
         shown = {"decision": {"run_id": decision.run_id, "call_id": decision.call_id, "kind": decision.kind,
                               "decision": decision.decision, "by": decision.by}}
         return shown | await self._settled(root, number(args, "wait", WAIT))
