@@ -313,6 +313,7 @@ def test_the_coding_tools_report_on_a_git_repository(tmp_path: Path) -> None:
             assert set(tools) == {"task_verify", "context_check", "lock_check", "session_start", "killdates_check"}  # no lane.yaml
             verify = tools["task_verify"].annotations
             assert verify is not None and (verify.read_only_hint, verify.destructive_hint) == (False, False)  # writes its evidence
+            assert verify.open_world_hint is True  # VALIDATE runs whatever commands the task names
             verified = answer(await client.call_tool("task_verify", {"feature": "hello", "task": "greet"}))
             assert verified["passed"] is False
             files = next(c for c in verified["checks"] if c["name"] == "files")

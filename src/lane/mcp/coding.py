@@ -24,7 +24,8 @@ TOOLS = [
                 "base": {"type": "string", "description": "Compare with this commit (default: where `lane task start` began, else HEAD)."},
                 "timeout": {"type": "number", "minimum": 1, "maximum": 3600, "description": "Seconds each VALIDATE command may take."},
             }, "required": ["feature", "task"]},
-            read_only=False, destructive=False, idempotent=True, open_world=False),
+            # open world: VALIDATE is whatever commands the task names, which may reach anything (a network, a service)
+            read_only=False, destructive=False, idempotent=True, open_world=True),
     ToolDef("context_check", "Check the context files", "`lane context check`: are AGENTS.md, CLAUDE.md and the Cursor rules "
             "up to date with the canon, and within what each tool loads? ok: true or false, with each finding.",
             {"type": "object", "properties": {}}, **_READ),
