@@ -22,10 +22,12 @@ ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="The project f
 
 def mcp(
     project: ProjectOpt = Path("."),
-    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio.")] = False,
+    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio: "
+                                       "needs people: in lane.yaml, and every request a person's token (Authorization: Bearer).")] = False,
     port: Annotated[int, typer.Option("--port", help="The port for --http (loopback only).", min=1, max=65535)] = 8701,
     as_person: Annotated[str | None, typer.Option("--as", metavar="PERSON", help="Decide as this person of lane.yaml's people: "
-                                                  "the decide tool is offered, limited to their roles. Without it, no decide tool.")] = None,
+                                                  "the decide tool is offered, limited to their roles (over stdio, their token from `lane token create PERSON` "
+                                                  "must be in LANE_TOKEN). Without it, no decide tool.")] = None,
 ) -> None:
     """Serve the project to an MCP client (Claude Code, Cursor, Codex, ...): a run_RUNBOOK tool per runbook, run_status,
     pending, show_run, decide (with --as), the coding track's reports, and each runbook's work chart and each run's
