@@ -471,3 +471,30 @@ def test_a_server_keeps_no_task_of_a_run_that_ended(project: Path) -> None:
             await desk.close()
 
     run(work)
+
+
+PEEK_RUNBOOK = """runbook: peek
+version: 1
+description: What a command a run starts finds in its environment.
+steps:
+  - id: look
+    tool: peek
+"""
+
+
+def test_the_token_in_lane_token_never_reaches_a_command_a_run_starts(project: Path) -> None:
+    (project / "scripts/peek.py").write_text("import json, os\nprint(json.dumps({'token': os.environ.get('LANE_TOKEN', 'unset')}))\n")
+    config = (project / "lane.yaml").read_text()
+    (project / "lane.yaml").write_text(config.replace(
+        "toolsets:\n", f"toolsets:\n  peek: {{command: ['{sys.executable}', scripts/peek.py], effect: read}}\n", 1))
+    (project / "runbooks/peek.yaml").write_text(PEEK_RUNBOOK)
+    assert lane("validate", cwd=project).returncode == 0
+    lena = token(project, "lena")
+
+    async def work() -> None:
+        async with stdio(project, "--as", "lena", env={"LANE_TOKEN": lena}) as client:
+            done = answer(await client.call_tool("run_peek", {"_wait": 60}))
+            assert done["status"] == "completed", done
+            assert lena not in json.dumps(done) and "unset" in json.dumps(done["output"])
+
+    run(work)

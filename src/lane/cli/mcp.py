@@ -77,6 +77,7 @@ def _check_who(project: Path, loaded: Project | None, http: bool, as_person: str
     `--as NAME` over stdio without NAME's token in LANE_TOKEN (over HTTP each request's token says who it is)."""
     from lane.errors import UsageError
 
+    token = os.environ.pop(TOKEN_VAR, "").strip()  # read once, and kept from every command a run or VALIDATE starts
     people = loaded.spec.config.people if loaded else {}
     if http and not people:
         where = f"lane.yaml in {project}" if loaded is None else f"{project / 'lane.yaml'}"
@@ -90,7 +91,6 @@ def _check_who(project: Path, loaded: Project | None, http: bool, as_person: str
     if http:
         return  # every request carries a bearer token, which must be as_person's
     assert loaded is not None
-    token = os.environ.get(TOKEN_VAR, "").strip()
     how = (f"make one with `lane token create {as_person}` and pass it to lane mcp in the environment variable {TOKEN_VAR} "
            f'(the client\'s env block: "env": {{"{TOKEN_VAR}": "${{{TOKEN_VAR}}}"}} in .mcp.json; see docs/mcp.md)')
     if not token:
