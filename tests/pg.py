@@ -21,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,7 +59,11 @@ class Cluster:
         if self._as_root:
             os.chown(self.data / "postgresql.conf", pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
         self.start()
-        self.admin(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'")
+        try:
+            self.admin(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'")
+        except BaseException:  # no server left running behind a failed start
+            self.remove()
+            raise
         self.passfile = Path(tempfile.mkdtemp(prefix="lane-pgpass-")) / "pgpass"
         self.passfile.write_text(f"127.0.0.1:{self.port}:*:{ROLE}:{PASSWORD}\n")
         self.passfile.chmod(0o600)
@@ -82,6 +87,24 @@ class Cluster:
         with psycopg.connect(host=str(self.home), port=self.port, user="postgres", dbname="postgres", autocommit=True) as db:
             db.execute(sql.encode())
 
+    def rows(self, sql: str) -> list[tuple[object, ...]]:
+        import psycopg
+
+        with psycopg.connect(host=str(self.home), port=self.port, user="postgres", dbname="postgres", autocommit=True) as db:
+            return db.execute(sql.encode()).fetchall()
+
+    def cut_leases(self, url: str) -> None:
+        """End every session holding a lease in the database of `url`, as a server restart or a network cut
+        would (its process lives on and does not know yet), and wait until the server let their locks go."""
+        database = url.rsplit("/", 1)[1]
+        where = f"locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = '{database}')"
+        self.rows(f"SELECT pg_terminate_backend(pid) FROM pg_locks WHERE {where}")
+        for _ in range(200):
+            if not self.rows(f"SELECT 1 FROM pg_locks WHERE {where}"):
+                return
+            time.sleep(0.05)
+        raise AssertionError("the leases' sessions did not end")
+
     def new_database(self) -> str:
         """A fresh database owned by the test role; its store URL (no password: .pgpass has it)."""
         name = f"t{os.getpid()}_{next(self._names)}"
@@ -97,7 +120,8 @@ class Cluster:
         except AssertionError:
             pass  # already stopped
         shutil.rmtree(self.home, ignore_errors=True)
-        shutil.rmtree(self.passfile.parent, ignore_errors=True)
+        if hasattr(self, "passfile"):
+            shutil.rmtree(self.passfile.parent, ignore_errors=True)
 
 
 def _free_port() -> int:

@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import LANE, Backing, lane, lane_json, write_project
+from lane.errors import RunBusy, StoreUnavailable
+from lane.project import Project
+from lane.store.owners import process_owner
+from lane.store.records import Event, now
+from lane.store.url import open_store
 from pg import Cluster
 
 FILES = {
@@ -154,3 +161,84 @@ def test_two_processes_resuming_one_run_at_once_execute_it_once(project: Path) -
     assert json.loads(won)["status"] == "completed"
     assert f"run {run_id} is being executed by process " in refused and "Traceback" not in refused
     assert effects(project) == ["start r", "done r"], "exactly one process executed the call"
+
+
+def test_a_process_that_lost_its_run_to_another_writes_nothing_more_for_it(project: Path, postgres: Cluster) -> None:
+    # its lease session ended (a network cut) while a call ran; another process took the run over meanwhile:
+    # the first one stops at its next commit, and does not mark the run failed under the new owner
+    url = yaml.safe_load((project / "lane.yaml").read_text())["store"]
+    outcome: list[object] = []
+    first = Project.load(project)
+
+    def execute() -> None:
+        try:
+            outcome.append(first.run("file"))
+        except Exception as exc:  # noqa: BLE001 - what the caller sees is the test's subject
+            outcome.append(exc)
+
+    thread = threading.Thread(target=execute)
+    thread.start()
+    other = open_store(url, project)
+    try:
+        wait_for("the first call", lambda: effects(project) == ["start a"])
+        [record] = other.runs()
+        postgres.cut_leases(url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                other.claim(record.run_id, process_owner("bbbb"))
+                break
+            except RunBusy:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        (project / "go-a").touch()
+        thread.join(60)
+
+        [raised] = outcome
+        assert isinstance(raised, RunBusy) and f"run {record.run_id} was taken over by process {process_owner('bbbb')}" in str(raised), raised
+        now = other.run(record.run_id)
+        assert (now.status, now.owner) == ("running", process_owner("bbbb"))
+        journal = [e.type for e in other.events(record.run_id)]
+        assert journal[-1] == "tool_started" and "run_failed" not in journal and "tool_finished" not in journal, journal
+    finally:
+        (project / "go-a").touch()
+        thread.join(60)
+        first.close()
+        other.close()
+
+
+def test_a_run_stopped_by_an_unreachable_store_can_be_claimed_again_by_the_same_process(postgres: Cluster, tmp_path: Path) -> None:
+    # `lane serve` and `lane mcp` live on: once PostgreSQL is back, the run resumes there without a restart
+    url = postgres.new_database()
+    store = open_store(url, tmp_path)
+    try:
+        store.create_run("r1", "book", 1, {}, process_owner("aaaa"), first=Event(1, "run_started", None, None, now(), {}))
+        postgres.stop("immediate")
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.append("r1", [Event(2, "step_started", "s", None, now(), {})])
+        finally:
+            postgres.start()
+        store.claim("r1", process_owner("bbbb"))
+        assert store.run("r1").owner == process_owner("bbbb")
+        store.append("r1", [Event(2, "step_started", "s", None, now(), {})])
+    finally:
+        store.close()
+
+
+def test_a_lease_session_closed_by_a_server_restart_is_opened_again_without_an_error(postgres: Cluster, tmp_path: Path) -> None:
+    url = postgres.new_database()
+    store = open_store(url, tmp_path)
+    try:
+        store.create_run("r1", "book", 1, {}, process_owner("aaaa"))
+        store.release("r1", process_owner("aaaa"))
+        postgres.stop("fast")
+        postgres.start()
+        store.create_run("r2", "book", 1, {}, process_owner("aaaa"))  # its lease is taken on a session the restart closed
+        store.release("r2", process_owner("aaaa"))
+        postgres.stop("fast")
+        postgres.start()
+        store.claim("r1", process_owner("bbbb"))
+        assert [store.run(r).owner for r in ("r1", "r2")] == [process_owner("bbbb"), None]
+    finally:
+        store.close()

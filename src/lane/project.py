@@ -25,7 +25,7 @@ from lane.engine.decisions import UNSET, Decision, decide
 from lane.engine.journal import GroupCommit, Journal
 from lane.engine.state import ModelCache
 from lane.engine.timeline import timeline
-from lane.errors import Problem, ProjectInvalid, StoreUnavailable, UsageError
+from lane.errors import Problem, ProjectInvalid, RunBusy, StoreUnavailable, UsageError
 from lane.secrets import Redactor
 from lane.spec.project import ProjectSpec, load_project
 from lane.spec.runbook import RunbookSpec
@@ -457,6 +457,8 @@ class Project:
             self.store.release(run_id, owner)  # interrupted, not failed: `lane resume` continues it
             raise
         except StoreUnavailable:  # nothing more can be written: the run stays as committed, `lane resume` carries it on
+            raise
+        except RunBusy:  # another process took the run over (this one lost the store a while): it writes nothing more
             raise
         except Exception as exc:  # a defect of lane's own: the run ends failed, with the reason and where
             reason = f"internal error: {type(exc).__name__}: {exc}"

@@ -36,6 +36,7 @@ class Leases:
         self._connect = connect
         self._session: psycopg.Connection[tuple[object, ...]] | None = None
         self._held: dict[str, str] = {}  # run id -> the owner this store executes it as
+        self._lost: set[str] = set()  # runs this store held and lost: it commits nothing more for them
         self._pinged = 0.0
         self._lock = threading.Lock()  # one session, used by every thread of the process
 
@@ -43,60 +44,103 @@ class Leases:
         """The owner this store holds `run_id` for, if it holds it."""
         return self._held.get(run_id)
 
-    def take(self, run_id: str, owner: str, *, wait: float = 0.0) -> bool:
-        """Take the lease on `run_id` for `owner`; False when another session holds it (after `wait` seconds)."""
+    def lost(self, run_id: str) -> bool:
+        """Whether this store held `run_id` and lost it (another session took it, or its owner changed)."""
+        return run_id in self._lost
+
+    def take(self, run_id: str, owner: str) -> bool:
+        """Take the lease on `run_id` for `owner`; False when another session holds it. Never waits:
+        a caller that wants to wait does so without this lock (and without its row lock), see PostgresStore.claim."""
         with self._lock:
             if run_id in self._held:
                 self._held[run_id] = owner
                 return True
-            deadline = time.monotonic() + wait
-            while not self._try(run_id):
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.05)
+            if not self._ask("SELECT pg_try_advisory_lock(%s)", run_id):
+                return False
             self._held[run_id] = owner
+            self._lost.discard(run_id)  # claimed afresh: the row's owner says this store's again
             return True
 
     def drop(self, run_id: str) -> None:
         """Give the lease on `run_id` back (the run was released, or the claim refused)."""
         with self._lock:
-            if self._held.pop(run_id, None) is None or self._session is None or self._session.broken:
+            if self._held.pop(run_id, None) is None:
                 return
-            try:
-                self._session.execute("SELECT pg_advisory_unlock(%s)", (lock_key(run_id),))
-            except Exception:  # noqa: BLE001 - a lost session holds nothing any more
-                self._close()
+            self._unlock(run_id)
+
+    def lose(self, run_id: str) -> None:
+        """This store no longer executes `run_id` (another process took it over): give the lease back
+        if it is still held, and refuse every later commit for it (the owner check is never switched off)."""
+        with self._lock:
+            self._held.pop(run_id, None)
+            self._lost.add(run_id)
+            self._unlock(run_id)
+
+    def forget(self, run_ids: list[str]) -> None:
+        """The store could not be reached: give up the leases of these runs, so that once it is back a claim
+        (`lane resume`, or this very process) can take them; what was committed is all there is."""
+        with self._lock:
+            for run_id in run_ids:
+                if self._held.pop(run_id, None) is not None:
+                    self._unlock(run_id)
 
     def renew(self) -> None:
         """At most every PING_EVERY seconds: check the session is alive; if it was lost (the server restarted),
-        open another and take again what was held, so other workers do not take this process for dead.
-        A lease another session took meanwhile is left: the row's owner tells the next commit (postgres.py)."""
+        open another and take back every lease held (_session); those another session took meanwhile are lost."""
         if not self._held or time.monotonic() - self._pinged < PING_EVERY:
             return
         with self._lock:
-            try:
-                if self._session is not None and not self._session.broken:
-                    self._session.execute("SELECT 1")
-                    self._pinged = time.monotonic()
-                    return
-            except Exception:  # noqa: BLE001 - lost: open another below
-                self._close()
-            for run_id in list(self._held):
-                if not self._try(run_id):
-                    del self._held[run_id]
+            self._ask("SELECT 1")
 
     def close(self) -> None:
         with self._lock:
             self._held.clear()
             self._close()
 
-    def _try(self, run_id: str) -> bool:
+    def _ask(self, sql: str, run_id: str | None = None) -> bool:
+        """Run one statement on the lease session; a session that fails (a server restart closed it) is closed
+        and opened again, once: a dead connection is not the store being unreachable."""
+        import psycopg
+
+        args = (lock_key(run_id),) if run_id is not None else None
+        for attempt in (1, 2):
+            try:
+                row = self._now().execute(sql, args).fetchone()
+            except psycopg.OperationalError:
+                self._close()
+                if attempt == 2:
+                    raise
+                continue
+            self._pinged = time.monotonic()
+            return bool(row and row[0])
+        raise AssertionError("unreachable")
+
+    def _now(self) -> psycopg.Connection[tuple[object, ...]]:
+        """The lease session; when it was lost, a new one that first takes back every lease held: one that
+        another session took meanwhile is lost (this store commits nothing more for that run)."""
+        if self._session is not None and not self._session.broken:
+            return self._session
+        self._close()
+        session = self._connect()
+        try:
+            for run_id in list(self._held):
+                row = session.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(run_id),)).fetchone()
+                if not (row and row[0]):
+                    del self._held[run_id]
+                    self._lost.add(run_id)
+        except BaseException:
+            session.close()
+            raise
+        self._session = session
+        return session
+
+    def _unlock(self, run_id: str) -> None:
         if self._session is None or self._session.broken:
+            return  # a lost session holds nothing any more
+        try:
+            self._session.execute("SELECT pg_advisory_unlock(%s)", (lock_key(run_id),))
+        except Exception:  # noqa: BLE001 - a lost session holds nothing any more
             self._close()
-            self._session = self._connect()
-        row = self._session.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(run_id),)).fetchone()
-        self._pinged = time.monotonic()
-        return bool(row and row[0])
 
     def _close(self) -> None:
         if self._session is not None:

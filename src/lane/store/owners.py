@@ -33,3 +33,11 @@ def alive(owner: str) -> bool:
     except (OSError, IndexError):
         return True
     return state not in ("Z", "X")
+
+
+def alive_here(owner: str) -> bool:
+    """Whether the owner is another process of this host, still running (not this process: whether one of its
+    stores still executes the run, that store's lease says)."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    return host == HOST and pid_text.isdigit() and int(pid_text) != os.getpid() and alive(owner)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,7 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from lane.errors import RunBusy, RunNotFound, StoreUnavailable, UsageError
 from lane.store.leases import Leases, lock_key
-from lane.store.owners import alive
+from lane.store.owners import alive, alive_here
 from lane.store.records import Event, ReleaseMoved, RunRecord, now
 from lane.store.sqlite import _migrations
 from lane.store.values import encode, storable
@@ -48,6 +49,11 @@ POOL_SIZE = 8
 _RUN = "run_id, runbook, version, status, reason, inputs, started_at, updated_at, owner, parent_id, parent_step, snapshot"
 _EVENT = "INSERT INTO events (run_id, seq, type, step_id, ref, at, data) VALUES (%s, %s, %s, %s, %s, %s, %s)"
 _LOST = ("08", "57P01", "57P02", "57P03")  # SQLSTATEs of a lost connection or a server shutting down or starting
+# TCP keepalives, both ways: the server ends the session (and its leases) of a client whose machine died within
+# about a minute (20 s idle, then 6 probes 5 s apart), not the two hours of the system's default; the client notices
+# a server that went away as soon. Set unless the URL sets them; on a Unix socket they do nothing.
+_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "20", "keepalives_interval": "5", "keepalives_count": "6"}
+_SERVER_KEEPALIVES = "-c tcp_keepalives_idle=20 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=6"
 
 
 class PostgresStore:
@@ -56,8 +62,12 @@ class PostgresStore:
         `secret`: the password, scrubbed from any server message as well."""
         self.shown = shown
         self._secret = secret
-        options = {"application_name": "lane", "options": f"-c search_path={SCHEMA}"}
-        if "connect_timeout" not in conninfo:
+        given = psycopg.conninfo.conninfo_to_dict(conninfo)
+        # the user's own options (a statement_timeout, a role) stay: lane's search_path comes after them
+        server = " ".join(str(o) for o in (given.get("options"), _SERVER_KEEPALIVES, f"-c search_path={SCHEMA}") if o)
+        options = {"application_name": "lane", "options": server}
+        options.update({key: value for key, value in _KEEPALIVES.items() if key not in given})
+        if "connect_timeout" not in given:
             options["connect_timeout"] = str(int(WAIT))
         self._conninfo = psycopg.conninfo.make_conninfo(conninfo, **options)
         try:
@@ -70,6 +80,9 @@ class PostgresStore:
         except psycopg.errors.InsufficientPrivilege as exc:
             raise UsageError(f"the store {shown}: {self._said(exc)}; lane keeps its tables in the schema {SCHEMA}: "
                              f"grant the role CREATE on the database, or create that schema owned by it") from None
+        except psycopg.Error as exc:  # a table of the same name that is not lane's, say
+            raise UsageError(f"the store {shown} cannot be migrated: {self._said(exc)}; lane keeps its tables in the "
+                             f"schema {SCHEMA} of the database: is that schema another program's?") from None
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             self._conninfo, min_size=1, max_size=POOL_SIZE, open=True, timeout=WAIT, name="lane-store",
             kwargs={"autocommit": True}, check=ConnectionPool.check_connection)
@@ -116,15 +129,25 @@ class PostgresStore:
     @contextmanager
     def _db(self) -> Iterator[Connection]:
         """A connection of the pool; a lost server is StoreUnavailable, said in one line."""
+        with self._reaching(), self._pool.connection() as db:
+            yield db
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """The database's failures in one line: a lost server, or one that refused for a while (a statement
+        or lock timeout, a deadlock, out of connections or memory) is StoreUnavailable; a value it cannot take
+        (a NUL character) is a UsageError."""
         try:
-            with self._pool.connection() as db:
-                yield db
+            yield
         except PoolTimeout:
             raise self._unavailable(self._why_unreachable()) from None
         except psycopg.OperationalError as exc:
             if exc.sqlstate is None or exc.sqlstate.startswith(_LOST):
                 raise self._unavailable(self._said(exc)) from None
-            raise
+            raise StoreUnavailable(f"the store {self.shown} refused: {self._said(exc)}; what was committed is kept: "
+                                   f"`lane resume` carries on a run this stopped") from None
+        except psycopg.DataError as exc:
+            raise UsageError(f"the store {self.shown} cannot keep this: {self._said(exc)}") from None
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -146,7 +169,7 @@ class PostgresStore:
     def _said(self, exc: Exception) -> str:
         """The first line of a server's or libpq's message, without the password should it appear."""
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return text.replace(self._secret, "***") if self._secret else text
+        return _scrub(text, self._secret)
 
     # -- writing --------------------------------------------------------------
 
@@ -156,7 +179,11 @@ class PostgresStore:
         """As SQLiteStore.create_run; the new run's lease is taken before it is committed, so no other
         worker can take it for an abandoned one."""
         at = now()
-        if not self._leases.take(run_id, owner):
+        if not run_id or "\x00" in run_id:
+            raise UsageError(f"a run id cannot be empty nor hold a NUL character: {run_id!r}")
+        with self._reaching():
+            taken = self._leases.take(run_id, owner)
+        if not taken:
             raise RunBusy(f"run {run_id} is being executed by another process", run_id=run_id)
         try:
             with self._tx() as db:
@@ -174,8 +201,9 @@ class PostgresStore:
 
     def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
         """Commit events, and optionally the run's new status, in one transaction."""
+        _known(run_id)
         rows = [_row(run_id, e) for e in events]
-        with self._tx() as db:
+        with self._forgetting([run_id]), self._tx() as db:
             self._fence(db, [run_id])
             _insert(db, rows)
             if status is not None:
@@ -187,13 +215,16 @@ class PostgresStore:
 
     def append_many(self, batches: list[tuple[str, list[Event]]]) -> None:
         """Commit the events of several runs in one transaction (runs executing at once share commits)."""
+        for run_id, _ in batches:
+            _known(run_id)
         rows = [_row(run_id, e) for run_id, events in batches for e in events]
-        with self._tx() as db:
+        with self._forgetting([run_id for run_id, _ in batches]), self._tx() as db:
             self._fence(db, [run_id for run_id, _ in batches])
             _insert(db, rows)
 
     def append_checked(self, run_id: str, make: Callable[[RunRecord, list[Event]], list[Event]]) -> list[Event]:
         """Under the run's row lock: read the run and its journal, let `make` say what to add (or raise), commit it."""
+        _known(run_id)
         with self._tx() as db:
             run = _find(db, run_id, lock=True)
             events = make(run, _events(db, run.run_id))
@@ -204,21 +235,48 @@ class PostgresStore:
         """Refuse to commit for a run this store executes whose owner changed: another worker took it over
         while this one could not reach the database. The row stays locked until the commit (not shared: the
         status update that may follow would otherwise wait on another commit's share)."""
-        held = {run_id: owner for run_id in run_ids if (owner := self._leases.holder(run_id)) is not None}
-        if not held:
+        if not any(self._leases.holder(run_id) is not None or self._leases.lost(run_id) for run_id in run_ids):
             return
-        self._leases.renew()
+        self._leases.renew()  # a lease lost with its session is taken back, or marked lost
+        for run_id in run_ids:
+            if self._leases.lost(run_id):
+                row = db.execute("SELECT owner FROM runs WHERE run_id = %s", (run_id,)).fetchone()
+                raise _taken_over(run_id, row[0] if row else None)
+        held = {run_id: owner for run_id in run_ids if (owner := self._leases.holder(run_id)) is not None}
         rows = db.execute("SELECT run_id, owner FROM runs WHERE run_id = ANY(%s) ORDER BY run_id FOR NO KEY UPDATE", (sorted(held),)).fetchall()
         for run_id, owner in rows:
             if owner != held[run_id]:
-                self._leases.drop(run_id)
-                raise RunBusy(f"run {run_id} was taken over by {f'process {owner}' if owner else 'another process'} while this "
-                              f"process could not reach the store; it goes on there (`lane show {run_id}`)", run_id=run_id)
+                self._leases.lose(run_id)  # and every later commit for it is refused too
+                raise _taken_over(run_id, owner)
+
+    @contextmanager
+    def _forgetting(self, run_ids: list[str]) -> Iterator[None]:
+        """A commit the store could not take stops the runs: their leases are given up, so that once the
+        database is back they can be claimed again (`lane resume`, or `lane serve` itself)."""
+        try:
+            yield
+        except StoreUnavailable:
+            self._leases.forget(run_ids)
+            raise
 
     def claim(self, run_id: str, owner: str, check: Callable[[RunRecord], None] | None = None) -> RunRecord:
         """Make `owner` the process executing the run (status `running`); refuses while another live one is,
         and when `check` raises on the run as it is now (read under the row lock: no other process slips in).
         An owner is live while its session holds the run's lease, on whatever machine it runs."""
+        _known(run_id)
+        deadline: float | None = None
+        while True:
+            try:
+                return self._claim(run_id, owner, check)
+            except _Wait as waiting:
+                # a dead owner on this host, or a release not yet let go: its session is ending, give it a moment,
+                # waiting with no lock held (neither the run's row nor the lease session)
+                deadline = deadline if deadline is not None else time.monotonic() + TAKEOVER_WAIT
+                if time.monotonic() >= deadline:
+                    raise waiting.busy from None
+                time.sleep(0.05)
+
+    def _claim(self, run_id: str, owner: str, check: Callable[[RunRecord], None] | None) -> RunRecord:
         taken: str | None = None
         try:
             with self._tx() as db:
@@ -227,10 +285,15 @@ class PostgresStore:
                 if mine is not None and mine != owner:  # another Project of this process executes it
                     raise _busy(run.run_id, mine)
                 if mine is None:
-                    # a dead owner on this host, or a release not yet let go: its session is ending, give it a moment
-                    gone = run.owner is None or run.owner == owner or not alive(run.owner)
-                    if not self._leases.take(run.run_id, owner, wait=TAKEOVER_WAIT if gone else 0.0):
-                        raise _busy(run.run_id, run.owner or "another process")
+                    if run.owner is not None and run.owner != owner and alive_here(run.owner):
+                        # another process of this host executes it, though its lease may be gone a moment (a server
+                        # restart): as SQLite, a live owner is not taken over
+                        raise _busy(run.run_id, run.owner)
+                    if not self._leases.take(run.run_id, owner):
+                        busy = _busy(run.run_id, run.owner)
+                        if run.owner is None or run.owner == owner or not alive(run.owner):
+                            raise _Wait(busy)
+                        raise busy
                     taken = run.run_id
                 if check is not None:
                     check(run)
@@ -244,10 +307,14 @@ class PostgresStore:
 
     def release(self, run_id: str, owner: str) -> None:
         """`owner` stops executing the run and leaves its status as it is (interrupted: resumable)."""
-        with self._db() as db:
-            db.execute("UPDATE runs SET owner = NULL WHERE run_id = %s AND owner = %s", (run_id, owner))
-        if self._leases.holder(run_id) == owner:
-            self._leases.drop(run_id)
+        if not run_id or "\x00" in run_id:
+            return  # names no run: nothing to let go
+        try:
+            with self._db() as db:
+                db.execute("UPDATE runs SET owner = NULL WHERE run_id = %s AND owner = %s", (run_id, owner))
+        finally:  # unreachable or not, this process executes it no more
+            if self._leases.holder(run_id) == owner:
+                self._leases.drop(run_id)
 
     # -- kept versions --------------------------------------------------------
 
@@ -303,6 +370,7 @@ class PostgresStore:
     # -- reading --------------------------------------------------------------
 
     def run(self, run_id: str) -> RunRecord:
+        _known(run_id)
         with self._db() as db:
             return _find(db, run_id)
 
@@ -316,9 +384,12 @@ class PostgresStore:
 
     def children(self, run_id: str) -> list[RunRecord]:
         """The runs the steps of `run_id` started, oldest first."""
+        if not run_id or "\x00" in run_id:
+            return []  # names no run: none started under it
         return self._runs(f"SELECT {_RUN} FROM runs WHERE parent_id = %s ORDER BY started_at, run_id", (run_id,))
 
     def events(self, run_id: str) -> list[Event]:
+        _known(run_id)
         with self._db() as db:
             return _events(db, _find(db, run_id).run_id)
 
@@ -339,7 +410,7 @@ class PostgresStore:
                           (key, run_id, now())).fetchone():
                 return None
             row = db.execute("SELECT run_id FROM deliveries WHERE key = %s", (key,)).fetchone()
-        return str(row[0] if row else None)
+        return None if row is None else str(row[0])
 
     def check(self) -> str:
         """'ok' when the database answers at the schema this lane writes."""
@@ -356,10 +427,15 @@ class PostgresStore:
             return [_run(r) for r in db.execute(sql, args).fetchall()]
 
 
+def _known(run_id: str) -> None:
+    """An empty id names no run (not even as a prefix), nor one holding NUL (PostgreSQL text cannot)."""
+    if not run_id or "\x00" in run_id:
+        raise RunNotFound(run_id)
+
+
 def _find(db: Connection, run_id: str, *, lock: bool = False) -> RunRecord:
     """The run `run_id` names, or the one run whose id starts with it; `lock`: its row, FOR UPDATE."""
-    if not run_id:
-        raise RunNotFound(run_id)  # an empty prefix names no run
+    _known(run_id)
     row = db.execute(f"SELECT {_RUN} FROM runs WHERE run_id = %s", (run_id,)).fetchone()
     if row is None:
         # ids sort byte by byte ("C"): the ids starting with the prefix are the first ones from it on
@@ -394,8 +470,25 @@ def _last_release(db: Connection, runbook: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _busy(run_id: str, owner: str) -> RunBusy:
-    return RunBusy(f"run {run_id} is being executed by process {owner}; wait for it or stop it", run_id=run_id)
+def _busy(run_id: str, owner: str | None) -> RunBusy:
+    by = f"process {owner}" if owner else "another process"
+    return RunBusy(f"run {run_id} is being executed by {by}; wait for it or stop it", run_id=run_id)
+
+
+def _taken_over(run_id: str, owner: str | None) -> RunBusy:
+    by = f"process {owner}" if owner else "another process"
+    return RunBusy(f"run {run_id} was taken over by {by} while this process could not reach the store; "
+                   f"it goes on there (`lane show {run_id}`)", run_id=run_id)
+
+
+class _Wait(Exception):  # noqa: N818 - not an error: the lease is ending, claim again in a moment
+    def __init__(self, busy: RunBusy) -> None:
+        self.busy = busy
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    """`text` without the password (one of under 4 characters is not looked for: it would garble every word)."""
+    return text.replace(secret, "***") if secret and len(secret) >= 4 else text
 
 
 def _row(run_id: str, e: Event) -> tuple[Any, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
@@ -63,7 +64,13 @@ def parse_store_url(url: str) -> SQLiteURL | PostgresURL | None:
     return SQLiteURL(Path(raw), sync)
 
 
+AMBIGUOUS = ("store: the user or password of the postgresql:// URL holds a character that must be percent-encoded; "
+             "percent-encode the password in store: (/ as %2F, @ as %40, ? as %3F, # as %23), or keep it in ~/.pgpass")
+
+
 def _postgres(url: str) -> PostgresURL:
+    if _ambiguous(url):
+        raise UsageError(AMBIGUOUS)  # the URL is not echoed: where its password ends is just what is unclear
     parts = urlsplit(url)
     shown = f"{parts.scheme}://{parts.username + '@' if parts.username else ''}{parts.hostname or ''}"
     try:
@@ -80,7 +87,26 @@ def _postgres(url: str) -> PostgresURL:
         options = conninfo_to_dict(url)
     except Exception as exc:  # noqa: BLE001 - psycopg's ProgrammingError for a malformed URL or an unknown parameter
         said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"store {shown!r}: {said.replace(parts.password or chr(0), '***')} (lane.yaml: store)") from None
+        password = parts.password or ""
+        said = said.replace(password, "***") if len(password) >= 4 else said  # a shorter one would garble every word
+        raise UsageError(f"store {shown!r}: {said} (lane.yaml: store)") from None
     secret = options.get("password")
     return PostgresURL(url, shown, str(secret) if secret else None)
+
+
+def _ambiguous(url: str) -> bool:
+    """Whether libpq and lane would read the user and password of `url` differently, so that part of a password
+    could be shown as a host or a database: an `@`, `/`, `?` or `#` in them that is not percent-encoded.
+
+    libpq takes what comes before the first `@` met before any `/` as user:password; urlsplit takes the host part
+    up to the first `/`, `?` or `#`, and the user:password before its last `@`."""
+    rest = url.split("://", 1)[1]
+    stop = re.search(r"[@/]", rest)
+    libpq = rest[:stop.start()] if stop and stop.group() == "@" else None
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    python = netloc.rpartition("@")[0] if "@" in netloc else None
+    if libpq != python:
+        return True
+    path = rest[len(netloc):].split("?", 1)[0]
+    return libpq is None and "@" in path  # `user:pa/ss@host/db`: both read a host `user`, the password is in the path
 
