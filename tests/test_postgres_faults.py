@@ -242,3 +242,36 @@ def test_a_lease_session_closed_by_a_server_restart_is_opened_again_without_an_e
         assert [store.run(r).owner for r in ("r1", "r2")] == [process_owner("bbbb"), None]
     finally:
         store.close()
+
+
+def test_a_long_lived_process_resumes_a_run_the_stopped_database_stopped_without_a_restart(project: Path, postgres: Cluster) -> None:
+    # as `lane serve` or `lane mcp`: one Project for the life of the process
+    served = Project.load(project)
+    outcome: list[object] = []
+
+    def execute() -> None:
+        try:
+            outcome.append(served.run("file"))
+        except Exception as exc:  # noqa: BLE001 - what the caller sees is the test's subject
+            outcome.append(exc)
+
+    thread = threading.Thread(target=execute)
+    thread.start()
+    try:
+        wait_for("the first call", lambda: effects(project) == ["start a"])
+        postgres.stop("immediate")
+        (project / "go-a").touch()
+        thread.join(120)
+        [raised] = outcome
+        assert isinstance(raised, StoreUnavailable), raised
+        postgres.start()
+
+        [record] = served.runs()
+        resumed = served.resume(record.run_id)  # the call in flight took effect or not: a person says which
+        assert resumed.status == "paused", resumed
+        [pending] = resumed.pending
+        assert pending.kind == "in_doubt"
+    finally:
+        (project / "go-a").touch()
+        thread.join(60)
+        served.close()

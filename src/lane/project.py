@@ -457,6 +457,7 @@ class Project:
             self.store.release(run_id, owner)  # interrupted, not failed: `lane resume` continues it
             raise
         except StoreUnavailable:  # nothing more can be written: the run stays as committed, `lane resume` carries it on
+            self.store.forget(run_id)  # (in `lane serve` and `lane mcp` too, without a restart)
             raise
         except RunBusy:  # another process took the run over (this one lost the store a while): it writes nothing more
             raise

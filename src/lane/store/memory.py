@@ -154,5 +154,8 @@ class MemoryStore:
         self._deliveries[key] = run_id
         return None
 
+    def forget(self, run_id: str) -> None:
+        """Nothing to give up: no other process sees this store (see PostgresStore.forget)."""
+
     def check(self) -> str:
         return "ok"

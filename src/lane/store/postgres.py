@@ -412,6 +412,11 @@ class PostgresStore:
             row = db.execute("SELECT run_id FROM deliveries WHERE key = %s", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    def forget(self, run_id: str) -> None:
+        """The store could not be reached while this process executed `run_id`: give up its lease without
+        writing (nothing can be written), so it can be claimed again once the database is back."""
+        self._leases.forget([run_id])
+
     def check(self) -> str:
         """'ok' when the database answers at the schema this lane writes."""
         with self._db() as db:

@@ -314,6 +314,9 @@ class SQLiteStore:
             raise
         return None if row is None else str(row[0])
 
+    def forget(self, run_id: str) -> None:
+        """Nothing to give up: SQLite holds no lease (see PostgresStore.forget)."""
+
     def check(self) -> str:
         """SQLite's own integrity check: 'ok' when the file is sound."""
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
