@@ -581,6 +581,12 @@ def test_a_password_libpq_and_lane_would_read_differently_is_refused_without_sho
     assert "percent-encode the password in store: (/ as %2F, @ as %40" in message and "~/.pgpass" in message
 
 
+def test_a_postgresql_url_without_slashes_is_refused_without_showing_it(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        open_store("postgresql:lane:Xyzsecret@db.example/lane", tmp_path)
+    assert str(caught.value) == "store: write postgresql://USER@HOST[:PORT]/DB (lane.yaml: store)"
+
+
 def test_a_short_password_is_not_scrubbed_into_every_word(postgres: Cluster, tmp_path: Path) -> None:
     database = postgres.new_database().rsplit("/", 1)[1]
     for wrong in (postgres.url(database, password="a"), postgres.url(database, password="a") + "?sslmode=sometimes"):

@@ -69,6 +69,8 @@ AMBIGUOUS = ("store: the user or password of the postgresql:// URL holds a chara
 
 
 def _postgres(url: str) -> PostgresURL:
+    if "://" not in url:  # not echoed: what is a password in it is anyone's guess
+        raise UsageError("store: write postgresql://USER@HOST[:PORT]/DB (lane.yaml: store)")
     if _ambiguous(url):
         raise UsageError(AMBIGUOUS)  # the URL is not echoed: where its password ends is just what is unclear
     parts = urlsplit(url)
