@@ -387,6 +387,16 @@ def test_the_urls_own_options_are_kept_and_a_lock_timeout_is_said_in_one_line(po
         store.close()
 
 
+def test_a_crashed_clients_leases_end_within_a_minute_keepalives_are_set(postgres: Cluster, tmp_path: Path) -> None:
+    store = open_store(postgres.new_database(), tmp_path)
+    try:
+        with store._db() as db:  # what the server keeps for lane's session: it probes a silent client after 20 s
+            said = [db.execute(f"SHOW {name}".encode()).fetchone() for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")]
+        assert said == [("20",), ("5",), ("6",)]
+    finally:
+        store.close()
+
+
 def claim_when_free(store: AnyStore, run_id: str, owner: str) -> None:
     """Claim, retrying while RunBusy: a lease whose session was ended is free a moment later."""
     claim_within(store, run_id, owner)

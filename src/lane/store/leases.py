@@ -10,6 +10,11 @@ The lease only tells liveness. What keeps two processes from both executing a
 run is the `owner` column, changed and checked under a row lock (postgres.py):
 an owner whose session was lost (the server restarted) and whose run was taken
 over finds out at its next commit, before its next effect.
+
+A lost session is opened again in one place (_now), which first takes back
+every lease held; a run whose lease another session took meanwhile, or whose
+owner changed (postgres.py), is kept as lost: this store refuses every later
+commit for it, until it claims the run afresh.
 """
 
 from __future__ import annotations
