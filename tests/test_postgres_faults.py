@@ -219,6 +219,8 @@ def test_a_run_stopped_by_an_unreachable_store_can_be_claimed_again_by_the_same_
                 store.append("r1", [Event(2, "step_started", "s", None, now(), {})])
         finally:
             postgres.start()
+        with pytest.raises(StoreUnavailable, match="run r1 stopped when the store .* could not be reached; `lane resume r1` carries it on"):
+            store.append("r1", [Event(2, "step_started", "s", None, now(), {})])  # not without its lease: claimed again first
         store.claim("r1", process_owner("bbbb"))
         assert store.run("r1").owner == process_owner("bbbb")
         store.append("r1", [Event(2, "step_started", "s", None, now(), {})])

@@ -41,7 +41,7 @@ class Leases:
         self._connect = connect
         self._session: psycopg.Connection[tuple[object, ...]] | None = None
         self._held: dict[str, str] = {}  # run id -> the owner this store executes it as
-        self._lost: set[str] = set()  # runs this store held and lost: it commits nothing more for them
+        self._lost: dict[str, str] = {}  # run id -> the owner this store held it as and lost it: it commits nothing more for it
         self._pinged = 0.0
         self._lock = threading.Lock()  # one session, used by every thread of the process
 
@@ -49,9 +49,10 @@ class Leases:
         """The owner this store holds `run_id` for, if it holds it."""
         return self._held.get(run_id)
 
-    def lost(self, run_id: str) -> bool:
-        """Whether this store held `run_id` and lost it (another session took it, or its owner changed)."""
-        return run_id in self._lost
+    def lost(self, run_id: str) -> str | None:
+        """The owner this store held `run_id` as, if it lost it (another session took it, its owner changed,
+        or the store could not be reached): nothing more is committed for it until it is claimed again."""
+        return self._lost.get(run_id)
 
     def take(self, run_id: str, owner: str) -> bool:
         """Take the lease on `run_id` for `owner`; False when another session holds it. Never waits:
@@ -63,7 +64,7 @@ class Leases:
             if not self._ask("SELECT pg_try_advisory_lock(%s)", run_id):
                 return False
             self._held[run_id] = owner
-            self._lost.discard(run_id)  # claimed afresh: the row's owner says this store's again
+            self._lost.pop(run_id, None)  # claimed afresh: the row's owner says this store's again
             return True
 
     def drop(self, run_id: str) -> None:
@@ -77,16 +78,20 @@ class Leases:
         """This store no longer executes `run_id` (another process took it over): give the lease back
         if it is still held, and refuse every later commit for it (the owner check is never switched off)."""
         with self._lock:
-            self._held.pop(run_id, None)
-            self._lost.add(run_id)
-            self._unlock(run_id)
+            owner = self._held.pop(run_id, None)
+            if owner is not None:
+                self._lost[run_id] = owner
+                self._unlock(run_id)
 
     def forget(self, run_ids: list[str]) -> None:
         """The store could not be reached: give up the leases of these runs, so that once it is back a claim
-        (`lane resume`, or this very process) can take them; what was committed is all there is."""
+        (`lane resume`, or this very process) can take them; what was committed is all there is, and nothing
+        more is committed for them (unchecked, without a lease) until they are claimed again."""
         with self._lock:
             for run_id in run_ids:
-                if self._held.pop(run_id, None) is not None:
+                owner = self._held.pop(run_id, None)
+                if owner is not None:
+                    self._lost[run_id] = owner
                     self._unlock(run_id)
 
     def renew(self) -> None:
@@ -131,8 +136,7 @@ class Leases:
             for run_id in list(self._held):
                 row = session.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(run_id),)).fetchone()
                 if not (row and row[0]):
-                    del self._held[run_id]
-                    self._lost.add(run_id)
+                    self._lost[run_id] = self._held.pop(run_id)
         except BaseException:
             session.close()
             raise

@@ -218,7 +218,7 @@ class PostgresStore:
         for run_id, _ in batches:
             _known(run_id)
         rows = [_row(run_id, e) for run_id, events in batches for e in events]
-        with self._forgetting([run_id for run_id, _ in batches]), self._tx() as db:
+        with self._tx() as db:  # not forgotten on failure: each run then commits its own (journal.GroupCommit)
             self._fence(db, [run_id for run_id, _ in batches])
             _insert(db, rows)
 
@@ -235,13 +235,17 @@ class PostgresStore:
         """Refuse to commit for a run this store executes whose owner changed: another worker took it over
         while this one could not reach the database. The row stays locked until the commit (not shared: the
         status update that may follow would otherwise wait on another commit's share)."""
-        if not any(self._leases.holder(run_id) is not None or self._leases.lost(run_id) for run_id in run_ids):
+        if not any(self._leases.holder(run_id) is not None or self._leases.lost(run_id) is not None for run_id in run_ids):
             return
         self._leases.renew()  # a lease lost with its session is taken back, or marked lost
         for run_id in run_ids:
-            if self._leases.lost(run_id):
+            if (was := self._leases.lost(run_id)) is not None:
                 row = db.execute("SELECT owner FROM runs WHERE run_id = %s", (run_id,)).fetchone()
-                raise _taken_over(run_id, row[0] if row else None)
+                owner = row[0] if row else None
+                if owner == was:  # nobody took it over: it stopped when the store could not be reached
+                    raise StoreUnavailable(f"run {run_id} stopped when the store {self.shown} could not be reached; "
+                                           f"`lane resume {run_id}` carries it on")
+                raise _taken_over(run_id, owner)
         held = {run_id: owner for run_id in run_ids if (owner := self._leases.holder(run_id)) is not None}
         rows = db.execute("SELECT run_id, owner FROM runs WHERE run_id = ANY(%s) ORDER BY run_id FOR NO KEY UPDATE", (sorted(held),)).fetchall()
         for run_id, owner in rows:
