@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -344,10 +345,12 @@ def test_when_the_attempts_run_out_a_person_grants_more_or_fails_the_run(tmp_pat
         assert run.status == "paused"
         [asked] = run.pending
         assert asked.kind == "loop" and asked.attempts == 2 and "1 is too small" in (asked.failure or "")
+        time.sleep(1.5)  # the person takes a while: the agent step's seconds leave the wait out
         run.approve(as_role="lead")
         run = run.resume()
         assert run.status == "completed", run.reason
         assert step(run.show(), "write")["output"] == {"n": 4}
+        assert step(run.show(), "write")["seconds"] < 1.0
         # the attempt that waited for the person is behind it now: it failed, it does not still wait
         assert [a["status"] for a in step(run.show(), "verify")["previous_attempts"]] == ["failed"] * 3
     with make(root, {"runbooks/tries.yaml": book}, turns) as project:

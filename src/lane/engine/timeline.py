@@ -10,6 +10,8 @@ from lane.engine.approvals import Pending, open_requests
 from lane.engine.journal import among
 from lane.store.records import Event, RunRecord
 
+ENDINGS = ("run_paused", "run_stopped", "run_failed", "run_rejected", "run_completed")  # the run waits, or is done, after one
+
 
 def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, str]]) -> dict[str, Any]:
     """The run as JSON: run fields, steps in runbook order, each with context, usage and tool calls."""
@@ -18,7 +20,14 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
     asked: set[tuple[str, str | None]] = set()  # (step, turn) whose messages are in
     kpis: dict[str, Any] = {}
     attempts = 1
+    idle, ended_at = 0.0, None  # seconds the run spent ended or paused so far, and when it last ended
+    idle_at: dict[str, float] = {}  # a step's `idle` when it started: its seconds leave out the waits since
     for event in events:
+        if event.type in ENDINGS:
+            ended_at = event.at
+        elif event.type in ("run_resumed", "run_retried") and ended_at is not None:
+            idle += _seconds(ended_at, event.at) or 0.0
+            ended_at = None
         if event.type == "kpis_recorded":  # the latest ending's measures
             kpis = {"values": event.data["values"], "errors": event.data["errors"]}
         if event.type == "run_retried":
@@ -31,6 +40,10 @@ def timeline(run: RunRecord, events: list[Event], step_order: list[tuple[str, st
             continue
         step = steps.setdefault(event.step_id, _blank(event.step_id, event.data.get("kind", "?")))
         _apply(step, calls, asked, event)
+        if event.type == "step_started" and step["started_at"] == event.at:
+            idle_at[event.step_id] = idle
+        elif event.type == "step_finished" and step["seconds"] is not None:  # the time it ran, not the run's pauses
+            step["seconds"] = round(max(0.0, step["seconds"] - (idle - idle_at.get(event.step_id, idle))), 6)
     for step in steps.values():
         _skills(step)
     usage = _no_usage()
