@@ -133,6 +133,7 @@ def test_a_run_started_from_the_form_shows_its_timeline_and_the_edit_as_a_diff(b
     assert "/runs/" in page.url
     run_id = page.url.rsplit("/", 1)[1]
     client.until(run_id, tokens["alice"], "paused")
+    page.wait_for_load_state("load")  # a navigation still under way (the form's redirect) must end before the reload
     page.reload()
     assert page.inner_text("#status") == "paused" and "1 waiting for you" in page.inner_text("main")
     page.screenshot(path=str(tmp_path / "run-paused.png"), full_page=True)
@@ -259,6 +260,7 @@ def test_a_support_lead_watches_a_run_pause_live_decides_it_and_sees_the_kpis_ch
     client.until(second["run_id"], tokens["alice"], "paused")
     assert client.call("POST", f"/api/runs/{second['run_id']}/decisions", tokens["alice"], {"approve": True})[0] == 200
     client.until(second["run_id"], tokens["alice"], "completed")
+    page.wait_for_load_state("load")  # a navigation still under way (the form's redirect) must end before the reload
     page.reload()
     assert "KPIs over 2 finished runs" in page.inner_text("main") and page.inner_text("#kpis") != before, "the KPIs moved"
     page.screenshot(path=str(tmp_path / "runbook-kpis.png"), full_page=True)
