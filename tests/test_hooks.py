@@ -259,3 +259,14 @@ def test_what_the_hook_denied_is_in_the_verification_the_reviewer_reads(repo: Pa
     assert "s3cr3t-value" not in (repo / ".lane" / "refused.jsonl").read_text() + json.dumps(evidence)
     assert lane(repo, "task", "start", "parser", "add").returncode == 0
     assert "REFUSED" not in lane(repo, "task", "verify", "parser", "add").stdout
+
+
+def test_the_refusals_file_is_lanes_and_never_written_through_a_link(repo: Path, tmp_path: Path) -> None:
+    denied = hook(repo, {"tool_name": "Write", "tool_input": {"file_path": str(repo / ".lane/refused.jsonl"), "content": "[]"}})
+    assert denied["permissionDecision"] == "deny"
+    (repo / ".lane" / "refused.jsonl").unlink()
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("mine\n")
+    (repo / ".lane" / "refused.jsonl").symlink_to(target)
+    assert hook(repo, {"tool_name": "Write", "tool_input": {"file_path": str(repo / "src/app/other.py")}})["permissionDecision"] == "deny"
+    assert target.read_text() == "mine\n"

@@ -140,7 +140,7 @@ def claude_decision(payload: str, root: Path | None = None) -> dict[str, Any]:
         rel = _relative(target, repo)
         if rel is None:
             why = f"{path} is outside the repository {repo}; task {current.feature}/{current.task} may change only its FILES"
-        elif records_work(rel) or rel == ACTIVE.as_posix() or rel.startswith((".claude/", ".git/")):
+        elif records_work(rel) or rel.startswith((".claude/", ".git/", ".lane/")):
             # Locks, tasks, evidence and the hooks' own settings: editing them would widen or fake the work.
             why = f"{rel} defines or records the work of task {current.feature}/{current.task}; a person changes it, not the agent"
         elif not spec.in_scope(rel):
@@ -185,8 +185,10 @@ def _note_refusal(repo: Path, current: Active, tool: str, path: str | None, reas
     The tool, the path and lane's reason only: a command's own text can hold what must not be written down."""
     entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "feature": current.feature, "task": current.task,
              "tool": tool, **({"path": path} if path else {}), "reason": reason}
-    with contextlib.suppress(OSError), (repo / REFUSED).open("a", encoding="utf-8") as out:
-        out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    with contextlib.suppress(OSError):  # never through a link: the file is lane's, not where a link points
+        descriptor = os.open(repo / REFUSED, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(descriptor, "a", encoding="utf-8") as out:
+            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
 
 def refusals(root: Path, feature: str, task: str) -> list[dict[str, Any]]:
