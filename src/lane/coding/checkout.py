@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lane.coding.repo import git, run_git
+from lane.store.owners import HOST, alive
 
 PREFIX = "lane-verify-"
 OWNER = "lane task verify, process "
@@ -32,7 +33,7 @@ def clean_checkout(root: Path, base: str, tree: str) -> Iterator[Path]:
     _remove_orphans(root)
     folder = Path(tempfile.mkdtemp(prefix=PREFIX))
     try:
-        git(root, *NO_HOOKS, "worktree", "add", "--detach", "--no-checkout", "--lock", "--reason", f"{OWNER}{os.getpid()}",
+        git(root, *NO_HOOKS, "worktree", "add", "--detach", "--no-checkout", "--lock", "--reason", f"{OWNER}{HOST}:{os.getpid()}",
             "-q", str(folder), base)
         git(folder, *NO_HOOKS, "read-tree", "--reset", "-u", tree)
         yield folder
@@ -64,23 +65,13 @@ def _remove_orphans(root: Path) -> None:
     for entry in admin.iterdir():
         with contextlib.suppress(OSError, ValueError):
             reason = (entry / "locked").read_text(encoding="utf-8").strip() if (entry / "locked").exists() else ""
-            if not entry.name.startswith(PREFIX) or not reason.startswith(OWNER) or _alive(int(reason[len(OWNER):])):
+            if not entry.name.startswith(PREFIX) or not reason.startswith(OWNER) or alive(reason[len(OWNER):]):
                 continue
             where = Path((entry / "gitdir").read_text(encoding="utf-8").strip()).parent
             if where.name.startswith(PREFIX) and where.exists():
                 _make_writable(where)
                 shutil.rmtree(where, ignore_errors=True)
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _make_writable(folder: Path) -> None:
