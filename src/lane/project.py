@@ -187,6 +187,7 @@ class Project:
         from lane.feedback.releasing import Releases
 
         self._releases = Releases(self)
+        self._tracing: Any = None  # the commit observer that exports traces (False: none), made at the first run
 
     @classmethod
     def load(cls, path: str | Path = ".", *, models: dict[str, Model] | None = None) -> Project:
@@ -272,7 +273,7 @@ class Project:
                 continue
         else:
             raise UsageError(f"the release of runbook {runbook} keeps changing under this start; start the run again")
-        journal = _journal(self.store, run_id, [started], on_event, redact, self._group)
+        journal = self._observed(_journal(self.store, run_id, [started], on_event, redact, self._group))
         for listener in journal.listeners:
             listener(started)
         return run_id, self._execute(run_id, book, journal, owner, on_stream, spec)
@@ -294,7 +295,7 @@ class Project:
         spec, book = self._version_of(record)
         owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner, check=_check_resumable)  # not finished meanwhile by another process
-        journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets), self._group)
+        journal = self._observed(_journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets), self._group))
         journal.record("run_resumed", previous_status=record.status)
         if overrides:
             journal.record("budget_raised", limits=overrides, scopes=_scopes(journal, overrides))
@@ -319,7 +320,7 @@ class Project:
         plan = retry.plan(record, [s.id for s in book.steps], events, lambda name: name in tools and tools[name].idempotent, from_step)
         owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner, check=retry.check_retryable)  # still failed or rejected: no other retry slipped in
-        journal = _journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets), self._group)
+        journal = self._observed(_journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets), self._group))
         journal.record("run_retried", **plan.to_event(record.status))
         return await self._execute(record.run_id, book, journal, owner, on_stream, spec)
 
@@ -334,7 +335,17 @@ class Project:
 
     def _journal_for(self, run_id: str, events: list[Event]) -> Journal:
         """A child run's journal (shares commits with the runs of this project)."""
-        return Journal(self.store, run_id, events, Redactor(self.spec.secrets), self._group)
+        return self._observed(Journal(self.store, run_id, events, Redactor(self.spec.secrets), self._group))
+
+    def _observed(self, journal: Journal) -> Journal:
+        """The journal, its commits traced when the project has telemetry (`telemetry:` or OTEL_EXPORTER_OTLP_ENDPOINT)."""
+        if self._tracing is None:
+            from lane.telemetry import observer
+
+            self._tracing = observer(self.spec) or False
+        if self._tracing:
+            journal.committed.append(self._tracing)
+        return journal
 
     def _new_state(self, run_id: str, book: RunbookSpec, journal: Journal, inputs: dict[str, Any], parent: Any) -> Any:
         """A child run's state: the parent's tools (MCP servers start once), and the parent's budgets over its own."""

@@ -86,6 +86,7 @@ class GroupCommit:
             pass
         else:
             for journal in journals:
+                journal._committed(journal._pending, None)
                 journal._pending = []
         done.set_result(None)
 
@@ -100,7 +101,8 @@ class Journal:
         self.events: list[Event] = []
         self._pending: list[Event] = []
         self._index: dict[tuple[str, str | None, str | None], list[Event]] = {}
-        self.listeners: list[Any] = []
+        self.listeners: list[Any] = []  # told of each event as it is recorded
+        self.committed: list[Callable[[str, list[Event], str | None], None]] = []  # told of (run, events, status) once on disk
         self._loops: dict[str, int] = {}  # step -> times a feedback loop ran it again
         self._retries: list[tuple[int, set[str]]] = []  # (seq, steps run again) of each run_retried
         self._compacting = False
@@ -135,7 +137,16 @@ class Journal:
             return
         reason = self.redact(reason) if reason is not None else None
         self.store.append(self.run_id, self._pending, status=status, reason=reason, release=release)
+        self._committed(self._pending, status)
         self._pending = []
+
+    def _committed(self, events: list[Event], status: str | None) -> None:
+        """Tell the observers of commits (traces); theirs is not the run's problem."""
+        for observer in self.committed:
+            try:
+                observer(self.run_id, events, status)
+            except Exception:  # noqa: BLE001, S110 - an exporter's failure never fails a run
+                pass
 
     async def commit(self) -> None:
         """`flush()`, shared: the blocks of this run that run at once (branches, items) and ask in the same

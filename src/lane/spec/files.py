@@ -149,6 +149,23 @@ class LockConfig(Strict):
     allowed_signers: str | None = None
 
 
+class TemporalConfig(Strict):
+    """`temporal:` in lane.yaml: the Temporal service that runs this project's runs when `engine: temporal`."""
+
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queue: str = "lane"
+
+
+class TelemetryConfig(Strict):
+    """`telemetry:` in lane.yaml: where each run's OpenTelemetry trace goes (OTLP over HTTP), and whether it holds content."""
+
+    endpoint: str | None = None  # http://HOST:4318 (the /v1/traces path is added); else OTEL_EXPORTER_OTLP_ENDPOINT
+    headers: dict[str, str] = {}  # sent with each export, e.g. {Authorization: env:OTLP_TOKEN}
+    content: bool = False  # prompts, outputs and tool arguments in the spans (redacted); off: none of them
+    service_name: str | None = None  # the resource's service.name; default "lane"
+
+
 class LaneFile(Strict):
     project: str
     description: str = ""
@@ -162,6 +179,9 @@ class LaneFile(Strict):
     store: str = "sqlite:///.lane/lane.db"
     people: dict[str, Person] = {}  # who signs in to `lane serve` (tokens: `lane token create NAME`), and their roles
     locks: LockConfig | None = None  # the coding track's lock sign-offs (coding/signing.py)
+    engine: Literal["local", "temporal"] = "local"  # what executes runs: this process, or Temporal workers (`lane worker`)
+    temporal: TemporalConfig | None = None  # with engine: temporal (defaults: localhost:7233, namespace default, task queue lane)
+    telemetry: TelemetryConfig | None = None  # OpenTelemetry traces of every run (lane[otel])
 
 
 class ContextTrigger(Strict):
