@@ -188,6 +188,7 @@ class Project:
 
         self._releases = Releases(self)
         self._tracing: Any = None  # the commit observer that exports traces (False: none), made at the first run
+        self._here = False  # True in `lane worker`: runs execute in this process whatever lane.yaml's engine
 
     @classmethod
     def load(cls, path: str | Path = ".", *, models: dict[str, Model] | None = None) -> Project:
@@ -273,6 +274,9 @@ class Project:
                 continue
         else:
             raise UsageError(f"the release of runbook {runbook} keeps changing under this start; start the run again")
+        if self._on_temporal:  # a worker claims it: this process only waits
+            self.store.release(run_id, owner)
+            return run_id, self._submit(run_id, {"kind": "start"}, on_event)
         journal = self._observed(_journal(self.store, run_id, [started], on_event, redact, self._group))
         for listener in journal.listeners:
             listener(started)
@@ -292,6 +296,12 @@ class Project:
             raise UsageError(f"--budget: {exc}") from None
         record = self._root(self.store.run(run_id))  # a child run goes on inside its parent
         _check_resumable(record)
+        if self._on_temporal:
+            return await self._submit(record.run_id, {"kind": "resume", "budget": dict(budget or {})}, on_event)
+        return await self._resume_here(record, overrides, on_event, on_stream)
+
+    async def _resume_here(self, record: RunRecord, overrides: dict[str, float], on_event: OnEvent | None = None,
+                           on_stream: OnStream | None = None) -> Run:
         spec, book = self._version_of(record)
         owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner, check=_check_resumable)  # not finished meanwhile by another process
@@ -314,15 +324,102 @@ class Project:
 
         record = self.store.run(run_id)
         retry.check_retryable(record)
+        if self._on_temporal:
+            self._retry_plan(record, from_step)  # a step that cannot be retried is said here, before anything is sent
+            return await self._submit(record.run_id, {"kind": "retry", "from_step": from_step}, on_event)
+        return await self._retry_here(record, from_step, on_event, on_stream)
+
+    def _retry_plan(self, record: RunRecord, from_step: str | None) -> Any:
+        from lane.engine import retry
+
         spec, book = self._version_of(record)
-        events = self.store.events(record.run_id)
         tools = spec.tools
-        plan = retry.plan(record, [s.id for s in book.steps], events, lambda name: name in tools and tools[name].idempotent, from_step)
+        return retry.plan(record, [s.id for s in book.steps], self.store.events(record.run_id),
+                          lambda name: name in tools and tools[name].idempotent, from_step)
+
+    async def _retry_here(self, record: RunRecord, from_step: str | None, on_event: OnEvent | None = None,
+                          on_stream: OnStream | None = None) -> Run:
+        from lane.engine import retry
+
+        spec, book = self._version_of(record)
+        plan = self._retry_plan(record, from_step)
         owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner, check=retry.check_retryable)  # still failed or rejected: no other retry slipped in
         journal = self._observed(_journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets), self._group))
         journal.record("run_retried", **plan.to_event(record.status))
         return await self._execute(record.run_id, book, journal, owner, on_stream, spec)
+
+    # -- engine: temporal -----------------------------------------------------
+
+    @property
+    def temporal(self) -> Any:
+        """lane.yaml's `temporal:` (its defaults when absent): where `engine: temporal` sends runs."""
+        from lane.spec.files import TemporalConfig
+
+        return self.spec.config.temporal or TemporalConfig()
+
+    @property
+    def _on_temporal(self) -> bool:
+        """Whether runs go to Temporal's workers (a worker's own Project executes them here)."""
+        return self.spec.config.engine == "temporal" and not self._here
+
+    def _executing_here(self) -> Project:
+        """Make this Project execute runs in this process whatever lane.yaml's engine: a worker's."""
+        self._here = True
+        return self
+
+    async def _submit(self, run_id: str, job: dict[str, Any], on_event: OnEvent | None) -> Run:
+        """Send a job (start, resume, retry) to the run's workflow; the run as the stretch that ran it left it.
+        `on_event` sees the run's events as the workers commit them."""
+        from lane.backends.temporal.client import submit
+
+        events = self.store.events(run_id)
+        seen = events[-1].seq if events else 0
+        tail = None
+        report = _guarded(on_event)
+        if report is not None:
+            shown = [0 if job["kind"] == "start" else seen]
+
+            def tail() -> None:
+                for event in self.store.events(run_id):
+                    if event.seq > shown[0]:
+                        report(event)
+                        shown[0] = event.seq
+
+        status, reason = await submit(self.temporal, run_id, {**job, "seen": seen}, tail)
+        return Run(self, run_id, status, reason)
+
+    async def _stretch(self, job: dict[str, Any], *, retried: bool) -> tuple[str, str | None]:
+        """Run one job of a run's workflow here (a worker's activity). Tried again after a worker died, it carries
+        on from the journal, or answers with where an earlier try left the run."""
+        record = self.store.run(str(job["run_id"]))
+        kind = job["kind"]
+        if retried:
+            events = self.store.events(record.run_id)
+            if events and events[-1].seq > int(job.get("seen", 0)):  # an earlier try got somewhere
+                if record.status != "running":
+                    return record.status, record.reason
+                kind = "resume"  # it died on the way: carry on from its journal, as `lane resume` does
+        if kind == "start":
+            run = await self._start_here(record)
+        elif kind == "retry":
+            run = await self._retry_here(record, job.get("from_step"))
+        else:
+            try:
+                overrides = parse_overrides(job.get("budget") or {})
+            except ValueError as exc:
+                raise UsageError(f"--budget: {exc}") from None
+            _check_resumable(record)
+            run = await self._resume_here(record, overrides)
+        return run.status, run.reason
+
+    async def _start_here(self, record: RunRecord) -> Run:
+        """The first stretch of a run `start` recorded for a worker."""
+        spec, book = self._version_of(record)
+        owner = process_owner(_token(4))
+        self.store.claim(record.run_id, owner, check=_check_resumable)
+        journal = self._observed(Journal(self.store, record.run_id, self.store.events(record.run_id), Redactor(self.spec.secrets), self._group))
+        return await self._execute(record.run_id, book, journal, owner, None, spec)
 
     def _root(self, record: RunRecord) -> RunRecord:
         """The run to resume for `record`: a child run that its parent still waits for is resumed by resuming the parent."""

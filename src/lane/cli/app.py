@@ -36,6 +36,7 @@ LAZY: dict[str, tuple[str, str, str, bool]] = {
     "report": ("releases", "report", "Compare a runbook's versions on every KPI, with intervals, tests and a chart (lane[report]).", False),
     "serve": ("serving", "serve", "Serve the HTTP API over the project and execute the runs started through it (lane[serve]).", False),
     "token": ("serving", "token_app", "Sign-in tokens for the people of lane.yaml, for lane serve.", False),
+    "worker": ("worker", "worker", "Execute the project's runs for Temporal (engine: temporal), until Ctrl-C (lane[temporal]).", False),
     "mcp": ("mcp", "mcp", "Serve the project's runbooks, runs and coding reports to an MCP client, over stdio or --http (lane[mcp]).", False),
 }
 

@@ -1,0 +1,1 @@
+"""What executes runs besides the `lane` process itself: Temporal workers (`engine: temporal`)."""

@@ -1,0 +1,86 @@
+"""What `lane run`, `lane resume` and `lane retry` send to Temporal when lane.yaml says `engine: temporal`.
+
+Each is one update-with-start to the run's workflow (`lane-run-RUN`): it starts the workflow if none
+runs for the run, hands it the job, and answers with the outcome of the stretch that ran it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from lane.backends.temporal.workflow import UPDATE, WORKFLOW
+from lane.errors import UsageError
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from lane.spec.files import TemporalConfig
+
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Client]] = weakref.WeakKeyDictionary()
+
+
+def workflow_id(run_id: str) -> str:
+    return f"lane-run-{run_id}"
+
+
+async def connect(config: TemporalConfig) -> Client:
+    """A client of the project's Temporal service, one per event loop; a one-line error when it cannot be reached."""
+    from temporalio.client import Client
+
+    kept = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    key = (config.address, config.namespace)
+    client = kept.get(key)
+    if client is None:
+        try:
+            client = kept[key] = await Client.connect(config.address, namespace=config.namespace)
+        except Exception as exc:  # noqa: BLE001 - the SDK's connection errors have no common type
+            cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"cannot reach Temporal at {config.address} (lane.yaml's temporal.address): {cause}; "
+                             "start it (`temporal server start-dev`) or fix the address") from None
+    return client
+
+
+async def check_workers(client: Client, config: TemporalConfig) -> None:
+    """Refuse to wait on a task queue no worker polls: the run would wait, silently, for ever."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    found = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+        namespace=config.namespace, task_queue=TaskQueue(name=config.task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+    if not found.pollers:
+        raise UsageError(f"no lane worker polls task queue {config.task_queue!r} at {config.address}; "
+                         "start one in the project's folder: lane worker")
+
+
+async def submit(config: TemporalConfig, run_id: str, job: dict[str, Any], tail: Callable[[], None] | None = None) -> tuple[str, str | None]:
+    """Hand `job` to the run's workflow and wait for the stretch that runs it; its status and reason.
+    `tail` is called every 0.2 s meanwhile (to show the run's new events)."""
+    from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    client = await connect(config)
+    await check_workers(client, config)
+    start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(WORKFLOW, id=workflow_id(run_id), task_queue=config.task_queue,
+                                       id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                                       static_summary=f"lane run {run_id}")
+    work = asyncio.ensure_future(client.execute_update_with_start_workflow(
+        UPDATE, {**job, "run_id": run_id, "heartbeat_seconds": config.heartbeat_seconds}, start_workflow_operation=start))
+    try:
+        while not work.done():
+            await asyncio.wait({work}, timeout=0.2)
+            if tail is not None:
+                tail()
+        outcome = work.result()
+    except WorkflowUpdateFailedError as exc:  # the workflow refused the job (the run is executing)
+        raise UsageError(getattr(exc.cause, "message", None) or str(exc.cause)) from None
+    finally:
+        if not work.done():  # interrupted: the run goes on on the workers; stop waiting for it
+            work.cancel()
+    if outcome["status"] == "error":
+        raise UsageError(outcome["reason"])
+    return str(outcome["status"]), outcome.get("reason")

@@ -1,0 +1,73 @@
+"""`lane worker`: a process that executes this project's runs for Temporal.
+
+It polls the project's task queue for workflow tasks (cheap: deciding what comes next) and for
+stretches, which it runs with lane's own engine on the project's store, heartbeating while it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from lane.backends.temporal.workflow import STRETCH, RunWorkflow
+from lane.errors import RunBusy, StoreUnavailable, UsageError
+
+if TYPE_CHECKING:
+    from lane.project import Project
+
+BEAT = 2.0  # seconds between heartbeats; the workflow's timeout is heartbeat_seconds (10 by default)
+
+
+class Stretches:
+    """The activity: one stretch of a run, on this worker's Project."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    @activity.defn(name=STRETCH)
+    async def stretch(self, job: dict[str, Any]) -> dict[str, Any]:
+        beating = asyncio.ensure_future(_beat())
+        try:
+            status, reason = await self.project._stretch(job, retried=activity.info().attempt > 1)
+        except UsageError as exc:  # the job cannot be done as asked: the caller is told, nothing is retried
+            raise ApplicationError(str(exc), type="UsageError", non_retryable=True) from None
+        except (RunBusy, StoreUnavailable) as exc:  # another process holds the run, or the store is away: tried again
+            raise ApplicationError(str(exc), type=type(exc).__name__) from None
+        finally:
+            beating.cancel()
+        return {"status": status, "reason": reason}
+
+
+async def _beat() -> None:
+    """Tell Temporal this worker is alive while the stretch runs (the run's model calls may take minutes)."""
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(BEAT)
+
+
+async def serve(project: Project, *, concurrency: int, ready: Callable[[str], None] | None = None) -> None:
+    """Poll the project's task queue until SIGINT or SIGTERM; stretches running then are given back (resumable)."""
+    from temporalio.worker import Worker
+
+    from lane.backends.temporal.client import connect
+
+    config = project.temporal
+    client = await connect(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread: the caller stops it
+            loop.add_signal_handler(sig, stop.set)
+    worker = Worker(client, task_queue=config.task_queue, workflows=[RunWorkflow], activities=[Stretches(project).stretch],
+                    max_concurrent_activities=concurrency)
+    async with worker:
+        if ready is not None:
+            ready(f"lane worker: project {project.spec.config.project}, task queue {config.task_queue!r} "
+                  f"at {config.address} (namespace {config.namespace}); Ctrl-C stops")
+        await stop.wait()
