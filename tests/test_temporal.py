@@ -281,3 +281,30 @@ def test_lane_worker_refuses_a_local_project(project_dir: Path) -> None:
     root = write_project(project_dir, PAY)
     refused = lane("worker", cwd=root)
     assert refused.returncode == 2 and "engine: temporal" in refused.stderr
+
+
+def test_a_worker_stopped_with_sigterm_gives_its_run_back(temporal: DevServer, project_dir: Path, workers: Workers) -> None:
+    root = _project(project_dir, temporal, CRASH_FILES, heartbeat=30)  # not found dead: given back
+    first = workers.start()
+    client = subprocess.Popen([*LANE, "run", "crash", "--json"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True)
+    while not (root / "effects.log").exists():  # the run is under way on the first worker
+        assert client.poll() is None, client.communicate()
+        time.sleep(0.02)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=20) == 0
+    workers.start()
+    decisions: list[str] = []
+    out, err = client.communicate(timeout=120)
+    while client.returncode == 3:  # stopped in the middle of a non-idempotent call: a person says whether it happened
+        run_id = json.loads(out)["run_id"]
+        _settle_in_doubt(root, run_id, decisions)
+        again = lane("resume", run_id, "--json", cwd=root)
+        out, err, client.returncode = again.stdout, again.stderr, again.returncode
+    assert client.returncode == 0, err
+    view = lane_json("show", json.loads(out)["run_id"], cwd=root)
+    assert view["status"] == "completed"
+    pids = {line.split()[3] for line in (root / "effects.log").read_text().splitlines()}
+    assert pids == {str(first.pid), str(workers.procs[1].pid)}  # begun on the first worker, finished on the second
+    once = [tag for kind, tag, _ in _effects(root) if kind == "once"]
+    assert sorted(once) == sorted(ONCE_TAGS), decisions
