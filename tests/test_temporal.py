@@ -13,6 +13,7 @@ import json
 import random
 import signal
 import subprocess
+import textwrap
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -108,6 +109,11 @@ def workers(project_dir: Path) -> Iterator[Workers]:
 def _project(root: Path, server: DevServer, files: dict[str, str], backing: Backing | None = None, *, heartbeat: float | None = None) -> Path:
     text = backing.project_yaml(files["lane.yaml"]) if backing is not None else files["lane.yaml"]
     return write_project(root, {**files, "lane.yaml": server.lane_yaml(text, heartbeat=heartbeat)})
+
+
+def _with(lane_yaml: str, lines: str) -> str:
+    """A lane.yaml of this file with `lines` added."""
+    return textwrap.dedent(lane_yaml) + lines
 
 
 def _shape(value: Any) -> Any:
@@ -308,3 +314,25 @@ def test_a_worker_stopped_with_sigterm_gives_its_run_back(temporal: DevServer, p
     assert pids == {str(first.pid), str(workers.procs[1].pid)}  # begun on the first worker, finished on the second
     once = [tag for kind, tag, _ in _effects(root) if kind == "once"]
     assert sorted(once) == sorted(ONCE_TAGS), decisions
+
+
+def test_a_project_given_models_or_a_store_of_its_own_runs_here(project_dir: Path) -> None:
+    """`lane test` and a test's scripted model object cannot travel to the workers: such a Project executes its runs itself."""
+    from lane import Project
+    from lane.models.scripted import ScriptedModel
+
+    files = {**PAY, "runbooks/pay.yaml": PAY["runbooks/pay.yaml"].split("          - id: pay")[0]}
+    root = write_project(project_dir, {**files, "lane.yaml": _with(files["lane.yaml"], "engine: temporal\ntemporal: {address: '127.0.0.1:9'}\n")})
+    with Project.load(root, models={"scripted:script.yaml": ScriptedModel({"draft": [{"output": {"tag": "here"}}]})}) as project:
+        run = project.run("pay", {"tag": "x"})  # no Temporal at 127.0.0.1:9: it ran in this process
+    assert (run.status, run.output) == ("completed", {"tag": "here"})
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    ("store: memory\n", "engine: temporal needs a store its workers share"),
+    ("temporal: {address: 'http://temporal:7233'}\n", "temporal.address 'http://temporal:7233': write HOST:PORT"),
+])
+def test_validate_says_what_temporal_cannot_use(project_dir: Path, extra: str, said: str) -> None:
+    root = write_project(project_dir, {**PAY, "lane.yaml": _with(PAY["lane.yaml"], "engine: temporal\n" + extra)})
+    checked = lane("validate", cwd=root)
+    assert checked.returncode == 2 and said in checked.stdout and "lane.yaml:" in checked.stdout

@@ -175,6 +175,7 @@ class Project:
         self.root = spec.root
         self._store: Store | None = None
         self._shared: GroupCommit
+        self._own_store = store is not None
         if store is not None:  # another store than lane.yaml's (`lane test` runs each fixture in one of its own)
             self._store, self._shared = store, GroupCommit(store)
         self._models = ModelCache(shared=_MODELS, provided=dict(models or {}))
@@ -360,8 +361,9 @@ class Project:
 
     @property
     def _on_temporal(self) -> bool:
-        """Whether runs go to Temporal's workers (a worker's own Project executes them here)."""
-        return self.spec.config.engine == "temporal" and not self._here
+        """Whether runs go to Temporal's workers. A worker's own Project executes them here, and so does one given
+        models or a store of its own (`lane test`, a test's scripted model): the workers have neither."""
+        return self.spec.config.engine == "temporal" and not (self._here or self._own_store or self._models.provided)
 
     def _executing_here(self) -> Project:
         """Make this Project execute runs in this process whatever lane.yaml's engine: a worker's."""

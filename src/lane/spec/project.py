@@ -203,7 +203,15 @@ def _check_store(project: ProjectSpec) -> list[Problem]:
         parse_store_url(project.config.store)
     except UsageError as exc:
         return [project.source.at(("store",), str(exc))]
-    return []
+    config, problems = project.config, []
+    if config.engine == "temporal" and config.store == "memory":
+        problems.append(project.source.at(("store",), "engine: temporal needs a store its workers share: "
+                                          "sqlite:///PATH (workers on this machine) or postgresql://USER@HOST/DB"))
+    address = config.temporal.address if config.temporal else None
+    if address is not None and not re.fullmatch(r"[^\s:/]+:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5}", address):
+        problems.append(project.source.at(("temporal", "address"), f"temporal.address {address!r}: write HOST:PORT, "
+                                          "e.g. localhost:7233 (no scheme, no path)"))
+    return problems
 
 
 def _check_models(project: ProjectSpec) -> list[Problem]:
