@@ -336,3 +336,27 @@ def test_validate_says_what_temporal_cannot_use(project_dir: Path, extra: str, s
     root = write_project(project_dir, {**PAY, "lane.yaml": _with(PAY["lane.yaml"], "engine: temporal\n" + extra)})
     checked = lane("validate", cwd=root)
     assert checked.returncode == 2 and said in checked.stdout and "lane.yaml:" in checked.stdout
+
+
+def test_the_console_api_starts_and_decides_runs_that_workers_execute(temporal: DevServer, backing: Backing, project_dir: Path,
+                                                                      workers: Workers) -> None:
+    from test_serve_api import FILES as DESK
+    from test_serve_api import start_server, stop_server
+
+    root = _project(project_dir, temporal, DESK, backing)
+    token = lane("token", "create", "alice", cwd=root).stdout.strip()
+    workers.start()
+    proc, client, _ = start_server(root, env={"DESK_KEY": "hunter2-secret"})
+    try:
+        code, started = client.call("POST", "/api/runs", token, {"runbook": "reply", "inputs": {"to": "ann@example.com"}})
+        assert code == 201
+        run_id = started["run_id"]
+        view = client.until(run_id, token, "paused")
+        assert [p["call_id"] for p in view["pending"]] == ["send:1"]
+        code, _ = client.call("POST", f"/api/runs/{run_id}/decisions", token, {"approve": True, "patch": {"body": "Hello Ann"}})
+        assert code == 200
+        done = client.until(run_id, token, "completed")
+        assert next(s for s in done["steps"] if s["id"] == "send")["output"] == "sent to ann@example.com"
+    finally:
+        stop_server(proc)
+    assert _history(temporal, run_id) == ("COMPLETED", ["lane-stretch", "lane-stretch"])
