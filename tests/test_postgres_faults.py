@@ -277,3 +277,26 @@ def test_a_long_lived_process_resumes_a_run_the_stopped_database_stopped_without
         (project / "go-a").touch()
         thread.join(60)
         served.close()
+
+
+def test_the_pool_is_sized_and_its_wait_set_by_the_url(postgres: Cluster) -> None:
+    """pool_size and pool_wait are lane's: taken out of the URL before libpq (which would refuse them) reads it."""
+    from lane.errors import UsageError
+    from lane.store.url import parse_store_url
+
+    url = postgres.new_database()
+    joined = "&" if "?" in url else "?"
+    store = open_store(f"{url}{joined}pool_size=1&pool_wait=0.5", Path("."))
+    try:
+        first = store.run  # a call holds the one connection; a second waits 0.5 s for it, then says so
+        with store._pool.connection():  # noqa: SLF001 - the pool's only connection, taken by the test
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match=r"no connection free within 0.5 seconds \(pool_size, pool_wait in store:\)"):
+                first("nope")
+            assert time.monotonic() - started < 5
+    finally:
+        store.close()
+    for bad, said in [("pool_size=0", "pool_size must be a whole number from 1 to 1000"),
+                      ("pool_wait=soon", "pool_wait must be seconds from 0.1 to 3600")]:
+        with pytest.raises(UsageError, match=said):
+            parse_store_url(f"postgresql://lane@127.0.0.1/db?{bad}")

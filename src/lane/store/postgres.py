@@ -57,10 +57,12 @@ _SERVER_KEEPALIVES = "-c tcp_keepalives_idle=20 -c tcp_keepalives_interval=5 -c 
 
 
 class PostgresStore:
-    def __init__(self, conninfo: str, *, shown: str, secret: str | None = None) -> None:
+    def __init__(self, conninfo: str, *, shown: str, secret: str | None = None, pool_size: int = POOL_SIZE, wait: float = WAIT) -> None:
         """`conninfo`: a libpq URL; `shown`: the same without its password, the only form put in a message;
-        `secret`: the password, scrubbed from any server message as well."""
+        `secret`: the password, scrubbed from any server message as well; `pool_size` and `wait`: the URL's
+        pool_size and pool_wait (connections kept at most; seconds a call waits for one)."""
         self.shown = shown
+        self._wait = wait
         self._secret = secret
         given = psycopg.conninfo.conninfo_to_dict(conninfo)
         # the user's own options (a statement_timeout, a role) stay: lane's search_path comes after them
@@ -68,7 +70,7 @@ class PostgresStore:
         options = {"application_name": "lane", "options": server}
         options.update({key: value for key, value in _KEEPALIVES.items() if key not in given})
         if "connect_timeout" not in given:
-            options["connect_timeout"] = str(int(WAIT))
+            options["connect_timeout"] = str(max(2, int(wait)))
         self._conninfo = psycopg.conninfo.make_conninfo(conninfo, **options)
         try:
             with psycopg.connect(self._conninfo, autocommit=True) as first:
@@ -84,7 +86,7 @@ class PostgresStore:
             raise UsageError(f"the store {shown} cannot be migrated: {self._said(exc)}; lane keeps its tables in the "
                              f"schema {SCHEMA} of the database: is that schema another program's?") from None
         self._pool: ConnectionPool[Connection] = ConnectionPool(
-            self._conninfo, min_size=1, max_size=POOL_SIZE, open=True, timeout=WAIT, name="lane-store",
+            self._conninfo, min_size=1, max_size=pool_size, open=True, timeout=wait, name="lane-store",
             kwargs={"autocommit": True}, check=ConnectionPool.check_connection)
         self._leases = Leases(lambda: psycopg.connect(self._conninfo, autocommit=True))
 
@@ -164,7 +166,7 @@ class PostgresStore:
             psycopg.connect(self._conninfo, connect_timeout=2).close()
         except psycopg.Error as exc:
             return self._said(exc).removeprefix("connection failed: ")
-        return f"no connection free within {WAIT:g} seconds"
+        return f"no connection free within {self._wait:g} seconds (pool_size, pool_wait in store:)"
 
     def _said(self, exc: Exception) -> str:
         """The first line of a server's or libpq's message, without the password should it appear."""

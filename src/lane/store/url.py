@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from lane.errors import UsageError
 from lane.store.memory import MemoryStore
@@ -30,6 +30,8 @@ class PostgresURL:
     conninfo: str  # as written, for libpq
     shown: str  # without the password: the only form lane prints
     secret: str | None = None  # the password, if the URL holds one (better: ~/.pgpass or PGPASSWORD)
+    pool_size: int = 8  # ?pool_size=N: connections this process keeps open at most
+    wait: float = 10.0  # ?pool_wait=S: seconds a call waits for a connection (the database restarting) before it gives up
 
 
 def open_store(url: str, root: Path) -> Store:
@@ -41,7 +43,7 @@ def open_store(url: str, root: Path) -> Store:
     if isinstance(parsed, PostgresURL):
         from lane.store.postgres import PostgresStore  # psycopg is imported only here
 
-        return PostgresStore(parsed.conninfo, shown=parsed.shown, secret=parsed.secret)
+        return PostgresStore(parsed.conninfo, shown=parsed.shown, secret=parsed.secret, pool_size=parsed.pool_size, wait=parsed.wait)
     path = parsed.path
     return SQLiteStore(path if path.is_absolute() else root / path, synchronous=parsed.synchronous)
 
@@ -80,6 +82,7 @@ def _postgres(url: str) -> PostgresURL:
     except ValueError:
         raise UsageError(f"store {shown + parts.path!r}: the port is not a number (lane.yaml: store)") from None
     shown += parts.path
+    url, pool_size, wait = _lanes_own(url, parts.query, shown)
     try:
         import psycopg  # noqa: F401 - only to say what to install
         from psycopg.conninfo import conninfo_to_dict
@@ -93,7 +96,32 @@ def _postgres(url: str) -> PostgresURL:
         said = said.replace(password, "***") if len(password) >= 4 else said  # a shorter one would garble every word
         raise UsageError(f"store {shown!r}: {said} (lane.yaml: store)") from None
     secret = options.get("password")
-    return PostgresURL(url, shown, str(secret) if secret else None)
+    return PostgresURL(url, shown, str(secret) if secret else None, pool_size, wait)
+
+
+POOL_LIMITS = {"pool_size": (1, 1000), "pool_wait": (0.1, 3600)}
+
+
+def _lanes_own(url: str, query: str, shown: str) -> tuple[str, int, float]:
+    """lane's own options of a postgresql:// URL (pool_size, pool_wait), taken out before the URL goes to libpq."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    found = {key: value for key, value in pairs if key in POOL_LIMITS}
+    if not found:
+        return url, 8, 10.0
+    values: dict[str, float] = {}
+    for key, text in found.items():
+        low, high = POOL_LIMITS[key]
+        try:
+            value = int(text) if key == "pool_size" else float(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            kind = "a whole number" if key == "pool_size" else "seconds"
+            raise UsageError(f"store {shown!r}: {key} must be {kind} from {low:g} to {high:g} (lane.yaml: store)")
+        values[key] = value
+    kept = urlencode([(key, value) for key, value in pairs if key not in POOL_LIMITS])
+    base = url.split("?", 1)[0].split("#", 1)[0]
+    return (f"{base}?{kept}" if kept else base), int(values.get("pool_size", 8)), float(values.get("pool_wait", 10.0))
 
 
 def _ambiguous(url: str) -> bool:
