@@ -269,14 +269,26 @@ def test_sigkill_of_workers_mid_run_loses_and_repeats_nothing(temporal: DevServe
     assert total >= 6, f"only {total} kills landed mid-run"
 
 
-def test_no_worker_and_no_server_are_one_line_each(temporal: DevServer, project_dir: Path) -> None:
+def test_no_worker_and_no_server_are_one_line_each(temporal: DevServer, project_dir: Path, workers: Workers) -> None:
     root = _project(project_dir, temporal, PAY)
     alone = lane("run", "pay", "--input", "tag=p1", cwd=root)
     assert alone.returncode == 2
     assert "no lane worker polls task queue" in alone.stderr and "lane worker" in alone.stderr
     assert "Traceback" not in alone.stderr and len(alone.stderr.strip().splitlines()) == 1
+    [run] = lane_json("runs", cwd=root)  # not left `running` with nobody to run it
+    assert run["status"] == "failed" and f"lane retry {run['run_id']}" in alone.stderr
+    workers.start()
+    sent = lane("retry", run["run_id"], "--json", cwd=root)
+    assert sent.returncode == 3 and json.loads(sent.stdout)["status"] == "paused", sent.stderr
+    workers.stop()
 
-    text = (root / "lane.yaml").read_text().replace(temporal.address, "127.0.0.1:9")
+    yaml_text = (root / "lane.yaml").read_text()
+    (root / "lane.yaml").write_text(yaml_text.replace("task_queue:", "namespace: nowhere, task_queue:"))
+    lost = lane("run", "pay", "--input", "tag=p1", cwd=root)
+    assert lost.returncode == 2 and "(namespace nowhere)" in lost.stderr and "not found" in lost.stderr
+    assert "Traceback" not in lost.stderr and len(lost.stderr.strip().splitlines()) == 1
+
+    text = yaml_text.replace(temporal.address, "127.0.0.1:9")
     (root / "lane.yaml").write_text(text)
     away = lane("run", "pay", "--input", "tag=p1", cwd=root)
     assert away.returncode == 2 and "cannot reach Temporal at 127.0.0.1:9" in away.stderr

@@ -373,8 +373,20 @@ class Project:
     async def _submit(self, run_id: str, job: dict[str, Any], on_event: OnEvent | None) -> Run:
         """Send a job (start, resume, retry) to the run's workflow; the run as the stretch that ran it left it.
         `on_event` sees the run's events as the workers commit them."""
-        from lane.backends.temporal.client import submit
+        import importlib.util
 
+        try:
+            if importlib.util.find_spec("temporalio") is None:
+                raise UsageError("lane.yaml says engine: temporal, which needs its extra: pip install 'lane[temporal]'")
+            from lane.backends.temporal.client import ready, submit
+
+            client = await ready(self.temporal)
+        except UsageError as exc:
+            if job["kind"] != "start":
+                raise
+            why = f"not sent to Temporal: {exc}"  # never left `running` with nobody to run it
+            Journal(self.store, run_id, self.store.events(run_id), Redactor(self.spec.secrets)).fail(why)
+            raise UsageError(f"{exc} (run {run_id} is recorded as failed: `lane retry {run_id}` sends it again)") from None
         events = self.store.events(run_id)
         seen = events[-1].seq if events else 0
         tail = None
@@ -388,7 +400,7 @@ class Project:
                         report(event)
                         shown[0] = event.seq
 
-        status, reason = await submit(self.temporal, run_id, {**job, "seen": seen}, tail)
+        status, reason = await submit(client, self.temporal, run_id, {**job, "seen": seen}, tail)
         return Run(self, run_id, status, reason)
 
     async def _stretch(self, job: dict[str, Any], *, retried: bool) -> tuple[str, str | None]:

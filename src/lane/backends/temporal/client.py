@@ -48,23 +48,33 @@ async def check_workers(client: Client, config: TemporalConfig) -> None:
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+    from temporalio.service import RPCError
 
-    found = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-        namespace=config.namespace, task_queue=TaskQueue(name=config.task_queue),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+    try:
+        found = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+            namespace=config.namespace, task_queue=TaskQueue(name=config.task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+    except RPCError as exc:  # no such namespace, no permission, the server going away
+        raise UsageError(f"Temporal at {config.address} (namespace {config.namespace}): {exc.message or exc.status.name}") from None
     if not found.pollers:
         raise UsageError(f"no lane worker polls task queue {config.task_queue!r} at {config.address}; "
                          "start one in the project's folder: lane worker")
 
 
-async def submit(config: TemporalConfig, run_id: str, job: dict[str, Any], tail: Callable[[], None] | None = None) -> tuple[str, str | None]:
+async def ready(config: TemporalConfig) -> Client:
+    """A client of a Temporal service whose task queue a worker polls; else UsageError saying what is missing."""
+    client = await connect(config)
+    await check_workers(client, config)
+    return client
+
+
+async def submit(client: Client, config: TemporalConfig, run_id: str, job: dict[str, Any],
+                 tail: Callable[[], None] | None = None) -> tuple[str, str | None]:
     """Hand `job` to the run's workflow and wait for the stretch that runs it; its status and reason.
     `tail` is called every 0.2 s meanwhile (to show the run's new events)."""
     from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
     from temporalio.common import WorkflowIDConflictPolicy
-
-    client = await connect(config)
-    await check_workers(client, config)
+    from temporalio.service import RPCError
     start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(WORKFLOW, id=workflow_id(run_id), task_queue=config.task_queue,
                                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                                        static_summary=f"lane run {run_id}")
@@ -78,6 +88,9 @@ async def submit(config: TemporalConfig, run_id: str, job: dict[str, Any], tail:
         outcome = work.result()
     except WorkflowUpdateFailedError as exc:  # the workflow refused the job (the run is executing)
         raise UsageError(getattr(exc.cause, "message", None) or str(exc.cause)) from None
+    except RPCError as exc:  # Temporal went away while this waited: the run is the workers' still
+        raise UsageError(f"lost Temporal at {config.address} while waiting for run {run_id} ({exc.message or exc.status.name}); "
+                         f"the workers carry it on: `lane show {run_id}`, or `lane resume {run_id}` to wait for it again") from None
     finally:
         if not work.done():  # interrupted: the run goes on on the workers; stop waiting for it
             work.cancel()
