@@ -242,7 +242,7 @@ def _run_killing_workers(root: Path, workers: Workers, rng: random.Random, kills
 def test_sigkill_of_workers_mid_run_loses_and_repeats_nothing(temporal: DevServer, backing: Backing, tmp_path: Path) -> None:
     rng = random.Random(20261206)
     total = 0
-    for attempt in range(1, 4):
+    for attempt in range(1, 3):
         store = backing.fresh()
         root = _project(tmp_path / f"p{attempt}", temporal, CRASH_FILES, store, heartbeat=1.5)
         found = Workers(root)
@@ -266,7 +266,7 @@ def test_sigkill_of_workers_mid_run_loses_and_repeats_nothing(temporal: DevServe
                 keys[tag].add(key)
         assert set(keys) == IDEM_TAGS and all(len(seen) == 1 for seen in keys.values())
         _store_sound(root, run_id, store)
-    assert total >= 6, f"only {total} kills landed mid-run"
+    assert total >= 5, f"only {total} kills landed mid-run"
 
 
 def test_no_worker_and_no_server_are_one_line_each(temporal: DevServer, project_dir: Path, workers: Workers) -> None:
