@@ -245,6 +245,7 @@ class Project:
         """Check the inputs and record a new run (committed, owned by this process); its id, and the coroutine that
         executes it (await it, or hand it to a task: `lane serve` answers with the id before the run ends)."""
         book = self.spec.runbooks.get(runbook)
+        self._tracer()  # a telemetry: that cannot work says so before the run exists
         if book is None:
             names = ", ".join(sorted(self.spec.runbooks)) or "none"
             raise UsageError(f"no runbook {runbook!r} in {self.root}/runbooks (runbooks: {names})")
@@ -303,6 +304,7 @@ class Project:
 
     async def _resume_here(self, record: RunRecord, overrides: dict[str, float], on_event: OnEvent | None = None,
                            on_stream: OnStream | None = None) -> Run:
+        self._tracer()  # before the claim: a telemetry: that cannot work leaves the run as it was
         spec, book = self._version_of(record)
         owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner, check=_check_resumable)  # not finished meanwhile by another process
@@ -342,6 +344,7 @@ class Project:
                           on_stream: OnStream | None = None) -> Run:
         from lane.engine import retry
 
+        self._tracer()
         spec, book = self._version_of(record)
         plan = self._retry_plan(record, from_step)
         owner = process_owner(_token(4))
@@ -429,6 +432,7 @@ class Project:
 
     async def _start_here(self, record: RunRecord) -> Run:
         """The first stretch of a run `start` recorded for a worker."""
+        self._tracer()
         spec, book = self._version_of(record)
         owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner, check=_check_resumable)
@@ -450,13 +454,19 @@ class Project:
 
     def _observed(self, journal: Journal) -> Journal:
         """The journal, its commits traced when the project has telemetry (`telemetry:` or OTEL_EXPORTER_OTLP_ENDPOINT)."""
+        tracing = self._tracer()
+        if tracing:  # told what the journal held before too: the run's first event, decisions, another process's events
+            journal.committed.append(lambda run_id, events, status: tracing(run_id, events, status, earlier=journal.events))
+        return journal
+
+    def _tracer(self) -> Any:
+        """The observer that exports this project's traces (False: none); a `telemetry:` that cannot work is a
+        UsageError, raised before a run is created or claimed so that none is left behind."""
         if self._tracing is None:
             from lane.telemetry import observer
 
             self._tracing = observer(self.spec) or False
-        if self._tracing:
-            journal.committed.append(self._tracing)
-        return journal
+        return self._tracing
 
     def _new_state(self, run_id: str, book: RunbookSpec, journal: Journal, inputs: dict[str, Any], parent: Any) -> Any:
         """A child run's state: the parent's tools (MCP servers start once), and the parent's budgets over its own."""

@@ -204,6 +204,10 @@ def _check_store(project: ProjectSpec) -> list[Problem]:
     except UsageError as exc:
         return [project.source.at(("store",), str(exc))]
     config, problems = project.config, []
+    endpoint = config.telemetry.endpoint if config.telemetry else None
+    if endpoint is not None and not re.match(r"https?://[^/\s]", endpoint):
+        problems.append(project.source.at(("telemetry", "endpoint"), "telemetry.endpoint is the collector's OTLP/HTTP address, "
+                                          f"such as http://localhost:4318, not {endpoint!r}"))
     if config.engine == "temporal" and config.store == "memory":
         problems.append(project.source.at(("store",), "engine: temporal needs a store its workers share: "
                                           "sqlite:///PATH (workers on this machine) or postgresql://USER@HOST/DB"))

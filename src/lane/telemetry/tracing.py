@@ -33,11 +33,12 @@ class Tracing:
         self.lock = threading.Lock()
         exporter(settings)  # made now: its settings' problems show at the first run, not in a thread
 
-    def __call__(self, run_id: str, events: list[Event], status: str | None) -> None:
+    def __call__(self, run_id: str, events: list[Event], status: str | None, *, earlier: list[Event] | None = None) -> None:
+        """`events` just committed; `earlier`: what the run's journal held in memory (events it was not told of are there)."""
         if not events:
             return
         with self.lock:
-            trace = self._trace(run_id, events[0].seq)
+            trace = self._trace(run_id, events[0].seq, earlier)
             if trace is None:
                 if any(e.type in ENDINGS for e in events):
                     self.blind.discard(run_id)
@@ -50,7 +51,7 @@ class Tracing:
         if spans:
             exporter(self.settings).export(trace.trace_id, spans)
 
-    def _trace(self, run_id: str, first: int) -> RunTrace | None:
+    def _trace(self, run_id: str, first: int, earlier: list[Event] | None = None) -> RunTrace | None:
         """The run's state, brought up to just before `first` from the store when events were committed
         without this observer (None: the store cannot say, and the run is not traced here)."""
         if run_id in self.blind:
@@ -58,7 +59,8 @@ class Tracing:
         trace = self.runs.get(run_id) or RunTrace(run_id, self.content)
         if first > trace.seq + 1:
             try:
-                earlier = self._earlier(run_id, trace.seq, first)
+                earlier = ([e for e in earlier if trace.seq < e.seq < first] if earlier is not None  # seq 0: let go by compaction
+                           else self._earlier(run_id, trace.seq, first))
             except Exception:  # noqa: BLE001 - a store this process cannot reach (store: memory is its project's own)
                 self.runs.pop(run_id, None)
                 self.blind.add(run_id)
