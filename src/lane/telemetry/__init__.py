@@ -14,12 +14,12 @@ from lane.telemetry.settings import problem, settings
 
 if TYPE_CHECKING:
     from lane.spec.project import ProjectSpec
-    from lane.store.records import Event
+    from lane.telemetry.tracing import Tracing
 
 __all__ = ["observer", "problem", "shutdown"]
 
 
-def observer(spec: ProjectSpec) -> Callable[[str, list[Event], str | None], None] | None:
+def observer(spec: ProjectSpec) -> Tracing | None:
     """The commit observer that exports this project's traces, or None when it has no telemetry.
     Raises UsageError when `telemetry:` cannot work (lane[otel] not installed, a header's variable not set)."""
     found = settings(spec)
