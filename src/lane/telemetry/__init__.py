@@ -7,7 +7,6 @@ Nothing of OpenTelemetry is imported for a project that has neither.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lane.telemetry.settings import problem, settings
