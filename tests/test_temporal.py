@@ -216,7 +216,7 @@ def _run_killing_workers(root: Path, workers: Workers, rng: random.Random, kills
                               stdin=subprocess.DEVNULL, text=True)
     kills, decisions = 0, []
     for _ in range(100):
-        deadline = time.monotonic() + rng.uniform(0.3, 1.2)
+        deadline = time.monotonic() + rng.uniform(0.1, 0.9)
         while client.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         if client.poll() is None and kills < kills_wanted:
@@ -241,8 +241,10 @@ def _run_killing_workers(root: Path, workers: Workers, rng: random.Random, kills
 @pytest.mark.slow
 def test_sigkill_of_workers_mid_run_loses_and_repeats_nothing(temporal: DevServer, backing: Backing, tmp_path: Path) -> None:
     rng = random.Random(20261206)
-    total = 0
-    for attempt in range(1, 3):
+    total, attempt = 0, 0
+    while total < 6:  # a run may end before a kill lands: as many runs as it takes
+        attempt += 1
+        assert attempt <= 6, f"only {total} kills landed mid-run in {attempt - 1} runs"
         store = backing.fresh()
         root = _project(tmp_path / f"p{attempt}", temporal, CRASH_FILES, store, heartbeat=1.5)
         found = Workers(root)
@@ -266,7 +268,6 @@ def test_sigkill_of_workers_mid_run_loses_and_repeats_nothing(temporal: DevServe
                 keys[tag].add(key)
         assert set(keys) == IDEM_TAGS and all(len(seen) == 1 for seen in keys.values())
         _store_sound(root, run_id, store)
-    assert total >= 5, f"only {total} kills landed mid-run"
 
 
 def test_no_worker_and_no_server_are_one_line_each(temporal: DevServer, project_dir: Path, workers: Workers) -> None:

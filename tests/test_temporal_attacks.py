@@ -382,7 +382,10 @@ def test_two_resumes_at_once_run_the_approved_call_once(temporal: DevServer, pro
     assert "completed" in answers and all(a == "completed" or a.endswith("is completed; only paused, stopped or interrupted runs resume")
                                           for a in answers), answers
     assert [e[:2] for e in _effects(root)] == [("once", "p1")]
-    assert _history(temporal, run_id) == ("COMPLETED", ["lane-stretch", "lane-stretch"])
+    # A resume sent just after the workflow closed opens an execution of its own, whose one stretch only says the run is
+    # completed: the latest execution has one stretch or two, and every one ended completed.
+    status, stretches = _history(temporal, run_id)
+    assert status == "COMPLETED" and stretches in (["lane-stretch"], ["lane-stretch", "lane-stretch"])
 
 
 def test_a_client_killed_while_it_waits_leaves_the_run_to_a_resume_that_waits_for_it(

@@ -142,6 +142,12 @@ def _check_resumable(run: RunRecord) -> None:
         raise UsageError(f"run {run.run_id} is {run.status}; only paused, stopped or interrupted runs resume{again}")
 
 
+def _still_ended(run: RunRecord) -> None:
+    """A claim by a retry that takes over a dead worker's: the run is `running` under that worker, nothing more."""
+    if run.status != "running":
+        raise UsageError(f"run {run.run_id} is {run.status}: another process carried it on")
+
+
 def _scopes(journal: Journal, overrides: dict[str, float]) -> dict[str, str]:
     """A raised budget applies where that budget stopped the run (a step), else to the whole run."""
     # how it ended: the event before run_resumed, past any outcome recorded while it waited
@@ -246,6 +252,11 @@ class Project:
         executes it (await it, or hand it to a task: `lane serve` answers with the id before the run ends)."""
         book = self.spec.runbooks.get(runbook)
         self._tracer()  # a telemetry: that cannot work says so before the run exists
+        if self._on_temporal:
+            import importlib.util
+
+            if importlib.util.find_spec("temporalio") is None:
+                raise UsageError("lane.yaml says engine: temporal, which needs its extra: pip install 'lane[temporal]'")
         if book is None:
             names = ", ".join(sorted(self.spec.runbooks)) or "none"
             raise UsageError(f"no runbook {runbook!r} in {self.root}/runbooks (runbooks: {names})")
@@ -341,14 +352,17 @@ class Project:
                           lambda name: name in tools and tools[name].idempotent, from_step)
 
     async def _retry_here(self, record: RunRecord, from_step: str | None, on_event: OnEvent | None = None,
-                          on_stream: OnStream | None = None) -> Run:
+                          on_stream: OnStream | None = None, *, taken_over: bool = False) -> Run:
+        """`taken_over`: a worker that claimed the run for this retry died before it committed anything; the run is
+        `running` under its dead owner, its journal still ends failed or rejected."""
         from lane.engine import retry
 
         self._tracer()
         spec, book = self._version_of(record)
         plan = self._retry_plan(record, from_step)
         owner = process_owner(_token(4))
-        self.store.claim(record.run_id, owner, check=retry.check_retryable)  # still failed or rejected: no other retry slipped in
+        check = _still_ended if taken_over else retry.check_retryable  # still failed or rejected: no other retry slipped in
+        self.store.claim(record.run_id, owner, check=check)
         journal = self._observed(_journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets), self._group))
         journal.record("run_retried", **plan.to_event(record.status))
         return await self._execute(record.run_id, book, journal, owner, on_stream, spec)
@@ -360,7 +374,8 @@ class Project:
         """lane.yaml's `temporal:` (its defaults when absent): where `engine: temporal` sends runs."""
         from lane.spec.files import TemporalConfig
 
-        return self.spec.config.temporal or TemporalConfig()
+        config = self.spec.config.temporal or TemporalConfig()
+        return config if config.task_queue else config.model_copy(update={"task_queue": f"lane-{self.spec.config.project}"})
 
     @property
     def _on_temporal(self) -> bool:
@@ -376,20 +391,15 @@ class Project:
     async def _submit(self, run_id: str, job: dict[str, Any], on_event: OnEvent | None) -> Run:
         """Send a job (start, resume, retry) to the run's workflow; the run as the stretch that ran it left it.
         `on_event` sees the run's events as the workers commit them."""
-        import importlib.util
-
         try:
-            if importlib.util.find_spec("temporalio") is None:
-                raise UsageError("lane.yaml says engine: temporal, which needs its extra: pip install 'lane[temporal]'")
             from lane.backends.temporal.client import ready, submit
 
             client = await ready(self.temporal)
         except UsageError as exc:
-            if job["kind"] != "start":
-                raise
-            why = f"not sent to Temporal: {exc}"  # never left `running` with nobody to run it
-            Journal(self.store, run_id, self.store.events(run_id), Redactor(self.spec.secrets)).fail(why)
-            raise UsageError(f"{exc} (run {run_id} is recorded as failed: `lane retry {run_id}` sends it again)") from None
+            if job["kind"] == "start":
+                self._not_run(run_id, f"not sent to Temporal: {exc}")
+                raise UsageError(f"{exc} (run {run_id} is recorded as failed: `lane retry {run_id}` sends it again)") from None
+            raise
         events = self.store.events(run_id)
         seen = events[-1].seq if events else 0
         tail = None
@@ -403,24 +413,49 @@ class Project:
                         report(event)
                         shown[0] = event.seq
 
-        status, reason = await submit(client, self.temporal, run_id, {**job, "seen": seen}, tail)
-        return Run(self, run_id, status, reason)
+        try:
+            status = await submit(client, self.temporal, run_id, {**job, "seen": seen, "project": self.spec.config.project}, tail)
+        except UsageError as exc:
+            if job["kind"] == "start":  # refused by the worker (another project's, another store): not left `running`
+                self._not_run(run_id, f"not run: {exc}")
+            raise
+        record = self.store.run(run_id)
+        return Run(self, run_id, status, record.reason if record.status == status else None)  # the reason stays in the store
 
-    async def _stretch(self, job: dict[str, Any], *, retried: bool) -> tuple[str, str | None]:
-        """Run one job of a run's workflow here (a worker's activity). Tried again after a worker died, it carries
-        on from the journal, or answers with where an earlier try left the run."""
-        record = self.store.run(str(job["run_id"]))
-        kind = job["kind"]
+    def _not_run(self, run_id: str, why: str) -> None:
+        """End a run that no worker took as failed (never left `running` with nobody to run it); `lane retry` sends it again."""
+        record = self.store.run(run_id)
+        if record.status == "running" and record.owner is None:
+            Journal(self.store, run_id, self.store.events(run_id), Redactor(self.spec.secrets)).fail(why)
+
+    async def _stretch(self, job: dict[str, Any], *, retried: bool) -> tuple[str, int]:
+        """Run one job of a run's workflow here (a worker's activity): the run's status after it, and the last seq of
+        its journal. Tried again after a worker died, it carries on from the journal, or answers with where an earlier
+        try left the run."""
+        from lane.errors import RunNotFound
+
+        if job.get("project", self.spec.config.project) != self.spec.config.project:
+            raise UsageError(f"task queue {self.temporal.task_queue!r} is served by the workers of project "
+                             f"{self.spec.config.project!r}, not {job.get('project')!r}: give each project its own temporal.task_queue")
+        try:
+            record = self.store.run(str(job["run_id"]))
+        except RunNotFound:
+            raise UsageError(f"the worker's store ({self.spec.config.store}) has no run {job['run_id']}: the workers must use "
+                             "the store the project's lane.yaml names, as every process that starts runs does") from None
+        kind, claimed = job["kind"], None
         if retried:
             events = self.store.events(record.run_id)
             if events and events[-1].seq > int(job.get("seen", 0)):  # an earlier try got somewhere
                 if record.status != "running":
-                    return record.status, record.reason
+                    return record.status, events[-1].seq
                 kind = "resume"  # it died on the way: carry on from its journal, as `lane resume` does
+            elif kind == "retry" and record.status == "running" and events and events[-1].type in ("run_failed", "run_rejected"):
+                claimed = record  # an earlier try claimed the run for the retry and died before committing anything
+                record = replace(record, status=events[-1].type.removeprefix("run_"))
         if kind == "start":
             run = await self._start_here(record)
         elif kind == "retry":
-            run = await self._retry_here(record, job.get("from_step"))
+            run = await self._retry_here(record, job.get("from_step"), taken_over=claimed is not None)
         else:
             try:
                 overrides = parse_overrides(job.get("budget") or {})
@@ -428,7 +463,8 @@ class Project:
                 raise UsageError(f"--budget: {exc}") from None
             _check_resumable(record)
             run = await self._resume_here(record, overrides)
-        return run.status, run.reason
+        events = self.store.events(record.run_id)
+        return run.status, events[-1].seq if events else 0
 
     async def _start_here(self, record: RunRecord) -> Run:
         """The first stretch of a run `start` recorded for a worker."""

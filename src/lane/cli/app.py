@@ -100,6 +100,9 @@ EXIT = {"completed": 0, "failed": 1, "stopped": 1, "paused": 3, "rejected": 4}
 def main() -> None:
     try:
         app()
+    except SystemExit as done:
+        _leave_after_temporal(done.code)
+        raise
     except Exception as exc:  # a defect of lane's own: one line, scrubbed of secrets; the traceback on request
         import os
         import traceback
@@ -111,6 +114,22 @@ def main() -> None:
         sys.stderr.write(scrub(f"error: internal error: {type(exc).__name__}: {exc} "
                                "(a defect of lane's; LANE_DEBUG=1 shows where, please report it)") + "\n")
         raise SystemExit(1) from None
+
+
+def _leave_after_temporal(code: object) -> None:
+    """End at once a command that talked to Temporal, once what it printed is out: the SDK's threads can outlive the
+    interpreter's shutdown and abort it (temporalio/sdk-python#300), turning a run's exit code into 134 or 139."""
+    if "temporalio.client" not in sys.modules:
+        return
+    import os
+
+    if "lane.telemetry.exporter" in sys.modules:  # its spans go out first, as at a normal exit
+        from lane.telemetry import shutdown
+
+        shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 @app.command()

@@ -154,8 +154,8 @@ class TemporalConfig(Strict):
 
     address: str = "localhost:7233"
     namespace: str = "default"
-    task_queue: str = "lane"
-    heartbeat_seconds: float = Field(default=10, gt=0, le=3600)  # a worker silent this long is taken for dead: another takes its runs up
+    task_queue: str | None = None  # default: lane-PROJECT, so that two projects on one Temporal never share workers
+    heartbeat_seconds: float = Field(default=10, ge=1, le=3600)  # a worker silent this long is taken for dead: another takes its runs up
 
 
 class TelemetryConfig(Strict):

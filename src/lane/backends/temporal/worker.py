@@ -21,7 +21,7 @@ from lane.errors import RunBusy, StoreUnavailable, UsageError
 if TYPE_CHECKING:
     from lane.project import Project
 
-BEAT = 2.0  # seconds between heartbeats; the workflow's timeout is heartbeat_seconds (10 by default)
+BEAT = 2.0  # seconds between heartbeats at most; a fourth of heartbeat_seconds when that is shorter than 8
 
 
 class Stretches:
@@ -32,42 +32,46 @@ class Stretches:
 
     @activity.defn(name=STRETCH)
     async def stretch(self, job: dict[str, Any]) -> dict[str, Any]:
-        beating = asyncio.ensure_future(_beat())
+        """The run's status and the last seq of its journal when the stretch ended; never its reason, which may hold
+        inputs or a command's output (Temporal's history keeps only what lane's store need not protect)."""
+        timeout = activity.info().heartbeat_timeout
+        beating = asyncio.ensure_future(_beat(min(BEAT, timeout.total_seconds() / 4) if timeout else BEAT))
         try:
-            status, reason = await self.project._stretch(job, retried=activity.info().attempt > 1)
+            status, seq = await self.project._stretch(job, retried=activity.info().attempt > 1)
         except UsageError as exc:  # the job cannot be done as asked: the caller is told, nothing is retried
             raise ApplicationError(str(exc), type="UsageError", non_retryable=True) from None
         except (RunBusy, StoreUnavailable) as exc:  # another process holds the run, or the store is away: tried again
             raise ApplicationError(str(exc), type=type(exc).__name__) from None
         finally:
             beating.cancel()
-        return {"status": status, "reason": reason}
+        return {"status": status, "seq": seq}
 
 
-async def _beat() -> None:
+async def _beat(every: float) -> None:
     """Tell Temporal this worker is alive while the stretch runs (the run's model calls may take minutes)."""
     while True:
         activity.heartbeat()
-        await asyncio.sleep(BEAT)
+        await asyncio.sleep(every)
 
 
 async def serve(project: Project, *, concurrency: int, ready: Callable[[str], None] | None = None) -> None:
     """Poll the project's task queue until SIGINT or SIGTERM; stretches running then are given back (resumable)."""
     from temporalio.worker import Worker
 
-    from lane.backends.temporal.client import connect
+    from lane.backends.temporal.client import check_namespace, connect, queue
 
     config = project.temporal
-    client = await connect(config)
+    client = await connect(config, quiet=False)  # a worker's log says when it loses the server, and when it is back
+    await check_namespace(client, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread: the caller stops it
             loop.add_signal_handler(sig, stop.set)
-    worker = Worker(client, task_queue=config.task_queue, workflows=[RunWorkflow], activities=[Stretches(project).stretch],
+    worker = Worker(client, task_queue=queue(config), workflows=[RunWorkflow], activities=[Stretches(project).stretch],
                     max_concurrent_activities=concurrency)
     async with worker:
         if ready is not None:
-            ready(f"lane worker: project {project.spec.config.project}, task queue {config.task_queue!r} "
+            ready(f"lane worker: project {project.spec.config.project}, task queue {queue(config)!r} "
                   f"at {config.address} (namespace {config.namespace}); Ctrl-C stops")
         await stop.wait()

@@ -1,8 +1,10 @@
 """The workflow of one run: take a job, run it as one activity (a stretch), keep its outcome, wait for the next.
 
 Jobs arrive by the `resume` update: `start`, `resume` (with a raised budget or not) and `retry`. The
-update returns the outcome of the stretch its job ran; a caller that comes while a stretch runs (a
-second `lane resume`) waits for that stretch instead. The workflow ends with the run: completed,
+update returns the outcome of the stretch its job ran: the run's status and the last seq of its
+journal (never its reason: that stays in lane's store). A caller that comes while a stretch runs (a
+second `lane resume`) waits for that stretch instead, unless it had already seen the run rest at the
+end of that very stretch: then its resume runs next. The workflow ends with the run: completed,
 failed or rejected.
 """
 
@@ -59,11 +61,25 @@ class RunWorkflow:
 
     @workflow.update(name=UPDATE)
     async def resume(self, job: dict[str, Any]) -> dict[str, Any]:
-        if not (self.running or self.jobs):  # else a stretch runs (or is about to): this caller waits for it
-            self.jobs.append(job)
-        index = len(self.outcomes)
+        while True:
+            mine = not (self.running or self.jobs)  # else a stretch runs (or is about to): this caller waits for it
+            if mine:
+                self.jobs.append(job)
+            outcome = await self._outcome(len(self.outcomes))
+            if mine or not self._saw_it_rest(job, outcome):
+                return outcome
+            # The caller saw the run rest (and decided) before the workflow heard the stretch end: its resume is a job.
+
+    async def _outcome(self, index: int) -> dict[str, Any]:
+        """The outcome of the stretch numbered `index`, once it ends."""
         await workflow.wait_condition(lambda: len(self.outcomes) > index)
         return self.outcomes[index]
+
+    @staticmethod
+    def _saw_it_rest(job: dict[str, Any], outcome: dict[str, Any]) -> bool:
+        """Whether a `resume` was sent after the stretch it joined had already left the run paused or stopped."""
+        return (job.get("kind") == "resume" and outcome["status"] in RESTING
+                and int(job.get("seen", 0)) >= int(outcome.get("seq", 1 << 62)))
 
     @resume.validator
     def _can_take(self, job: dict[str, Any]) -> None:
