@@ -440,9 +440,9 @@ class Project:
         try:
             record = self.store.run(str(job["run_id"]))
         except RunNotFound:
-            raise UsageError(f"the worker's store ({self.spec.config.store}) has no run {job['run_id']}: the workers must use "
-                             "the store the project's lane.yaml names, as every process that starts runs does") from None
-        kind, claimed = job["kind"], None
+            raise UsageError(f"the worker's store has no run {job['run_id']}: the workers must use the store the "
+                             "project's lane.yaml names, as every process that starts runs does") from None
+        kind, taken_over = job["kind"], False
         if retried:
             events = self.store.events(record.run_id)
             if events and events[-1].seq > int(job.get("seen", 0)):  # an earlier try got somewhere
@@ -450,12 +450,12 @@ class Project:
                     return record.status, events[-1].seq
                 kind = "resume"  # it died on the way: carry on from its journal, as `lane resume` does
             elif kind == "retry" and record.status == "running" and events and events[-1].type in ("run_failed", "run_rejected"):
-                claimed = record  # an earlier try claimed the run for the retry and died before committing anything
+                taken_over = True  # an earlier try claimed the run for the retry and died before committing anything
                 record = replace(record, status=events[-1].type.removeprefix("run_"))
         if kind == "start":
             run = await self._start_here(record)
         elif kind == "retry":
-            run = await self._retry_here(record, job.get("from_step"), taken_over=claimed is not None)
+            run = await self._retry_here(record, job.get("from_step"), taken_over=taken_over)
         else:
             try:
                 overrides = parse_overrides(job.get("budget") or {})

@@ -21,7 +21,7 @@ WORKFLOW = "lane-run"
 STRETCH = "lane-stretch"
 UPDATE = "resume"
 RESTING = ("paused", "stopped")  # the run waits for a person or a raised budget: the workflow waits with it
-JOINABLE = ("resume", "wait")  # jobs that may wait for a stretch already running instead of starting one
+JOINABLE = ("resume",)  # a job that may wait for a stretch already running instead of starting one
 
 
 @workflow.defn(name=WORKFLOW)
