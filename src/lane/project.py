@@ -389,82 +389,16 @@ class Project:
         return self
 
     async def _submit(self, run_id: str, job: dict[str, Any], on_event: OnEvent | None) -> Run:
-        """Send a job (start, resume, retry) to the run's workflow; the run as the stretch that ran it left it.
-        `on_event` sees the run's events as the workers commit them."""
-        try:
-            from lane.backends.temporal.client import ready, submit
+        """Send a job (start, resume, retry) to the run's workflow; the run as the stretch that ran it left it."""
+        from lane.backends.temporal.jobs import send
 
-            client = await ready(self.temporal)
-        except UsageError as exc:
-            if job["kind"] == "start":
-                self._not_run(run_id, f"not sent to Temporal: {exc}")
-                raise UsageError(f"{exc} (run {run_id} is recorded as failed: `lane retry {run_id}` sends it again)") from None
-            raise
-        events = self.store.events(run_id)
-        seen = events[-1].seq if events else 0
-        tail = None
-        report = _guarded(on_event)
-        if report is not None:
-            shown = [0 if job["kind"] == "start" else seen]
-
-            def tail() -> None:
-                for event in self.store.events(run_id):
-                    if event.seq > shown[0]:
-                        report(event)
-                        shown[0] = event.seq
-
-        try:
-            status = await submit(client, self.temporal, run_id, {**job, "seen": seen, "project": self.spec.config.project}, tail)
-        except UsageError as exc:
-            if job["kind"] == "start":  # refused by the worker (another project's, another store): not left `running`
-                self._not_run(run_id, f"not run: {exc}")
-            raise
-        record = self.store.run(run_id)
-        return Run(self, run_id, status, record.reason if record.status == status else None)  # the reason stays in the store
-
-    def _not_run(self, run_id: str, why: str) -> None:
-        """End a run that no worker took as failed (never left `running` with nobody to run it); `lane retry` sends it again."""
-        record = self.store.run(run_id)
-        if record.status == "running" and record.owner is None:
-            Journal(self.store, run_id, self.store.events(run_id), Redactor(self.spec.secrets)).fail(why)
+        return await send(self, run_id, job, on_event)
 
     async def _stretch(self, job: dict[str, Any], *, retried: bool) -> tuple[str, int]:
-        """Run one job of a run's workflow here (a worker's activity): the run's status after it, and the last seq of
-        its journal. Tried again after a worker died, it carries on from the journal, or answers with where an earlier
-        try left the run."""
-        from lane.errors import RunNotFound
+        """Run one job of a run's workflow here (a worker's activity): the run's status after it, and its last seq."""
+        from lane.backends.temporal.jobs import run_here
 
-        if job.get("project", self.spec.config.project) != self.spec.config.project:
-            raise UsageError(f"task queue {self.temporal.task_queue!r} is served by the workers of project "
-                             f"{self.spec.config.project!r}, not {job.get('project')!r}: give each project its own temporal.task_queue")
-        try:
-            record = self.store.run(str(job["run_id"]))
-        except RunNotFound:
-            raise UsageError(f"the worker's store has no run {job['run_id']}: the workers must use the store the "
-                             "project's lane.yaml names, as every process that starts runs does") from None
-        kind, taken_over = job["kind"], False
-        if retried:
-            events = self.store.events(record.run_id)
-            if events and events[-1].seq > int(job.get("seen", 0)):  # an earlier try got somewhere
-                if record.status != "running":
-                    return record.status, events[-1].seq
-                kind = "resume"  # it died on the way: carry on from its journal, as `lane resume` does
-            elif kind == "retry" and record.status == "running" and events and events[-1].type in ("run_failed", "run_rejected"):
-                taken_over = True  # an earlier try claimed the run for the retry and died before committing anything
-                record = replace(record, status=events[-1].type.removeprefix("run_"))
-        if kind == "start":
-            run = await self._start_here(record)
-        elif kind == "retry":
-            run = await self._retry_here(record, job.get("from_step"), taken_over=taken_over)
-        else:
-            try:
-                overrides = parse_overrides(job.get("budget") or {})
-            except ValueError as exc:
-                raise UsageError(f"--budget: {exc}") from None
-            _check_resumable(record)
-            run = await self._resume_here(record, overrides)
-        events = self.store.events(record.run_id)
-        return run.status, events[-1].seq if events else 0
+        return await run_here(self, job, retried=retried)
 
     async def _start_here(self, record: RunRecord) -> Run:
         """The first stretch of a run `start` recorded for a worker."""
