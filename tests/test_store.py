@@ -678,3 +678,19 @@ def test_runs_still_reads_the_store_after_the_writer_was_sigkilled_mid_run(backi
     assert resumed.returncode == 3, resumed.stderr
     assert json.loads(resumed.stdout)["status"] == "paused"
     assert lane_json("show", listed["run_id"], cwd=root)["pending"][0]["kind"] == "in_doubt"
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgresql"])
+def test_events_after_a_seq_are_only_the_later_ones(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """What a display tails (`lane run` on Temporal): only the events it has not shown yet."""
+    url = {"memory": "memory", "sqlite": "sqlite:///lane.db"}.get(kind) or request.getfixturevalue("postgres").new_database()
+    store = open_store(url, tmp_path)
+    try:
+        owner = process_owner("t")
+        store.create_run("r1", "book", 1, {}, owner, first=Event(1, "run_started", None, None, now(), {}))
+        store.append("r1", [Event(seq, "note", None, None, now(), {"n": seq}) for seq in (2, 3, 4)])
+        assert [e.seq for e in store.events("r1")] == [1, 2, 3, 4]
+        assert [e.seq for e in store.events("r1", after=2)] == [3, 4]
+        assert store.events("r1", after=4) == []
+    finally:
+        store.close()

@@ -400,13 +400,13 @@ class Project:
 
         return await run_here(self, job, retried=retried)
 
-    async def _start_here(self, record: RunRecord) -> Run:
+    async def _start_here(self, record: RunRecord, on_event: OnEvent | None = None) -> Run:
         """The first stretch of a run `start` recorded for a worker."""
         self._tracer()
         spec, book = self._version_of(record)
         owner = process_owner(_token(4))
         self.store.claim(record.run_id, owner, check=_check_resumable)
-        journal = self._observed(Journal(self.store, record.run_id, self.store.events(record.run_id), Redactor(self.spec.secrets), self._group))
+        journal = self._observed(_journal(self.store, record.run_id, self.store.events(record.run_id), on_event, Redactor(self.spec.secrets), self._group))
         return await self._execute(record.run_id, book, journal, owner, None, spec)
 
     def _root(self, record: RunRecord) -> RunRecord:

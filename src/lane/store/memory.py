@@ -139,8 +139,8 @@ class MemoryStore:
     def children(self, run_id: str) -> list[RunRecord]:
         return sorted((r for r in self._runs.values() if r.parent_id == run_id), key=lambda r: (r.started_at, r.run_id))
 
-    def events(self, run_id: str) -> list[Event]:
-        return list(self._events[self.run(run_id).run_id])
+    def events(self, run_id: str, *, after: int = 0) -> list[Event]:
+        return [e for e in self._events[self.run(run_id).run_id] if e.seq > after]
 
     def add_token(self, digest: str, person: str) -> None:
         self._tokens[digest] = person

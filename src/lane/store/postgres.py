@@ -394,10 +394,11 @@ class PostgresStore:
             return []  # names no run: none started under it
         return self._runs(f"SELECT {_RUN} FROM runs WHERE parent_id = %s ORDER BY started_at, run_id", (run_id,))
 
-    def events(self, run_id: str) -> list[Event]:
+    def events(self, run_id: str, *, after: int = 0) -> list[Event]:
+        """The run's events in order; `after`: only those past that seq (what a display has not shown yet)."""
         _known(run_id)
         with self._db() as db:
-            return _events(db, _find(db, run_id).run_id)
+            return _events(db, _find(db, run_id).run_id, after)
 
     def add_token(self, digest: str, person: str) -> None:
         """Keep a sign-in token's hash (never the token) for `person`."""
@@ -461,8 +462,9 @@ def _find(db: Connection, run_id: str, *, lock: bool = False) -> RunRecord:
     return _run(row)
 
 
-def _events(db: Connection, run_id: str) -> list[Event]:
-    rows = db.execute("SELECT seq, type, step_id, ref, at, data FROM events WHERE run_id = %s ORDER BY seq", (run_id,)).fetchall()
+def _events(db: Connection, run_id: str, after: int = 0) -> list[Event]:
+    rows = db.execute("SELECT seq, type, step_id, ref, at, data FROM events WHERE run_id = %s AND seq > %s ORDER BY seq",
+                      (run_id, after)).fetchall()
     return [Event(seq, type_, step, ref, at, json.loads(data)) for seq, type_, step, ref, at, data in rows]
 
 

@@ -286,9 +286,10 @@ class SQLiteStore:
         rows = self._db.execute("SELECT * FROM runs WHERE parent_id = ? ORDER BY started_at, run_id", (run_id,)).fetchall()
         return [_run(r) for r in rows]
 
-    def events(self, run_id: str) -> list[Event]:
+    def events(self, run_id: str, *, after: int = 0) -> list[Event]:
+        """The run's events in order; `after`: only those past that seq (what a display has not shown yet)."""
         rows = self._db.execute(
-            "SELECT seq, type, step_id, ref, at, data FROM events WHERE run_id = ? ORDER BY seq", (self.run(run_id).run_id,)
+            "SELECT seq, type, step_id, ref, at, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (self.run(run_id).run_id, after)
         ).fetchall()
         return [Event(seq, type_, step, ref, at, json.loads(data)) for seq, type_, step, ref, at, data in rows]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -64,8 +65,16 @@ async def connect(config: TemporalConfig, *, quiet: bool = True) -> Client:
     return client
 
 
+_POLLED: dict[tuple[str, str, str], float] = {}  # (address, namespace, queue) -> when a worker was last seen polling it
+POLLED_FOR = 5.0  # seconds a seen worker counts as there: a process starting many runs asks once, not once a run
+
+
 async def check_workers(client: Client, config: TemporalConfig) -> None:
     """Refuse to wait on a task queue no worker polls: the run would wait, silently, for ever."""
+    key = (config.address, config.namespace, queue(config))
+    seen = _POLLED.get(key)
+    if seen is not None and time.monotonic() - seen < POLLED_FOR:
+        return
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -80,6 +89,7 @@ async def check_workers(client: Client, config: TemporalConfig) -> None:
     if not found.pollers:
         raise UsageError(f"no lane worker polls task queue {config.task_queue!r} at {config.address}; "
                          "start one in the project's folder: lane worker")
+    _POLLED[key] = time.monotonic()
 
 
 async def check_namespace(client: Client, config: TemporalConfig) -> None:

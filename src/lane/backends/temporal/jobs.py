@@ -17,6 +17,7 @@ from lane.secrets import Redactor
 
 if TYPE_CHECKING:
     from lane.project import OnEvent, Project, Run
+    from lane.store.records import Event
 
 
 async def send(project: Project, run_id: str, job: dict[str, Any], on_event: OnEvent | None) -> Run:
@@ -40,10 +41,9 @@ async def send(project: Project, run_id: str, job: dict[str, Any], on_event: OnE
         shown = [0 if job["kind"] == "start" else seen]
 
         def tail() -> None:
-            for event in store.events(run_id):
-                if event.seq > shown[0]:
-                    report(event)
-                    shown[0] = event.seq
+            for event in store.events(run_id, after=shown[0]):  # only what is new since the last look
+                report(event)
+                shown[0] = event.seq
 
     try:
         status = await submit(client, project.temporal, run_id, {**job, "seen": seen, "project": project.spec.config.project}, tail)
@@ -87,16 +87,20 @@ async def run_here(project: Project, job: dict[str, Any], *, retried: bool) -> t
         elif kind == "retry" and record.status == "running" and events and events[-1].type in ("run_failed", "run_rejected"):
             taken_over = True  # an earlier try claimed the run for the retry and died before committing anything
             record = replace(record, status=events[-1].type.removeprefix("run_"))
+    last = [0]  # the seq of the last event this stretch recorded: what its outcome says it saw, with no read
+
+    def seen(event: Event) -> None:
+        last[0] = event.seq
+
     if kind == "start":
-        run = await project._start_here(record)
+        run = await project._start_here(record, on_event=seen)
     elif kind == "retry":
-        run = await project._retry_here(record, job.get("from_step"), taken_over=taken_over)
+        run = await project._retry_here(record, job.get("from_step"), seen, taken_over=taken_over)
     else:
         try:
             overrides = parse_overrides(job.get("budget") or {})
         except ValueError as exc:
             raise UsageError(f"--budget: {exc}") from None
         _check_resumable(record)
-        run = await project._resume_here(record, overrides)
-    events = store.events(record.run_id)
-    return run.status, events[-1].seq if events else 0
+        run = await project._resume_here(record, overrides, seen)
+    return run.status, last[0]
