@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporal_server import temporal  # noqa: F401 - the session's Temporal dev server, a fixture
+from temporal_server import temporal, workers  # noqa: F401 - the session's Temporal dev server, a test's lane workers: fixtures
 
 from pg import Cluster, postgres  # noqa: F401 - the session's throw-away PostgreSQL cluster, a fixture
 

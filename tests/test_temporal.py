@@ -16,12 +16,11 @@ import subprocess
 import textwrap
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from temporal_server import DevServer
+from temporal_server import DevServer, Workers
 from test_crash import FILES as CRASH_FILES
 from test_crash import IDEM_TAGS, ONCE_TAGS, _effects, _settle_in_doubt, _store_sound
 
@@ -64,46 +63,6 @@ PAY = {
     """,
     "tools/log.py": CRASH_FILES["tools/log.py"],
 }
-
-
-class Workers:
-    """`lane worker` processes for one project, started and killed by the test."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        log = self.root / f"worker-{len(self.procs)}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([*LANE, "worker"], cwd=self.root, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while b"lane worker:" not in log.read_bytes():
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"lane worker did not start: {log.read_text()}"
-            time.sleep(0.05)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-def workers(project_dir: Path) -> Iterator[Workers]:
-    found = Workers(project_dir)
-    try:
-        yield found
-    finally:
-        found.stop()
 
 
 def _project(root: Path, server: DevServer, files: dict[str, str], backing: Backing | None = None, *, heartbeat: float | None = None) -> Path:

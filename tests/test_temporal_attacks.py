@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporal_server import DevServer, _free_port, temporal_bin
+from temporal_server import DevServer, Workers, _free_port, temporal_bin
 from test_crash import FILES as CRASH_FILES
 from test_crash import _effects, _store_sound
-from test_temporal import PAY, Workers, _history, _project, _with
+from test_temporal import PAY, _history, _project, _with
 
 from conftest import LANE, lane, lane_json, write_project
 
@@ -164,15 +164,6 @@ def _worker_slow_to_report(root: Path, delay: float) -> Iterator[None]:
         stopping.set()
         thread.join(60)
         project.close()
-
-
-@pytest.fixture
-def workers(project_dir: Path) -> Iterator[Workers]:
-    found = Workers(project_dir)
-    try:
-        yield found
-    finally:
-        found.stop()
 
 
 class OwnServer(DevServer):

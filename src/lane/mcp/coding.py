@@ -11,10 +11,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from lane.mcp.tooling import Refused, ToolDef, number, optional_text, text
+from lane.mcp.tooling import READ, Refused, ToolDef, number, optional_text, text
 
 _FEATURE = {"type": "string", "description": "The feature's folder under features/."}
-_READ = {"read_only": True, "destructive": False, "idempotent": True, "open_world": False}
 TOOLS = [
     ToolDef("task_verify", "Verify a task", "`lane task verify`: is every changed path in the task's FILES, do its PROHIBITED rules "
             "hold, does every VALIDATE command pass? The evidence, with passed: true or false. Runs VALIDATE in a clean "
@@ -28,17 +27,17 @@ TOOLS = [
             read_only=False, destructive=False, idempotent=True, open_world=True),
     ToolDef("context_check", "Check the context files", "`lane context check`: are AGENTS.md, CLAUDE.md and the Cursor rules "
             "up to date with the canon, and within what each tool loads? ok: true or false, with each finding.",
-            {"type": "object", "properties": {}}, **_READ),
+            {"type": "object", "properties": {}}, **READ),
     ToolDef("lock_check", "Check a feature's lock", "`lane lock check`: every blank, TBD or [bracketed] gate of the feature's "
             "pre-build lock, and whether its sign-off still holds.",
-            {"type": "object", "properties": {"feature": _FEATURE}, "required": ["feature"]}, **_READ),
+            {"type": "object", "properties": {"feature": _FEATURE}, "required": ["feature"]}, **READ),
     ToolDef("session_start", "Where things stand", "`lane session start`: branch, uncommitted work, stashes, unmerged branches, "
             "the last commit, the session log's last entries and RESUME HERE block, the roadmap and known issues.",
             {"type": "object", "properties": {"entries": {"type": "integer", "minimum": 0, "maximum": 50, "default": 3,
-                                                          "description": "How many of log.md's last entries."}}}, **_READ),
+                                                          "description": "How many of log.md's last entries."}}}, **READ),
     ToolDef("killdates_check", "Check kill dates", "`lane killdates --check`: every flag, shim and runbook version with its kill "
             "date and days left; ok is false when a date has passed or the code names an unregistered flag.",
-            {"type": "object", "properties": {}}, **_READ),
+            {"type": "object", "properties": {}}, **READ),
 ]
 CALLS = {tool.name for tool in TOOLS}
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lane.errors import LaneError
 from lane.mcp import coding
-from lane.mcp.tooling import MAX_WAIT, Refused, ToolDef, number, optional_text, text
+from lane.mcp.tooling import MAX_WAIT, READ, Refused, ToolDef, number, optional_text, text
 
 if TYPE_CHECKING:
     from lane.project import Project
@@ -298,19 +298,18 @@ def answer_text(data: Any) -> str:
 
 
 _RUN_ID = {"type": "string", "description": "A run id, or a unique prefix of one."}
-_READ = {"read_only": True, "destructive": False, "idempotent": True, "open_world": False}
 RUN_TOOLS = [
     ToolDef("run_status", "Run status", "A run's status (running, paused, completed, failed, rejected, stopped), why, its output once "
             "completed and what it waits for when paused. With wait, waits up to that many seconds for a run this server "
             "executes to finish or pause.",
             {"type": "object", "properties": {"run_id": _RUN_ID, "wait": {"type": "number", "minimum": 0, "maximum": MAX_WAIT,
-                                                                           "default": 0}}, "required": ["run_id"]}, **_READ),
+                                                                           "default": 0}}, "required": ["run_id"]}, **READ),
     ToolDef("pending", "What waits for a person", "What a paused run waits for a person to decide (each item with the roles that "
             "may decide it); without run_id, everything every paused run waits for, oldest first.",
-            {"type": "object", "properties": {"run_id": _RUN_ID}}, **_READ),
+            {"type": "object", "properties": {"run_id": _RUN_ID}}, **READ),
     ToolDef("show_run", "Run timeline", "A run's timeline, as `lane show` gives it: steps, what each agent saw, outputs, tool "
             "calls, approvals, tokens and times; secrets redacted.",
-            {"type": "object", "properties": {"run_id": _RUN_ID}, "required": ["run_id"]}, **_READ),
+            {"type": "object", "properties": {"run_id": _RUN_ID}, "required": ["run_id"]}, **READ),
 ]
 DECIDE = ToolDef(
     "decide", "Decide for a run", "Approve or reject what a paused run waits for, as the person this server runs as, in one of "

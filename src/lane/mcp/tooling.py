@@ -28,6 +28,9 @@ class ToolDef:
     open_world: bool
 
 
+READ = {"read_only": True, "destructive": False, "idempotent": True, "open_world": False}  # a tool that only reads lane's own data
+
+
 def text(args: dict[str, Any], key: str) -> str:
     """The required text argument `key`."""
     value = args.get(key)
