@@ -300,3 +300,49 @@ def test_the_pool_is_sized_and_its_wait_set_by_the_url(postgres: Cluster) -> Non
                       ("pool_wait=soon", "pool_wait must be seconds from 0.1 to 3600")]:
         with pytest.raises(UsageError, match=said):
             parse_store_url(f"postgresql://lane@127.0.0.1/db?{bad}")
+
+
+def test_a_commit_for_a_run_whose_owner_changed_writes_nothing_of_it(postgres: Cluster, tmp_path: Path) -> None:
+    # The lease came back (the other process let the run go again), but the row says another owner took the run
+    # meanwhile: the commit's own check under the row lock refuses it, events, status and all, for every run it
+    # carried (a shared commit is all or nothing).
+    url = postgres.new_database()
+    first, other = open_store(url, tmp_path), open_store(url, tmp_path)
+    me = process_owner("aaaa")
+    try:
+        for run_id in ("r1", "r2"):
+            first.create_run(run_id, "book", 1, {}, me, first=Event(1, "run_started", None, None, now(), {}))
+        postgres.cut_leases(url)
+        other.claim("r1", process_owner("bbbb"))
+        other.release("r1", process_owner("bbbb"))
+
+        step = Event(2, "step_started", "s", None, now(), {})
+        with pytest.raises(RunBusy, match="run r1 was taken over by another process while this process could not reach the store"):
+            first.append_many([("r2", [step]), ("r1", [step])])
+        with pytest.raises(RunBusy, match="run r1 was taken over"):
+            first.append("r1", [step], status="completed", release=True)  # and every later commit for it
+        assert [e.seq for e in other.events("r1")] == [1] and [e.seq for e in other.events("r2")] == [1]
+        assert (other.run("r1").status, other.run("r1").owner) == ("running", None)
+
+        first.append("r2", [step], status="completed", release=True)  # a run still its own commits as before
+        assert [e.seq for e in other.events("r2")] == [1, 2]
+        assert (other.run("r2").status, other.run("r2").owner) == ("completed", None)
+    finally:
+        first.close()
+        other.close()
+
+
+def test_a_pooled_connection_the_server_ended_is_replaced_before_it_is_used(postgres: Cluster, tmp_path: Path) -> None:
+    # the pool checks a connection without a round trip (its socket is readable: the server's last words): a
+    # terminated session costs the next call nothing
+    url = postgres.new_database()
+    store = open_store(url, tmp_path)
+    try:
+        store.create_run("r1", "book", 1, {}, process_owner("aaaa"), first=Event(1, "run_started", None, None, now(), {}))
+        database = url.rsplit("/", 1)[1]
+        postgres.rows(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}' AND backend_type = 'client backend'")
+        time.sleep(0.2)
+        store.append("r1", [Event(2, "step_started", "s", None, now(), {})], status="completed", release=True)
+        assert [e.seq for e in store.events("r1")] == [1, 2] and store.run("r1").status == "completed"
+    finally:
+        store.close()

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
@@ -33,7 +34,7 @@ from lane.spec.schema import schema_errors
 from lane.store.records import FINISHED, Event, ReleaseMoved, RunRecord, now
 from lane.store.sqlite import process_owner
 from lane.store.url import Store, open_store
-from lane.store.values import checked, storable, too_deep
+from lane.store.values import checked, encode, storable, too_deep
 
 if TYPE_CHECKING:
     from lane.models.base import Model
@@ -271,6 +272,7 @@ class Project:
             raise UsageError(f"the inputs of runbook {runbook!r} must be JSON data: {unfit}")
         run_id = run_id or new_run_id()
         file_book, owner, redact = book, process_owner(_token(4)), Redactor(self.spec.secrets)
+        stored = redact(inputs)  # what the store keeps, and the run executes on
         for _ in range(20):  # a release may route it; if the release changed before the run is written, route again
             spec, book, kept, routing, seq = self._releases.route(file_book, inputs, run_id)
             errors = schema_errors(book.file.inputs, inputs, root="")
@@ -281,7 +283,7 @@ class Project:
             routed: dict[str, Any] = {"routing": routing} if routing else {}
             started = Event(1, "run_started", None, None, now(), redact({"runbook": book.name, "version": book.file.version, "inputs": inputs, **routed}))
             try:  # with where it went, and only if the release journal is still as the routing read it
-                self.store.create_run(run_id, book.name, book.file.version, redact(inputs), owner, snapshot=kept, first=started, routed_at=seq)
+                self.store.create_run(run_id, book.name, book.file.version, stored, owner, snapshot=kept, first=started, routed_at=seq)
                 break
             except ReleaseMoved:
                 continue
@@ -293,7 +295,7 @@ class Project:
         journal = self._observed(_journal(self.store, run_id, [started], on_event, redact, self._group))
         for listener in journal.listeners:
             listener(started)
-        return run_id, self._execute(run_id, book, journal, owner, on_stream, spec)
+        return run_id, self._execute(run_id, book, journal, owner, on_stream, spec, json.loads(encode(stored)))
 
     def resume(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None,
                on_stream: OnStream | None = None) -> Run:
@@ -540,7 +542,8 @@ class Project:
         return spec
 
     async def _execute(self, run_id: str, book: RunbookSpec, journal: Journal, owner: str, on_stream: OnStream | None,
-                       spec: ProjectSpec | None = None) -> Run:
+                       spec: ProjectSpec | None = None, inputs: dict[str, Any] | None = None) -> Run:
+        """Execute the run here; `inputs`: its inputs as stored, when the caller has them (else they are read)."""
         import asyncio  # the engine loads when a run first executes, not with the project
 
         from lane.engine.state import RunState
@@ -549,7 +552,8 @@ class Project:
         if shown is not None:  # a reply streamed to a terminal is shown, so it is scrubbed too (a secret split across pieces is not caught)
             show, redact = shown, Redactor(self.spec.secrets).text
             shown = lambda piece: show(redact(piece))  # noqa: E731
-        state = RunState(run_id, spec or self.spec, book, journal, self.store.run(run_id).inputs, self._models, on_stream=shown)
+        inputs = self.store.run(run_id).inputs if inputs is None else inputs
+        state = RunState(run_id, spec or self.spec, book, journal, inputs, self._models, on_stream=shown)
         state.children = self._children
         if any(s.step.runbook is not None for s in book.walk()):  # only a runbook that starts child runs has their spending to count
             state.meter.count_children(self._spent_by_children(run_id))

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from json.encoder import encode_basestring
 from typing import Any
 
 import psycopg
@@ -48,6 +50,25 @@ TAKEOVER_WAIT = 5.0  # seconds a claim waits for a dead owner's session to end o
 POOL_SIZE = 8
 _RUN = "run_id, runbook, version, status, reason, inputs, started_at, updated_at, owner, parent_id, parent_step, snapshot"
 _EVENT = "INSERT INTO events (run_id, seq, type, step_id, ref, at, data) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+# Writes are one statement each: one round trip, in a transaction of its own. Events go to the server as one JSON
+# text, [[run_id, seq, type, step_id, ref, at, data], ...], with data as the JSON text its column keeps (the `json`
+# type keeps it to the byte): what costs the client least to send.
+_ROWS = "SELECT e->>0, (e->>1)::int, e->>2, e->>3, e->>4, e->>5, (e->6)::text FROM json_array_elements(%s::json) AS e"
+# A new run and its first event (PostgresStore.create_run).
+_CREATE = f"""WITH created AS (INSERT INTO runs ({_RUN}) VALUES (%s, %s, %s, 'running', NULL, %s, %s, %s, %s, %s, %s, %s) RETURNING run_id)
+INSERT INTO events (run_id, seq, type, step_id, ref, at, data) {_ROWS} WHERE EXISTS (SELECT FROM created)"""
+# A commit (PostgresStore._commit): the rows of the runs this store executes ({run_id: owner}, as JSON) are locked
+# (FOR NO KEY UPDATE: a status update may follow; in order, so two commits cannot deadlock) and their owners read;
+# the events are inserted, and the status set, only if every owner is still this store's (the fence).
+_FENCE = f"""WITH held AS (SELECT key AS run_id, value AS owner FROM json_each_text(%s::json)),
+fence AS (SELECT runs.run_id, runs.owner FROM runs JOIN held USING (run_id) ORDER BY runs.run_id FOR NO KEY UPDATE OF runs),
+kept AS (SELECT NOT EXISTS (SELECT FROM fence JOIN held USING (run_id) WHERE fence.owner IS DISTINCT FROM held.owner) AS ok),
+added AS (INSERT INTO events (run_id, seq, type, step_id, ref, at, data) {_ROWS} WHERE (SELECT ok FROM kept))"""
+_COMMIT = _FENCE + "\nSELECT run_id, owner FROM fence"
+_COMMIT_ENDING = _FENCE + """,
+ended AS (UPDATE runs SET status = %s, reason = %s, updated_at = %s, owner = CASE WHEN %s THEN NULL ELSE owner END
+    WHERE run_id = %s AND (SELECT ok FROM kept))
+SELECT run_id, owner FROM fence"""
 _LOST = ("08", "57P01", "57P02", "57P03")  # SQLSTATEs of a lost connection or a server shutting down or starting
 # TCP keepalives, both ways: the server ends the session (and its leases) of a client whose machine died within
 # about a minute (20 s idle, then 6 probes 5 s apart), not the two hours of the system's default; the client notices
@@ -87,7 +108,7 @@ class PostgresStore:
                              f"schema {SCHEMA} of the database: is that schema another program's?") from None
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             self._conninfo, min_size=1, max_size=pool_size, open=True, timeout=wait, name="lane-store",
-            kwargs={"autocommit": True}, check=ConnectionPool.check_connection)
+            kwargs={"autocommit": True}, check=_untouched)
         self._leases = Leases(lambda: psycopg.connect(self._conninfo, autocommit=True))
 
     def close(self) -> None:
@@ -187,14 +208,17 @@ class PostgresStore:
             taken = self._leases.take(run_id, owner)
         if not taken:
             raise RunBusy(f"run {run_id} is being executed by another process", run_id=run_id)
+        row = (run_id, runbook, version, encode(inputs), at, at, owner, *(parent or (None, None)), snapshot)
         try:
-            with self._tx() as db:
-                if routed_at is not None:  # shared: runs are created side by side; a release entry waits for them
-                    db.execute("SELECT pg_advisory_xact_lock_shared(%s)", (lock_key(f"releases:{runbook}"),))
-                    if _last_release(db, runbook) != routed_at:
-                        raise ReleaseMoved(runbook)
-                db.execute(f"INSERT INTO runs ({_RUN}) VALUES (%s, %s, %s, 'running', NULL, %s, %s, %s, %s, %s, %s, %s)",
-                           (run_id, runbook, version, encode(inputs), at, at, owner, *(parent or (None, None)), snapshot))
+            if routed_at is None:  # the run and its first event in one statement (one round trip)
+                with self._db() as db:
+                    db.execute(_CREATE, (*row, f"[{_json_row(run_id, first)}]" if first is not None else "[]"))
+                return
+            with self._tx() as db:  # shared: runs are created side by side; a release entry waits for them
+                db.execute("SELECT pg_advisory_xact_lock_shared(%s)", (lock_key(f"releases:{runbook}"),))
+                if _last_release(db, runbook) != routed_at:
+                    raise ReleaseMoved(runbook)
+                db.execute(f"INSERT INTO runs ({_RUN}) VALUES (%s, %s, %s, 'running', NULL, %s, %s, %s, %s, %s, %s, %s)", row)
                 if first is not None:
                     db.execute(_EVENT, _row(run_id, first))
         except BaseException:
@@ -204,14 +228,9 @@ class PostgresStore:
     def append(self, run_id: str, events: Iterable[Event], *, status: str | None = None, reason: str | None = None, release: bool = False) -> None:
         """Commit events, and optionally the run's new status, in one transaction."""
         _known(run_id)
-        rows = [_row(run_id, e) for e in events]
-        with self._forgetting([run_id]), self._tx() as db:
-            self._fence(db, [run_id])
-            _insert(db, rows)
-            if status is not None:
-                owner_sql = ", owner = NULL" if release else ""
-                db.execute(f"UPDATE runs SET status = %s, reason = %s, updated_at = %s{owner_sql} WHERE run_id = %s",
-                           (status, _text(storable(reason)), now(), run_id))
+        ending = None if status is None else (status, _text(storable(reason)), now(), release)
+        with self._forgetting([run_id]):
+            self._commit([(run_id, list(events))], ending)
         if release:
             self._leases.drop(run_id)
 
@@ -219,10 +238,29 @@ class PostgresStore:
         """Commit the events of several runs in one transaction (runs executing at once share commits)."""
         for run_id, _ in batches:
             _known(run_id)
-        rows = [_row(run_id, e) for run_id, events in batches for e in events]
-        with self._tx() as db:  # not forgotten on failure: each run then commits its own (journal.GroupCommit)
-            self._fence(db, [run_id for run_id, _ in batches])
-            _insert(db, rows)
+        self._commit(batches, None)  # not forgotten on failure: each run then commits its own (journal.GroupCommit)
+
+    def _commit(self, batches: list[tuple[str, list[Event]]], ending: tuple[str, Any, str, bool] | None) -> None:
+        """One statement, so one round trip and its own transaction: under a lock on the rows of the runs this
+        store executes, check that each is still this store's (the fence), insert the events, set the status
+        (`ending`: status, reason, when, whether the owner lets go; for the one run of `batches`). A run whose
+        owner changed refuses the whole commit: nothing of it is written."""
+        run_ids = [run_id for run_id, _ in batches]
+        held = self._fenced(run_ids)
+        rows = ",".join(_json_row(run_id, e) for run_id, events in batches for e in events)
+        args: list[Any] = [json.dumps(held), f"[{rows}]"]
+        if ending is not None:
+            args += [*ending, run_ids[0]]
+        try:
+            with self._db() as db:
+                seen = db.execute(_COMMIT_ENDING if ending is not None else _COMMIT, args).fetchall()
+        except psycopg.errors.UniqueViolation as exc:
+            detail = exc.diag.message_detail or ""
+            raise ValueError(f"an event of run {run_ids[0]} is already recorded ({detail.strip()})") from None
+        for run_id, owner in seen:
+            if owner != held[run_id]:
+                self._leases.lose(run_id)  # and every later commit for it is refused too
+                raise _taken_over(run_id, owner)
 
     def append_checked(self, run_id: str, make: Callable[[RunRecord, list[Event]], list[Event]]) -> list[Event]:
         """Under the run's row lock: read the run and its journal, let `make` say what to add (or raise), commit it."""
@@ -233,27 +271,23 @@ class PostgresStore:
             _insert(db, [_row(run.run_id, e) for e in events])
         return events
 
-    def _fence(self, db: Connection, run_ids: list[str]) -> None:
-        """Refuse to commit for a run this store executes whose owner changed: another worker took it over
-        while this one could not reach the database. The row stays locked until the commit (not shared: the
-        status update that may follow would otherwise wait on another commit's share)."""
+    def _fenced(self, run_ids: list[str]) -> dict[str, str]:
+        """The runs of `run_ids` this store executes, with the owner it executes each as: their rows are checked
+        under a lock in the commit. Refuses a run this store lost: another worker took it over while this one could
+        not reach the database, or it stopped when the store could not be reached."""
         if not any(self._leases.holder(run_id) is not None or self._leases.lost(run_id) is not None for run_id in run_ids):
-            return
+            return {}
         self._leases.renew()  # a lease lost with its session is taken back, or marked lost
         for run_id in run_ids:
             if (was := self._leases.lost(run_id)) is not None:
-                row = db.execute("SELECT owner FROM runs WHERE run_id = %s", (run_id,)).fetchone()
+                with self._db() as db:
+                    row = db.execute("SELECT owner FROM runs WHERE run_id = %s", (run_id,)).fetchone()
                 owner = row[0] if row else None
                 if owner == was:  # nobody took it over: it stopped when the store could not be reached
                     raise StoreUnavailable(f"run {run_id} stopped when the store {self.shown} could not be reached; "
                                            f"`lane resume {run_id}` carries it on")
                 raise _taken_over(run_id, owner)
-        held = {run_id: owner for run_id in run_ids if (owner := self._leases.holder(run_id)) is not None}
-        rows = db.execute("SELECT run_id, owner FROM runs WHERE run_id = ANY(%s) ORDER BY run_id FOR NO KEY UPDATE", (sorted(held),)).fetchall()
-        for run_id, owner in rows:
-            if owner != held[run_id]:
-                self._leases.lose(run_id)  # and every later commit for it is refused too
-                raise _taken_over(run_id, owner)
+        return {run_id: owner for run_id in sorted(run_ids) if (owner := self._leases.holder(run_id)) is not None}
 
     @contextmanager
     def _forgetting(self, run_ids: list[str]) -> Iterator[None]:
@@ -439,6 +473,26 @@ class PostgresStore:
             return [_run(r) for r in db.execute(sql, args).fetchall()]
 
 
+def _untouched(db: Connection) -> None:
+    """The pool's check of a connection before it is lent, without a round trip: an idle connection has nothing
+    to read, so one whose socket is readable was ended by the server (a restart, a terminated session: its last
+    words, or the end of the stream) and is replaced before lane uses it. A server lost without a word is found
+    by the statement itself, and TCP keepalives (_KEEPALIVES)."""
+    if db.closed or db.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    if _readable(db.fileno()):
+        db.close()  # so the pool drops it and opens another
+        raise psycopg.OperationalError("the server ended the connection")
+
+
+def _readable(fd: int) -> bool:
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
+
+
 def _known(run_id: str) -> None:
     """An empty id names no run (not even as a prefix), nor one holding NUL (PostgreSQL text cannot)."""
     if not run_id or "\x00" in run_id:
@@ -502,6 +556,15 @@ class _Wait(Exception):  # noqa: N818 - not an error: the lease is ending, claim
 def _scrub(text: str, secret: str | None) -> str:
     """`text` without the password (one of under 4 characters is not looked for: it would garble every word)."""
     return text.replace(secret, "***") if secret and len(secret) >= 4 else text
+
+
+def _json_row(run_id: str, e: Event) -> str:
+    """An event as a row of a commit's JSON (_ROWS): its data is JSON text already, and goes in as it is."""
+    return f"[{_quoted(run_id)},{int(e.seq)},{_quoted(e.type)},{_quoted(e.step_id)},{_quoted(e.ref)},{_quoted(e.at)},{encode(e.data)}]"
+
+
+def _quoted(text: str | None) -> str:
+    return "null" if text is None else encode_basestring(text)
 
 
 def _row(run_id: str, e: Event) -> tuple[Any, ...]:
