@@ -388,8 +388,8 @@ class Bench:
         return proc
 
     def lane_workers(self, root: Path, n: int, profile: Path | None = None) -> list[subprocess.Popen[Any]]:
-        prefix = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
-        return [self.worker([*prefix, "-m", "lane", "worker"], root, "lane worker:") for _ in range(n)]
+        argv = [sys.executable, str(SCRIPT), "profiled-worker", "--out", str(profile)] if profile else [sys.executable, "-m", "lane", "worker"]
+        return [self.worker(argv, root, "lane worker:") for _ in range(n)]
 
     def floor_workers(self, server: str, queue: str) -> list[subprocess.Popen[Any]]:
         argv = [sys.executable, str(SCRIPT), "floor-worker", "--address", self.servers[server].address, "--queue", queue]
@@ -536,6 +536,49 @@ def w4_processes(bench: Bench, n: int, concurrency: int) -> dict[str, Any]:
             "per_process_runs_per_s": [r["runs_per_s"] for r in results]}
 
 
+def round_trips(bench: Bench) -> dict[str, float]:
+    """The latency of a bare `SELECT 1` to the cluster, back to back and after a gap of client work (us -> median us):
+    what one round trip costs once the server's process had time to fall asleep."""
+    import psycopg
+
+    def busy(us: int) -> None:
+        end = time.perf_counter() + us / 1e6
+        while time.perf_counter() < end:
+            pass
+
+    found = {}
+    with psycopg.connect(bench.cluster.new_database(), autocommit=True) as db:
+        for gap in (0, 200, 1000):
+            took = []
+            for _ in range(2000):
+                busy(gap)
+                began = time.perf_counter()
+                db.execute("SELECT 1")
+                took.append((time.perf_counter() - began) * 1e6)
+            found[str(gap)] = statistics.median(took)
+    return found
+
+
+def profiled_worker(out: Path) -> None:
+    """`lane worker` under cProfile. lane ends a command that used Temporal with os._exit (its SDK's threads can abort
+    the interpreter's shutdown), which skips cProfile's own dump at exit: the profile is written just before."""
+    import cProfile
+
+    profile, leave = cProfile.Profile(), os._exit
+
+    def dump_and_leave(code: int) -> None:
+        profile.disable()
+        profile.dump_stats(str(out))
+        leave(code)
+
+    os._exit = dump_and_leave  # type: ignore[assignment]
+    sys.argv = ["lane", "worker"]
+    from lane.cli.app import main as lane_main
+
+    profile.enable()
+    lane_main()
+
+
 def profile_worker(bench: Bench, runs: int) -> dict[str, Any]:
     """One `lane worker` under cProfile (SQLite store, unpaced server) while `runs` W2 runs go through it: where its time goes."""
     import pstats
@@ -657,14 +700,16 @@ def scaling_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def verdicts(summary: dict[str, Any]) -> dict[str, Any]:
+def verdicts(summary: dict[str, Any], raw: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     def ratio(a: str, b: str, field: str = "us_per_step") -> float | None:
         x, y = summary.get(a, {}).get(field), summary.get(b, {}).get(field)
         return x / y if x and y else None
 
     out: dict[str, Any] = {}
     pg = ratio("postgres", "sqlite")
-    out["pg_w2"] = {"target": TARGETS["pg_w2"], "ratio": pg, "verdict": None if pg is None else "pass" if pg <= 2 else "FAIL"}
+    rounds = [med(p["samples"]) / med(s["samples"]) for p, s in zip(raw.get("postgres", []), raw.get("sqlite", []), strict=False)]
+    out["pg_w2"] = {"target": TARGETS["pg_w2"], "ratio": pg, "verdict": None if pg is None else "pass" if pg <= 2 else "FAIL",
+                    "ratio_by_round": rounds}
     for server, prefix in (("paced", ""), ("unpaced", "unpaced_")):
         for store in ("sqlite", "postgres"):
             r10 = ratio(f"{prefix}temporal_{store}", f"{prefix}floor10")
@@ -730,17 +775,19 @@ def orchestrate(quick: bool, out_path: Path) -> None:
                     raw.setdefault(f"w4_postgres_{n}", []).append(w4_processes(bench, n, concurrency))
                     log(f"[W4 round {r + 1}/{w4_rounds}] temporal_postgres, {n} workers")
                     raw.setdefault(f"w4_temporal_postgres_{n}", []).append(w4_case(bench, "temporal_postgres", concurrency, n))
+            log("[round trips] SELECT 1 to PostgreSQL, back to back and after a gap")
+            trips = round_trips(bench)
             log("[profile] one lane worker under cProfile")
             profiled = profile_worker(bench, 20 if quick else 60)
             found = machine(bench.cluster.bin)
         finally:
             bench.close()
     summary = summarize(raw)
-    rows, scaling, judged = table(summary), scaling_rows(summary), verdicts(summary)
+    rows, scaling, judged = table(summary), scaling_rows(summary), verdicts(summary, raw)
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - began, 1), "quick": quick,
               "command": ".venv/bin/python bench/backends.py" + (" --quick" if quick else ""),
               "machine": found, "notes": NOTES, "table": rows, "scaling": scaling,
-              "verdicts": judged, "worker_profile": profiled, "summary": summary, "raw": raw}
+              "verdicts": judged, "worker_profile": profiled, "pg_round_trip_us": trips, "summary": summary, "raw": raw}
     out_path.write_text(json.dumps(result, indent=1) + "\n")
     report(result)
     print(f"\nwrote {out_path}")
@@ -766,6 +813,7 @@ def report(result: dict[str, Any]) -> None:
     for key, v in result["verdicts"].items():
         if isinstance(v, dict):
             extra = f", to 1 activity per run {v['ratio_to_one_activity_per_run']:.2f}x" if v.get("ratio_to_one_activity_per_run") else ""
+            extra += f" (by round: {', '.join(f'{r:.2f}x' for r in v['ratio_by_round'])})" if v.get("ratio_by_round") else ""
             print(f"  {key}: {v['target']}: {fmt(v['ratio'], 2)}x -> {v['verdict']}{extra}")
         else:
             print(f"  {key}: {fmt(v, 2)}x")
@@ -782,6 +830,8 @@ def report(result: dict[str, Any]) -> None:
         if store:
             parts = ", ".join(f"{name} {v['calls_per_run']:.0f}x {v['ms_per_run']:.2f}" for name, v in store["by_method"].items() if v["ms_per_run"] >= 0.01)
             print(f"  {key}: run {store['ms_per_run']:.2f}, store {store['store_ms_per_run']:.2f} ({store['store_share']:.0%}): {parts}")
+    trips = ", ".join(f"after {gap} us of client work {us:.0f} us" for gap, us in result["pg_round_trip_us"].items())
+    print(f"\na round trip to PostgreSQL (SELECT 1, median): {trips}")
     profiled = result["worker_profile"]
     print(f"\na lane worker under cProfile: the stretch {profiled['stretch_ms_per_run']:.2f} ms per run, of it:")
     for label, value in profiled["ms_per_run"].items():
@@ -794,7 +844,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one round, W4 with 200 runs")
     parser.add_argument("--out", type=Path, default=BENCH / "backends.json")
     sub = parser.add_subparsers(dest="child", help=argparse.SUPPRESS)  # what the orchestrator runs in fresh processes
-    for name in ("lane-w2", "lane-w4", "floor-worker", "floor-w2", "floor-w4"):
+    for name in ("lane-w2", "lane-w4", "floor-worker", "floor-w2", "floor-w4", "profiled-worker"):
         child = sub.add_parser(name)
         child.add_argument("--root", type=Path)
         child.add_argument("--address")
@@ -807,12 +857,16 @@ def main() -> None:
         child.add_argument("--store-runs", type=int, default=0, help="runs with every store call timed afterwards")
         child.add_argument("--concurrency", type=int, default=1000)
         child.add_argument("--go", action="store_true", help="lane-w4: print ready, start when stdin says go")
+        child.add_argument("--out", type=Path, help="profiled-worker: where the profile goes")
     args = parser.parse_args()
     if args.child is None:
         orchestrate(args.quick, args.out)
         return
     if args.child == "floor-worker":
         asyncio.run(floor_worker(args.address, args.queue))
+        return
+    if args.child == "profiled-worker":
+        profiled_worker(args.out)
         return
     if args.child == "lane-w2":
         result = asyncio.run(lane_w2(args.root, args.reps, args.runs, args.warmup, args.history, args.store_runs))

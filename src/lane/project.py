@@ -295,7 +295,7 @@ class Project:
         journal = self._observed(_journal(self.store, run_id, [started], on_event, redact, self._group))
         for listener in journal.listeners:
             listener(started)
-        return run_id, self._execute(run_id, book, journal, owner, on_stream, spec, json.loads(encode(stored)))
+        return run_id, self._execute(run_id, book, journal, owner, on_stream, spec, json.loads(encode(stored)), released=seq is not None)
 
     def resume(self, run_id: str, *, budget: dict[str, Any] | None = None, on_event: OnEvent | None = None,
                on_stream: OnStream | None = None) -> Run:
@@ -542,8 +542,11 @@ class Project:
         return spec
 
     async def _execute(self, run_id: str, book: RunbookSpec, journal: Journal, owner: str, on_stream: OnStream | None,
-                       spec: ProjectSpec | None = None, inputs: dict[str, Any] | None = None) -> Run:
-        """Execute the run here; `inputs`: its inputs as stored, when the caller has them (else they are read)."""
+                       spec: ProjectSpec | None = None, inputs: dict[str, Any] | None = None, *, released: bool = True) -> Run:
+        """Execute the run here. `inputs`: its inputs as stored, when the caller has them (else they are read);
+        `released`: False for a run routed when its runbook had never had a release. A release's guards count the
+        runs started after it opened (Releases.figures), so this run's end moves none (but in the instant between
+        routing and recording it, when the next run's end checks them), and the release log is not read again."""
         import asyncio  # the engine loads when a run first executes, not with the project
 
         from lane.engine.state import RunState
@@ -581,7 +584,7 @@ class Project:
                 await state.toolbox.aclose()
             with contextlib.suppress(Exception):
                 await self._models.aclose()
-        if status in FINISHED:
+        if status in FINISHED and released:
             self._releases.after_run(book.name)  # an open release's rollback_when and promote_when, checked after each run
         return Run(self, run_id, status, journal.redact(reason))  # what is shown is what is stored: no secret
 

@@ -20,6 +20,7 @@ commit for it, until it claims the run afresh.
 from __future__ import annotations
 
 import hashlib
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import psycopg
 
+_INT8 = 20  # PostgreSQL's type oid of bigint
 PING_EVERY = 1.0  # seconds between checks that the session still holds what it held
 
 
@@ -43,6 +45,7 @@ class Leases:
         self._held: dict[str, str] = {}  # run id -> the owner this store executes it as
         self._lost: dict[str, str] = {}  # run id -> the owner this store held it as and lost it: it commits nothing more for it
         self._pinged = 0.0
+        self._unanswered = 0  # unlocks sent whose answers are not read yet (_unlock)
         self._lock = threading.Lock()  # one session, used by every thread of the process
 
     def holder(self, run_id: str) -> str | None:
@@ -129,7 +132,11 @@ class Leases:
         """The lease session; when it was lost, a new one that first takes back every lease held: one that
         another session took meanwhile is lost (this store commits nothing more for that run)."""
         if self._session is not None and not self._session.broken:
-            return self._session
+            try:
+                self._answered()
+                return self._session
+            except Exception:  # noqa: BLE001, S110 - the session was lost meanwhile: opened again below
+                pass
         self._close()
         session = self._connect()
         try:
@@ -144,14 +151,30 @@ class Leases:
         return session
 
     def _unlock(self, run_id: str) -> None:
+        """Give the lease back without waiting for the answer: the server lets the lock go as soon as the message
+        arrives, and its answer is read before the session's next statement (_now). A run's end costs no wait."""
         if self._session is None or self._session.broken:
             return  # a lost session holds nothing any more
+        pgconn = self._session.pgconn
         try:
-            self._session.execute("SELECT pg_advisory_unlock(%s)", (lock_key(run_id),))
+            pgconn.send_query_params(b"SELECT pg_advisory_unlock($1)", [str(lock_key(run_id)).encode()], [_INT8])
+            while pgconn.flush():  # a few bytes: the socket takes them at once but when it is full
+                select.select([], [pgconn.socket], [], 1.0)
         except Exception:  # noqa: BLE001 - a lost session holds nothing any more
             self._close()
+            return
+        self._unanswered += 1
+
+    def _answered(self) -> None:
+        """Read the answers of the unlocks sent (_unlock): the session is then free for a statement."""
+        pgconn = self._session.pgconn if self._session is not None else None
+        while self._unanswered and pgconn is not None:
+            while pgconn.get_result() is not None:
+                pass
+            self._unanswered -= 1
 
     def _close(self) -> None:
+        self._unanswered = 0
         if self._session is not None:
             try:
                 self._session.close()
