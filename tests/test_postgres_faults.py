@@ -310,19 +310,22 @@ def test_a_commit_for_a_run_whose_owner_changed_writes_nothing_of_it(postgres: C
     first, other = open_store(url, tmp_path), open_store(url, tmp_path)
     me = process_owner("aaaa")
     try:
-        for run_id in ("r1", "r2"):
+        for run_id in ("r1", "r2", "r3"):
             first.create_run(run_id, "book", 1, {}, me, first=Event(1, "run_started", None, None, now(), {}))
         postgres.cut_leases(url)
-        other.claim("r1", process_owner("bbbb"))
-        other.release("r1", process_owner("bbbb"))
+        for run_id in ("r1", "r3"):
+            other.claim(run_id, process_owner("bbbb"))
+            other.release(run_id, process_owner("bbbb"))
 
         step = Event(2, "step_started", "s", None, now(), {})
         with pytest.raises(RunBusy, match="run r1 was taken over by another process while this process could not reach the store"):
             first.append_many([("r2", [step]), ("r1", [step])])
         with pytest.raises(RunBusy, match="run r1 was taken over"):
             first.append("r1", [step], status="completed", release=True)  # and every later commit for it
-        assert [e.seq for e in other.events("r1")] == [1] and [e.seq for e in other.events("r2")] == [1]
-        assert (other.run("r1").status, other.run("r1").owner) == ("running", None)
+        with pytest.raises(RunBusy, match="run r3 was taken over"):
+            first.append("r3", [step], status="completed", release=True)  # a commit of one run checks it the same way
+        assert [[e.seq for e in other.events(run_id)] for run_id in ("r1", "r2", "r3")] == [[1], [1], [1]]
+        assert [(other.run(run_id).status, other.run(run_id).owner) for run_id in ("r1", "r3")] == [("running", None)] * 2
 
         first.append("r2", [step], status="completed", release=True)  # a run still its own commits as before
         assert [e.seq for e in other.events("r2")] == [1, 2]

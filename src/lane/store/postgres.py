@@ -57,18 +57,20 @@ _ROWS = "SELECT e->>0, (e->>1)::int, e->>2, e->>3, e->>4, e->>5, (e->6)::text FR
 # A new run and its first event (PostgresStore.create_run).
 _CREATE = f"""WITH created AS (INSERT INTO runs ({_RUN}) VALUES (%s, %s, %s, 'running', NULL, %s, %s, %s, %s, %s, %s, %s) RETURNING run_id)
 INSERT INTO events (run_id, seq, type, step_id, ref, at, data) {_ROWS} WHERE EXISTS (SELECT FROM created)"""
-# A commit (PostgresStore._commit): the rows of the runs this store executes ({run_id: owner}, as JSON) are locked
-# (FOR NO KEY UPDATE: a status update may follow; in order, so two commits cannot deadlock) and their owners read;
-# the events are inserted, and the status set, only if every owner is still this store's (the fence).
-_FENCE = f"""WITH held AS (SELECT key AS run_id, value AS owner FROM json_each_text(%s::json)),
+# A commit (PostgresStore._commit): the rows of the runs this store executes are locked (FOR NO KEY UPDATE: a
+# status update may follow; in order, so two commits cannot deadlock) and their owners read; the events are
+# inserted, and the status set, only if every owner is still this store's (the fence). The runs are one (its id and
+# owner) or several ({run_id: owner} as JSON: a shared commit, or none held).
+_FENCE_ONE = """fence AS (SELECT run_id, owner FROM runs WHERE run_id = %s FOR NO KEY UPDATE),
+kept AS (SELECT (SELECT owner FROM fence) IS NOT DISTINCT FROM %s AS ok)"""
+_FENCE_MANY = """held AS (SELECT key AS run_id, value AS owner FROM json_each_text(%s::json)),
 fence AS (SELECT runs.run_id, runs.owner FROM runs JOIN held USING (run_id) ORDER BY runs.run_id FOR NO KEY UPDATE OF runs),
-kept AS (SELECT NOT EXISTS (SELECT FROM fence JOIN held USING (run_id) WHERE fence.owner IS DISTINCT FROM held.owner) AS ok),
-added AS (INSERT INTO events (run_id, seq, type, step_id, ref, at, data) {_ROWS} WHERE (SELECT ok FROM kept))"""
-_COMMIT = _FENCE + "\nSELECT run_id, owner FROM fence"
-_COMMIT_ENDING = _FENCE + """,
-ended AS (UPDATE runs SET status = %s, reason = %s, updated_at = %s, owner = CASE WHEN %s THEN NULL ELSE owner END
-    WHERE run_id = %s AND (SELECT ok FROM kept))
-SELECT run_id, owner FROM fence"""
+kept AS (SELECT NOT EXISTS (SELECT FROM fence JOIN held USING (run_id) WHERE fence.owner IS DISTINCT FROM held.owner) AS ok)"""
+_ADDED = f"added AS (INSERT INTO events (run_id, seq, type, step_id, ref, at, data) {_ROWS} WHERE (SELECT ok FROM kept))"
+_ENDED = """ended AS (UPDATE runs SET status = %s, reason = %s, updated_at = %s, owner = CASE WHEN %s THEN NULL ELSE owner END
+    WHERE run_id = %s AND (SELECT ok FROM kept))"""
+_COMMITS = {(one, ending): "WITH " + ",\n".join([_FENCE_ONE if one else _FENCE_MANY, _ADDED, *([_ENDED] if ending else [])])
+            + "\nSELECT run_id, owner FROM fence" for one in (True, False) for ending in (True, False)}
 _LOST = ("08", "57P01", "57P02", "57P03")  # SQLSTATEs of a lost connection or a server shutting down or starting
 # TCP keepalives, both ways: the server ends the session (and its leases) of a client whose machine died within
 # about a minute (20 s idle, then 6 probes 5 s apart), not the two hours of the system's default; the client notices
@@ -248,12 +250,13 @@ class PostgresStore:
         run_ids = [run_id for run_id, _ in batches]
         held = self._fenced(run_ids)
         rows = ",".join(_json_row(run_id, e) for run_id, events in batches for e in events)
-        args: list[Any] = [json.dumps(held), f"[{rows}]"]
+        one = len(held) == 1 == len(batches)
+        args: list[Any] = [*next(iter(held.items())), f"[{rows}]"] if one else [json.dumps(held), f"[{rows}]"]
         if ending is not None:
             args += [*ending, run_ids[0]]
         try:
             with self._db() as db:
-                seen = db.execute(_COMMIT_ENDING if ending is not None else _COMMIT, args).fetchall()
+                seen = db.execute(_COMMITS[one, ending is not None], args).fetchall()
         except psycopg.errors.UniqueViolation as exc:
             detail = exc.diag.message_detail or ""
             raise ValueError(f"an event of run {run_ids[0]} is already recorded ({detail.strip()})") from None
