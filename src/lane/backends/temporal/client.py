@@ -114,7 +114,8 @@ async def ready(config: TemporalConfig) -> Client:
 async def submit(client: Client, config: TemporalConfig, run_id: str, job: dict[str, Any],
                  tail: Callable[[], None] | None = None) -> str:
     """Hand `job` to the run's workflow and wait for the stretch that runs it; the run's status after it.
-    `tail` is called every 0.2 s meanwhile (to show the run's new events)."""
+    `tail`, if any, is called every 0.2 s meanwhile (to show the run's new events); without one, nothing wakes
+    until the answer."""
     from temporalio.client import (
         WithStartWorkflowOperation,
         WorkflowUpdateFailedError,
@@ -129,11 +130,10 @@ async def submit(client: Client, config: TemporalConfig, run_id: str, job: dict[
     work = asyncio.ensure_future(client.execute_update_with_start_workflow(
         UPDATE, {**job, "run_id": run_id, "heartbeat_seconds": config.heartbeat_seconds}, start_workflow_operation=start))
     try:
-        while not work.done():
+        while tail is not None and not work.done():
             await asyncio.wait({work}, timeout=0.2)
-            if tail is not None:
-                tail()
-        outcome = work.result()
+            tail()
+        outcome = await work
     except WorkflowUpdateFailedError as exc:  # the workflow refused the job (the run is executing)
         raise UsageError(getattr(exc.cause, "message", None) or str(exc.cause)) from None
     except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:  # Temporal went away while this waited
