@@ -451,3 +451,23 @@ def test_a_run_goes_on_after_temporal_is_lost_and_comes_back_empty(own_server: O
     _store_sound(root, paused)
     _store_sound(root, slow["run_id"])
 
+
+
+def test_a_stretch_put_off_because_another_process_holds_the_run_is_no_fault_in_the_workers_log(project_dir: Path) -> None:
+    # The SDK logs a failed activity as a warning with a traceback, unless its error is benign. A run held by another
+    # process is an ordinary turn: the stretch is tried again, and `lane worker`'s log stays quiet about it.
+    from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+    from temporalio.testing import ActivityEnvironment
+
+    from lane import Project
+    from lane.backends.temporal.worker import Stretches
+
+    root = write_project(project_dir, SLOW)
+    with Project.load(root) as project:
+        run_id, execution = project.start("slow")  # recorded and held by this process, which is alive: busy for any other
+        execution.close()
+        with pytest.raises(ApplicationError) as raised:
+            asyncio.run(ActivityEnvironment().run(Stretches(project).stretch, {"kind": "resume", "run_id": run_id, "project": "slow", "seen": 1}))
+    assert raised.value.type == "RunBusy" and not raised.value.non_retryable
+    assert raised.value.category == ApplicationErrorCategory.BENIGN
+    assert f"run {run_id} is being executed by process" in str(raised.value)

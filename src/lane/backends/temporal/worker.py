@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from lane.backends.temporal.workflow import STRETCH, RunWorkflow
 from lane.errors import RunBusy, StoreUnavailable, UsageError
@@ -40,8 +40,10 @@ class Stretches:
             status, seq = await self.project._stretch(job, retried=activity.info().attempt > 1)
         except UsageError as exc:  # the job cannot be done as asked: the caller is told, nothing is retried
             raise ApplicationError(str(exc), type="UsageError", non_retryable=True) from None
-        except (RunBusy, StoreUnavailable) as exc:  # another process holds the run, or the store is away: tried again
-            raise ApplicationError(str(exc), type=type(exc).__name__) from None
+        except RunBusy as exc:  # another process holds the run, for now: tried again, an ordinary turn not logged as a fault
+            raise ApplicationError(str(exc), type="RunBusy", category=ApplicationErrorCategory.BENIGN) from None
+        except StoreUnavailable as exc:  # the store is away: tried again, and the worker's log says so
+            raise ApplicationError(str(exc), type="StoreUnavailable") from None
         finally:
             beating.cancel()
         return {"status": status, "seq": seq}
