@@ -202,6 +202,30 @@ def test_append_writes_a_batch_whole_or_not_at_all(store: AnyStore, tmp_path: Pa
         assert query(url, "SELECT status FROM runs") == [("paused",)]
 
 
+
+def test_what_a_tool_can_return_is_read_back_as_it_was_written(store: AnyStore) -> None:
+    # a NUL, a lone surrogate (a file name that is not UTF-8), U+2028, quotes and backslashes, a long text, any
+    # depth: the journal gives back what it took (a lone surrogate escaped, as values.py says), in a run's first
+    # event as in a commit, through a run this store executes (fenced) or not, alone or in a shared commit
+    data = {"nul": "a\x00b", "key\x00": ["\\u0000", "\t\n", 'q"\\\''], "sep": "l\u2028s", "emoji": "🙂", "long": "z" * 100_000,
+            "deep": [[[{"n": 12345678901234567890, "f": 1.5, "none": None, "yes": True}]]]}
+    store.create_run("r1", "book", 1, {}, process_owner("aaaa"), first=Event(1, "run_started", None, None, now(), data))
+    store.create_run("r2", "book", 1, {}, "someone")
+    store.append("r1", [Event(2, "tool_finished", 'step "é"\\', "call'1\n", now(), {**data, "sur": "x\udcffy"})], status="completed")
+    store.append("r2", [Event(1, "step_started", "s", None, now(), data)])
+    store.append_many([("r1", [Event(3, "note", "s", None, now(), data)]), ("r2", [Event(2, "note", "s", None, now(), data)])])
+
+    r1, r2 = store.events("r1"), store.events("r2")
+    assert [e.data for e in (r1[0], r1[2], *r2)] == [data] * 4
+    assert r1[1].data == {**data, "sur": "x\udcffy" if isinstance(store, MemoryStore) else "x\\xffy"}  # the bytes show as \xff
+    assert (r1[1].step_id, r1[1].ref) == ('step "é"\\', "call'1\n")
+    assert store.run("r1").status == "completed"
+    if isinstance(store, PostgresStore):  # the column holds the JSON text, as SQLite's does
+        from lane.store.values import encode
+
+        assert query(store._conninfo, "SELECT data FROM events WHERE run_id = 'r2' AND seq = 1") == [(encode(data),)]
+
+
 # -- reading ----------------------------------------------------------------------------------------------------
 
 def test_a_run_id_prefix_resolves_only_when_it_names_one_run(store: AnyStore) -> None:

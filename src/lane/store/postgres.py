@@ -51,9 +51,10 @@ POOL_SIZE = 8
 _RUN = "run_id, runbook, version, status, reason, inputs, started_at, updated_at, owner, parent_id, parent_step, snapshot"
 _EVENT = "INSERT INTO events (run_id, seq, type, step_id, ref, at, data) VALUES (%s, %s, %s, %s, %s, %s, %s)"
 # Writes are one statement each: one round trip, in a transaction of its own. Events go to the server as one JSON
-# text, [[run_id, seq, type, step_id, ref, at, data], ...], with data as the JSON text its column keeps (the `json`
-# type keeps it to the byte): what costs the client least to send.
-_ROWS = "SELECT e->>0, (e->>1)::int, e->>2, e->>3, e->>4, e->>5, (e->6)::text FROM json_array_elements(%s::json) AS e"
+# text, [[run_id, seq, type, step_id, ref, at, data], ...], what costs the client least to send. Their data is a
+# JSON string holding the column's text: the server reads JSON escapes, and a `\u0000` in data (a NUL a tool
+# returned) must reach the column as those six characters.
+_ROWS = "SELECT e->>0, (e->>1)::int, e->>2, e->>3, e->>4, e->>5, e->>6 FROM json_array_elements(%s::json) AS e"
 # A new run and its first event (PostgresStore.create_run).
 _CREATE = f"""WITH created AS (INSERT INTO runs ({_RUN}) VALUES (%s, %s, %s, 'running', NULL, %s, %s, %s, %s, %s, %s, %s) RETURNING run_id)
 INSERT INTO events (run_id, seq, type, step_id, ref, at, data) {_ROWS} WHERE EXISTS (SELECT FROM created)"""
@@ -562,8 +563,8 @@ def _scrub(text: str, secret: str | None) -> str:
 
 
 def _json_row(run_id: str, e: Event) -> str:
-    """An event as a row of a commit's JSON (_ROWS): its data is JSON text already, and goes in as it is."""
-    return f"[{_quoted(run_id)},{int(e.seq)},{_quoted(e.type)},{_quoted(e.step_id)},{_quoted(e.ref)},{_quoted(e.at)},{encode(e.data)}]"
+    """An event as a row of a commit's JSON (_ROWS)."""
+    return f"[{_quoted(run_id)},{int(e.seq)},{_quoted(e.type)},{_quoted(e.step_id)},{_quoted(e.ref)},{_quoted(e.at)},{_quoted(encode(e.data))}]"
 
 
 def _quoted(text: str | None) -> str:
