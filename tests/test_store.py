@@ -226,6 +226,25 @@ def test_what_a_tool_can_return_is_read_back_as_it_was_written(store: AnyStore) 
         assert query(store._conninfo, "SELECT data FROM events WHERE run_id = 'r2' AND seq = 1") == [(encode(data),)]
 
 
+
+def test_a_routed_run_is_written_with_its_first_event_only_while_the_release_journal_ends_where_it_was_read(store: AnyStore) -> None:
+    from lane.store.records import ReleaseMoved
+
+    first = Event(1, "run_started", None, None, now(), {"routing": {"version": 2}})
+    seq = store.append_release("book", "released", {"version": 2}, after=0)
+    assert seq is not None
+    store.create_run("r1", "book", 2, {"a": 1}, process_owner("aaaa"), first=first, routed_at=seq)
+    assert (store.run("r1").version, [e.data for e in store.events("r1")]) == (2, [first.data])
+
+    moved = store.append_release("book", "rolled_back", {"version": 2}, after=seq)
+    with pytest.raises(ReleaseMoved):
+        store.create_run("r2", "book", 2, {}, process_owner("aaaa"), first=first, routed_at=seq)
+    with pytest.raises(RunNotFound):
+        store.run("r2")  # nothing was written
+    store.create_run("r2", "book", 1, {}, process_owner("bbbb"), first=first, routed_at=moved)  # and the id is free again
+    assert store.run("r2").version == 1
+
+
 # -- reading ----------------------------------------------------------------------------------------------------
 
 def test_a_run_id_prefix_resolves_only_when_it_names_one_run(store: AnyStore) -> None:

@@ -211,19 +211,18 @@ class PostgresStore:
             taken = self._leases.take(run_id, owner)
         if not taken:
             raise RunBusy(f"run {run_id} is being executed by another process", run_id=run_id)
-        row = (run_id, runbook, version, encode(inputs), at, at, owner, *(parent or (None, None)), snapshot)
+        created = (run_id, runbook, version, encode(inputs), at, at, owner, *(parent or (None, None)), snapshot,
+                   f"[{_json_row(run_id, first)}]" if first is not None else "[]")
         try:
             if routed_at is None:  # the run and its first event in one statement (one round trip)
                 with self._db() as db:
-                    db.execute(_CREATE, (*row, f"[{_json_row(run_id, first)}]" if first is not None else "[]"))
+                    db.execute(_CREATE, created)
                 return
             with self._tx() as db:  # shared: runs are created side by side; a release entry waits for them
                 db.execute("SELECT pg_advisory_xact_lock_shared(%s)", (lock_key(f"releases:{runbook}"),))
                 if _last_release(db, runbook) != routed_at:
                     raise ReleaseMoved(runbook)
-                db.execute(f"INSERT INTO runs ({_RUN}) VALUES (%s, %s, %s, 'running', NULL, %s, %s, %s, %s, %s, %s, %s)", row)
-                if first is not None:
-                    db.execute(_EVENT, _row(run_id, first))
+                db.execute(_CREATE, created)
         except BaseException:
             self._leases.drop(run_id)
             raise
